@@ -1,0 +1,559 @@
+//! `backstop-jit`: compiles a Wasm 2.0 module to native code in executable
+//! memory. It owns the parsing and validation (`module_info`), the vmctx
+//! layout (`vmoffsets`), the Cranelift environment (`func_env`), the entry
+//! trampolines and host adapters (`trampolines`), and laying every function
+//! out in one contiguous block of code memory from `cranelift-jit`.
+//!
+//! It records, per function, the address, size, trap sites, Wasm offsets and
+//! DWARF unwind info (as gimli FDEs) that the unwind registry needs. It knows
+//! nothing of instances, stacks or signals.
+
+pub mod func_env;
+pub mod module_info;
+mod trampolines;
+pub mod types;
+pub mod vmoffsets;
+
+pub use cranelift_codegen::isa::OwnedTargetIsa;
+pub use module_info::{
+    ConstExpr, DataMode, DataSegment, ElementMode, ElementSegment, Export, ExportKind, Import,
+    ImportKind, ModuleInfo,
+};
+pub use types::{ExternType, FuncType, GlobalType, MemoryType, TableType, TrapCode, ValType};
+pub use vmoffsets::{Builtin, VMOffsets};
+
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir;
+use cranelift_codegen::isa::unwind::UnwindInfo;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{Context, FinalizedMachReloc, FinalizedRelocTarget};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{Linkage, Module};
+use cranelift_wasm::{FuncTranslator, WasmError};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Why a module could not be compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompileError {
+    /// The bytes are not a valid Wasm module (malformed or fails validation).
+    Invalid(String),
+    /// The module uses a feature outside Wasm 2.0; the message names it.
+    Unsupported(String),
+    /// Code generation failed (an implementation limit or a bug).
+    Codegen(String),
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompileError::Invalid(m) => write!(f, "invalid module: {m}"),
+            CompileError::Unsupported(m) => write!(f, "unsupported feature: {m}"),
+            CompileError::Codegen(m) => write!(f, "code generation failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+impl From<WasmError> for CompileError {
+    fn from(e: WasmError) -> Self {
+        match e {
+            WasmError::InvalidWebAssembly { message, offset } => {
+                CompileError::Invalid(format!("{message} (at offset {offset:#x})"))
+            }
+            WasmError::Unsupported(m) => CompileError::Unsupported(m),
+            WasmError::ImplLimitExceeded => {
+                CompileError::Codegen("implementation limit exceeded".into())
+            }
+            WasmError::User(m) => CompileError::Codegen(m),
+        }
+    }
+}
+
+/// How hard Cranelift optimises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OptLevel {
+    None,
+    #[default]
+    Speed,
+    SpeedAndSize,
+}
+
+/// Builds the target ISA for this host with the flags Backstop's code relies
+/// on: frame pointers everywhere, unwind info, no probestack (the prologue
+/// stack-limit check replaces it), and non-PIC colocated calls.
+pub fn build_isa(opt_level: OptLevel) -> Result<OwnedTargetIsa, String> {
+    let mut flags = settings::builder();
+    let set = |flags: &mut settings::Builder, name: &str, value: &str| {
+        flags
+            .set(name, value)
+            .map_err(|e| format!("cranelift setting {name}={value}: {e}"))
+    };
+    set(
+        &mut flags,
+        "opt_level",
+        match opt_level {
+            OptLevel::None => "none",
+            OptLevel::Speed => "speed",
+            OptLevel::SpeedAndSize => "speed_and_size",
+        },
+    )?;
+    set(&mut flags, "preserve_frame_pointers", "true")?;
+    set(&mut flags, "unwind_info", "true")?;
+    set(&mut flags, "enable_probestack", "false")?;
+    set(&mut flags, "is_pic", "false")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    set(&mut flags, "enable_verifier", "false")?;
+    set(&mut flags, "enable_heap_access_spectre_mitigation", "false")?;
+    set(
+        &mut flags,
+        "enable_table_access_spectre_mitigation",
+        "false",
+    )?;
+    let isa_builder = cranelift_native::builder().map_err(|e| e.to_string())?;
+    isa_builder
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| e.to_string())
+}
+
+/// Options for one compilation.
+#[derive(Clone, Copy, Debug)]
+pub struct CompileOptions {
+    /// How many threads may compile function bodies (at least 1).
+    pub threads: usize,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
+    }
+}
+
+/// A relocation still to apply inside the code block.
+#[derive(Clone, Debug)]
+enum Reloc {
+    /// A PC-relative call to another compiled function of this module.
+    CallFunction {
+        offset: u32,
+        func_index: u32,
+        addend: i64,
+    },
+    /// Anything else (libcalls): cranelift-jit resolves it.
+    Other(FinalizedMachReloc),
+}
+
+/// One function's machine code and metadata before layout.
+struct CompiledBlob {
+    bytes: Vec<u8>,
+    alignment: u32,
+    relocs: Vec<Reloc>,
+    traps: Vec<(u32, TrapCode)>,
+    srclocs: Vec<(u32, u32)>,
+    unwind: Option<cranelift_codegen::isa::unwind::systemv::UnwindInfo>,
+}
+
+fn codegen_error(e: impl fmt::Debug) -> CompileError {
+    CompileError::Codegen(format!("{e:?}"))
+}
+
+/// Compiles the function in `ctx` and extracts everything layout needs.
+fn compile_context(
+    isa: &dyn cranelift_codegen::isa::TargetIsa,
+    ctx: &mut Context,
+) -> Result<CompiledBlob, CompileError> {
+    let user_names = ctx.func.params.user_named_funcs().clone();
+    let code = ctx
+        .compile(isa, &mut ControlPlane::default())
+        .map_err(|e| codegen_error(e.inner))?;
+    let bytes = code.code_buffer().to_vec();
+    let alignment = code.buffer.alignment;
+    let traps = code
+        .buffer
+        .traps()
+        .iter()
+        .filter_map(|t| TrapCode::from_cranelift(t.code).map(|c| (t.offset, c)))
+        .collect();
+    let srclocs = code
+        .buffer
+        .get_srclocs_sorted()
+        .iter()
+        .filter(|s| !s.loc.is_default())
+        .map(|s| (s.start, s.loc.bits()))
+        .collect();
+    let mut relocs = Vec::new();
+    for reloc in code.buffer.relocs() {
+        match reloc.target {
+            FinalizedRelocTarget::ExternalName(ir::ExternalName::User(name_ref)) => {
+                let name = &user_names[name_ref];
+                relocs.push(Reloc::CallFunction {
+                    offset: reloc.offset,
+                    func_index: name.index,
+                    addend: reloc.addend,
+                });
+                if reloc.kind != cranelift_codegen::binemit::Reloc::X86CallPCRel4 {
+                    return Err(CompileError::Codegen(format!(
+                        "unexpected relocation kind {:?} for a direct call",
+                        reloc.kind
+                    )));
+                }
+            }
+            _ => relocs.push(Reloc::Other(reloc.clone())),
+        }
+    }
+    let unwind = match code.create_unwind_info(isa).map_err(codegen_error)? {
+        Some(UnwindInfo::SystemV(info)) => Some(info),
+        Some(_) => {
+            return Err(CompileError::Codegen(
+                "unexpected unwind info kind (System V expected)".into(),
+            ))
+        }
+        None => None,
+    };
+    ctx.clear();
+    Ok(CompiledBlob {
+        bytes,
+        alignment,
+        relocs,
+        traps,
+        srclocs,
+        unwind,
+    })
+}
+
+/// What a stretch of the code block is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeKind {
+    /// A Wasm function, by function index.
+    Wasm(u32),
+    /// The entry trampoline of a type.
+    EntryTrampoline(u32),
+    /// The host adapter of a type.
+    HostAdapter(u32),
+}
+
+/// Where one compiled function sits in the code block.
+#[derive(Clone, Debug)]
+pub struct FunctionLayout {
+    pub kind: CodeKind,
+    /// Offset from the start of the code block.
+    pub offset: u32,
+    pub len: u32,
+}
+
+/// Executable memory owned through cranelift-jit; freed on drop.
+struct CodeMemory {
+    module: Option<JITModule>,
+}
+
+// SAFETY: after `finalize_definitions` the JITModule is never used again
+// except to free its memory in `drop`, which takes `&mut self`. The code it
+// holds is immutable and may be executed from any thread.
+unsafe impl Send for CodeMemory {}
+// SAFETY: as above; shared references give no access to the JITModule.
+unsafe impl Sync for CodeMemory {}
+
+impl Drop for CodeMemory {
+    fn drop(&mut self) {
+        if let Some(module) = self.module.take() {
+            // SAFETY: the owner (`CompiledModule`) is only dropped once no
+            // code of it can run and its unwind info has been deregistered
+            // (the runtime drops its registrations before the module).
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+/// A compiled module: its description, its code, and the metadata the
+/// runtime needs to run it and to register it.
+pub struct CompiledModule {
+    pub info: ModuleInfo,
+    pub offsets: VMOffsets,
+    /// Engine-wide signature id of each type index.
+    pub type_ids: Vec<u32>,
+    /// Start of the code block.
+    pub code_base: usize,
+    pub code_len: usize,
+    /// Every function in the block, in address order.
+    pub layout: Vec<FunctionLayout>,
+    /// Absolute address of each defined function (index minus imports).
+    pub function_addresses: Vec<usize>,
+    /// Entry trampoline of each type index:
+    /// `extern "C-unwind" fn(native_call, callee_vmctx, caller_vmctx, values: *mut [u128])`.
+    pub entry_trampolines: Vec<usize>,
+    /// Host adapter of each type index: a native-signature function that
+    /// forwards to `(*host_ctx).array_call(host_ctx, caller_vmctx, values, count)`.
+    pub host_adapters: Vec<usize>,
+    /// Trap sites, sorted: (offset in block, code).
+    pub traps: Vec<(u32, TrapCode)>,
+    /// Wasm offsets, sorted: (offset in block, offset in the Wasm binary).
+    pub srclocs: Vec<(u32, u32)>,
+    /// CIE and one FDE per function, with absolute addresses.
+    pub cie: Option<gimli::write::CommonInformationEntry>,
+    pub fdes: Vec<gimli::write::FrameDescriptionEntry>,
+    /// Time spent compiling.
+    pub compile_time: std::time::Duration,
+    /// Keeps the code alive. Declared last so it is dropped last.
+    _code: CodeMemory,
+}
+
+impl fmt::Debug for CompiledModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledModule")
+            .field("code_base", &format_args!("{:#x}", self.code_base))
+            .field("code_len", &self.code_len)
+            .field("functions", &self.function_addresses.len())
+            .finish()
+    }
+}
+
+/// Compiles `wasm` (binary format). `intern_type` gives each function type
+/// its engine-wide id, used by `call_indirect` signature checks.
+pub fn compile(
+    isa: &OwnedTargetIsa,
+    wasm: &[u8],
+    intern_type: &mut dyn FnMut(&FuncType) -> u32,
+    options: CompileOptions,
+) -> Result<CompiledModule, CompileError> {
+    let started = std::time::Instant::now();
+    let (info, bodies) = module_info::parse(wasm)?;
+    let offsets = VMOffsets::new(
+        info.memories.len() as u32,
+        info.globals.len() as u32,
+        info.tables.len() as u32,
+        info.functions.len() as u32,
+    );
+    let type_ids: Vec<u32> = info.types.iter().map(|t| intern_type(t)).collect();
+
+    // Compile the bodies on up to `threads` threads, pulling from a shared index.
+    let num_bodies = bodies.len();
+    let queue: Vec<Mutex<Option<module_info::PendingBody<'_>>>> =
+        bodies.into_iter().map(|b| Mutex::new(Some(b))).collect();
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<CompiledBlob, CompileError>>>> =
+        (0..num_bodies).map(|_| Mutex::new(None)).collect();
+    let threads = options.threads.max(1).min(num_bodies.max(1));
+    let worker = || {
+        let mut ctx = Context::new();
+        let mut translator = FuncTranslator::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= num_bodies {
+                break;
+            }
+            let pending = queue[i]
+                .lock()
+                .unwrap()
+                .take()
+                .expect("each body taken once");
+            let result = compile_wasm_function(
+                isa.as_ref(),
+                &info,
+                &offsets,
+                &type_ids,
+                pending,
+                &mut ctx,
+                &mut translator,
+            );
+            let failed = result.is_err();
+            *results[i].lock().unwrap() = Some(result);
+            if failed {
+                // Stop handing out work; the first error by index is reported.
+                next.store(num_bodies, Ordering::Relaxed);
+            }
+        }
+    };
+    if threads <= 1 {
+        worker();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(worker);
+            }
+            worker();
+        });
+    }
+    let mut blobs: Vec<(CodeKind, CompiledBlob)> = Vec::with_capacity(num_bodies);
+    for (i, slot) in results.into_iter().enumerate() {
+        match slot.into_inner().unwrap() {
+            Some(Ok(blob)) => {
+                blobs.push((CodeKind::Wasm(info.num_imported_functions + i as u32), blob))
+            }
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(CompileError::Codegen(
+                    "a function body was not compiled".into(),
+                ))
+            }
+        }
+    }
+
+    // One entry trampoline and one host adapter per distinct function type.
+    let mut ctx = Context::new();
+    let mut distinct: HashMap<&FuncType, (usize, usize)> = HashMap::new();
+    let mut type_slots = Vec::with_capacity(info.types.len());
+    for (type_index, ty) in info.types.iter().enumerate() {
+        let slots = match distinct.get(ty) {
+            Some(slots) => *slots,
+            None => {
+                trampolines::build_entry_trampoline(&mut ctx.func, ty);
+                blobs.push((
+                    CodeKind::EntryTrampoline(type_index as u32),
+                    compile_context(isa.as_ref(), &mut ctx)?,
+                ));
+                let entry = blobs.len() - 1;
+                trampolines::build_host_adapter(&mut ctx.func, ty);
+                blobs.push((
+                    CodeKind::HostAdapter(type_index as u32),
+                    compile_context(isa.as_ref(), &mut ctx)?,
+                ));
+                let adapter = blobs.len() - 1;
+                distinct.insert(ty, (entry, adapter));
+                (entry, adapter)
+            }
+        };
+        type_slots.push(slots);
+    }
+
+    // Lay the functions out in one block.
+    let mut code = Vec::new();
+    let mut blob_offsets = Vec::with_capacity(blobs.len());
+    for (_, blob) in &blobs {
+        let align = blob.alignment.max(16) as usize;
+        while code.len() % align != 0 {
+            code.push(0xcc); // int3 padding
+        }
+        blob_offsets.push(code.len() as u32);
+        code.extend_from_slice(&blob.bytes);
+    }
+    if code.is_empty() {
+        code.push(0xcc);
+    }
+    let wasm_offset_of = |func_index: u32| -> Option<u32> {
+        let defined = func_index.checked_sub(info.num_imported_functions)?;
+        blob_offsets.get(defined as usize).copied()
+    };
+    let mut other_relocs = Vec::new();
+    for ((_, blob), &base) in blobs.iter().zip(&blob_offsets) {
+        for reloc in &blob.relocs {
+            match reloc {
+                Reloc::CallFunction {
+                    offset,
+                    func_index,
+                    addend,
+                } => {
+                    let target = wasm_offset_of(*func_index).ok_or_else(|| {
+                        CompileError::Codegen(format!("call to unknown function {func_index}"))
+                    })?;
+                    let at = base + offset;
+                    let value = i64::from(target) + addend - i64::from(at);
+                    let value = i32::try_from(value).map_err(|_| {
+                        CompileError::Codegen("code block larger than 2 GiB".into())
+                    })?;
+                    code[at as usize..at as usize + 4].copy_from_slice(&value.to_le_bytes());
+                }
+                Reloc::Other(r) => {
+                    let mut r = r.clone();
+                    r.offset += base;
+                    other_relocs.push(r);
+                }
+            }
+        }
+    }
+
+    // Copy the block into executable memory.
+    let mut jit = JITModule::new(JITBuilder::with_isa(
+        isa.clone(),
+        cranelift_module::default_libcall_names(),
+    ));
+    let signature = ir::Signature::new(isa.default_call_conv());
+    let id = jit
+        .declare_function("backstop_module_code", Linkage::Local, &signature)
+        .map_err(codegen_error)?;
+    jit.define_function_bytes(id, &ir::Function::new(), 16, &code, &other_relocs)
+        .map_err(codegen_error)?;
+    jit.finalize_definitions().map_err(codegen_error)?;
+    let code_base = jit.get_finalized_function(id) as usize;
+    let code_memory = CodeMemory { module: Some(jit) };
+
+    // Metadata with final addresses.
+    let mut layout = Vec::with_capacity(blobs.len());
+    let mut traps = Vec::new();
+    let mut srclocs = Vec::new();
+    let mut fdes = Vec::new();
+    for ((kind, blob), &offset) in blobs.iter().zip(&blob_offsets) {
+        layout.push(FunctionLayout {
+            kind: *kind,
+            offset,
+            len: blob.bytes.len() as u32,
+        });
+        traps.extend(blob.traps.iter().map(|(o, c)| (offset + o, *c)));
+        srclocs.extend(blob.srclocs.iter().map(|(o, s)| (offset + o, *s)));
+        if let Some(unwind) = &blob.unwind {
+            fdes.push(unwind.to_fde(gimli::write::Address::Constant(
+                (code_base + offset as usize) as u64,
+            )));
+        }
+    }
+    let function_addresses = blob_offsets[..num_bodies]
+        .iter()
+        .map(|o| code_base + *o as usize)
+        .collect();
+    let entry_trampolines = type_slots
+        .iter()
+        .map(|(e, _)| code_base + blob_offsets[*e] as usize)
+        .collect();
+    let host_adapters = type_slots
+        .iter()
+        .map(|(_, a)| code_base + blob_offsets[*a] as usize)
+        .collect();
+    let cie = isa.create_systemv_cie();
+    Ok(CompiledModule {
+        info,
+        offsets,
+        type_ids,
+        code_base,
+        code_len: code.len(),
+        layout,
+        function_addresses,
+        entry_trampolines,
+        host_adapters,
+        traps,
+        srclocs,
+        cie,
+        fdes,
+        compile_time: started.elapsed(),
+        _code: code_memory,
+    })
+}
+
+fn compile_wasm_function(
+    isa: &dyn cranelift_codegen::isa::TargetIsa,
+    info: &ModuleInfo,
+    offsets: &VMOffsets,
+    type_ids: &[u32],
+    mut pending: module_info::PendingBody<'_>,
+    ctx: &mut Context,
+    translator: &mut FuncTranslator,
+) -> Result<CompiledBlob, CompileError> {
+    let ty = info.func_type(pending.func_index);
+    ctx.func = ir::Function::with_name_signature(
+        ir::UserFuncName::user(0, pending.func_index),
+        func_env::native_signature(ty),
+    );
+    let mut env = func_env::FuncEnv::new(isa, info, offsets, type_ids);
+    env.install_stack_limit(&mut ctx.func);
+    translator.translate_body(
+        &mut pending.validator,
+        pending.body.clone(),
+        &mut ctx.func,
+        &mut env,
+    )?;
+    compile_context(isa, ctx)
+}

@@ -1,0 +1,20 @@
+//! backstop-unwind: the glue between JIT-compiled code and the system unwinder and signal handlers.
+//!
+//! It owns two things, and knows nothing about WebAssembly:
+//! - [`EhFrameRegistration`] (`eh_frame.rs`): builds one `.eh_frame` section from gimli CIE/FDEs and registers it
+//!   with the system unwinder (libgcc or LLVM libunwind) so panics can unwind through JIT frames.
+//! - the PC registry (`registry.rs`): a process-wide map from code addresses to regions, functions, trap sites and
+//!   source offsets, with lock-free, async-signal-safe lookups for fault handlers.
+
+mod eh_frame;
+mod registry;
+
+pub use eh_frame::EhFrameRegistration;
+pub use registry::{
+    is_registered_code_signal_safe, lookup, lookup_trap_signal_safe, register_code, CodeRegion,
+    CodeRegistrationHandle, FunctionRange, PcInfo, SourceLoc, TrapSite,
+};
+
+/// The gimli this crate is built against (0.29, the version cranelift-codegen 0.112 uses), so callers can name
+/// the exact CIE/FDE types [`EhFrameRegistration::new`] takes.
+pub use gimli;
