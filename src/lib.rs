@@ -1,1 +1,48 @@
-pub fn x() {}
+//! Backstop: a WebAssembly runtime for Rust embedders whose promise is that
+//! however a guest ends (return, trap, host panic, error from a host
+//! function), every Rust destructor in every host frame on the guest's stack
+//! runs.
+//!
+//! Modules compile with Cranelift into executable memory whose unwind info
+//! is registered with the system unwinder. Each instance runs on its own
+//! guarded stack; host functions run on that stack too, so an unwind that
+//! starts anywhere in the guest walks every guest and host frame back to the
+//! embedder's call.
+//!
+//! ```
+//! use backstop::{Engine, Linker, Module};
+//!
+//! let engine = Engine::default();
+//! let module = Module::new(&engine, r#"
+//!     (module
+//!       (import "host" "double" (func $double (param i32) (result i32)))
+//!       (func (export "run") (param i32) (result i32)
+//!         (i32.add (call $double (local.get 0)) (i32.const 1))))
+//! "#)?;
+//! let mut linker = Linker::new(&engine);
+//! linker.func_wrap("host", "double", |x: i32| x * 2)?;
+//! let mut instance = linker.instantiate(&module, ())?;
+//! assert_eq!(instance.call::<i32, i32>("run", 20)?, 41);
+//! # Ok::<(), backstop::Error>(())
+//! ```
+
+mod engine;
+mod error;
+mod externals;
+mod func;
+mod instance;
+mod linker;
+mod module;
+mod signals;
+mod values;
+mod vm;
+
+pub use backstop_jit::{ExternType, FuncType, GlobalType, MemoryType, TableType, ValType};
+pub use engine::{Config, Engine, OptimizationLevel};
+pub use error::{Error, Trap, TrapCode};
+pub use externals::{Global, Memory, Table};
+pub use func::{Caller, IntoFunc};
+pub use instance::{Instance, TypedFunc};
+pub use linker::{Extern, Linker};
+pub use module::{ExportType, ImportType, Module};
+pub use values::{ExternRef, Func, HostReturn, Val, WasmTy, WasmValues, V128};

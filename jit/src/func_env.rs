@@ -21,12 +21,27 @@ use cranelift_wasm::{
 };
 use std::collections::HashMap;
 
-/// Size of the reservation a 32-bit memory's compiled code may assume is
-/// either accessible or faulting: the whole 4 GiB index space.
-pub const MEMORY_RESERVATION: u64 = 1 << 32;
-/// Guard region after the reservation. Offsets up to this size need no
-/// explicit bounds check: `index + offset` lands at worst in the guard.
-pub const MEMORY_GUARD: u64 = 2 << 30;
+/// How linear memories are laid out in virtual memory, which decides the
+/// bounds checks compiled code needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryLayout {
+    /// Bytes reserved per memory (its base never moves; it can grow up to
+    /// this). At 4 GiB or more, every 32-bit index lands in the reservation
+    /// and no explicit bounds check is emitted.
+    pub reservation: u64,
+    /// Inaccessible bytes after the reservation. Accesses whose static offset
+    /// fits in the guard need no check of the offset.
+    pub guard: u64,
+}
+
+impl Default for MemoryLayout {
+    fn default() -> Self {
+        MemoryLayout {
+            reservation: 1 << 32,
+            guard: 2 << 30,
+        }
+    }
+}
 
 /// The Cranelift type of a Wasm value type, as compiled code holds it.
 pub fn ir_type(ty: ValType) -> ir::Type {
@@ -95,6 +110,7 @@ pub struct FuncEnv<'a> {
     offsets: &'a VMOffsets,
     /// Engine-wide signature id of each type index, baked into call_indirect.
     type_ids: &'a [u32],
+    memory_layout: MemoryLayout,
     heaps: cranelift_codegen::entity::PrimaryMap<Heap, HeapData>,
     vmctx: Option<ir::GlobalValue>,
     builtin_sigs: HashMap<Builtin, ir::SigRef>,
@@ -106,12 +122,14 @@ impl<'a> FuncEnv<'a> {
         module: &'a ModuleInfo,
         offsets: &'a VMOffsets,
         type_ids: &'a [u32],
+        memory_layout: MemoryLayout,
     ) -> Self {
         FuncEnv {
             isa,
             module,
             offsets,
             type_ids,
+            memory_layout,
             heaps: Default::default(),
             vmctx: None,
             builtin_sigs: HashMap::new(),
@@ -363,14 +381,29 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
     fn make_heap(&mut self, func: &mut ir::Function, index: MemoryIndex) -> WasmResult<Heap> {
         let memory = self.module.memories[index.as_u32() as usize];
         let base = self.vmctx_load_gv(func, self.offsets.memory_base(index.as_u32()), true);
+        let style = if self.memory_layout.reservation >= 1 << 32 {
+            HeapStyle::Static {
+                bound: self.memory_layout.reservation,
+            }
+        } else {
+            // A smaller reservation: check every access against the
+            // current length, read through the memory's definition.
+            let definition =
+                self.vmctx_load_gv(func, self.offsets.memory_definition(index.as_u32()), true);
+            let bound_gv = func.create_global_value(ir::GlobalValueData::Load {
+                base: definition,
+                offset: (MEMORY_DEFINITION_LENGTH as i32).into(),
+                global_type: types::I64,
+                flags: trusted(),
+            });
+            HeapStyle::Dynamic { bound_gv }
+        };
         Ok(self.heaps.push(HeapData {
             base,
             min_size: u64::from(memory.minimum) << 16,
             max_size: memory.maximum.map(|m| u64::from(m) << 16),
-            offset_guard_size: MEMORY_GUARD,
-            style: HeapStyle::Static {
-                bound: MEMORY_RESERVATION,
-            },
+            offset_guard_size: self.memory_layout.guard,
+            style,
             index_type: types::I32,
             memory_type: None,
             page_size_log2: 16,

@@ -15,6 +15,7 @@ pub mod types;
 pub mod vmoffsets;
 
 pub use cranelift_codegen::isa::OwnedTargetIsa;
+pub use func_env::MemoryLayout;
 pub use module_info::{
     ConstExpr, DataMode, DataSegment, ElementMode, ElementSegment, Export, ExportKind, Import,
     ImportKind, ModuleInfo,
@@ -124,6 +125,8 @@ pub fn build_isa(opt_level: OptLevel) -> Result<OwnedTargetIsa, String> {
 pub struct CompileOptions {
     /// How many threads may compile function bodies (at least 1).
     pub threads: usize,
+    /// How memories are reserved, which decides the bounds checks.
+    pub memory_layout: func_env::MemoryLayout,
 }
 
 impl Default for CompileOptions {
@@ -132,6 +135,7 @@ impl Default for CompileOptions {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            memory_layout: Default::default(),
         }
     }
 }
@@ -357,6 +361,7 @@ pub fn compile(
                 &info,
                 &offsets,
                 &type_ids,
+                options.memory_layout,
                 pending,
                 &mut ctx,
                 &mut translator,
@@ -538,6 +543,7 @@ fn compile_wasm_function(
     info: &ModuleInfo,
     offsets: &VMOffsets,
     type_ids: &[u32],
+    memory_layout: func_env::MemoryLayout,
     mut pending: module_info::PendingBody<'_>,
     ctx: &mut Context,
     translator: &mut FuncTranslator,
@@ -547,7 +553,7 @@ fn compile_wasm_function(
         ir::UserFuncName::user(0, pending.func_index),
         func_env::native_signature(ty),
     );
-    let mut env = func_env::FuncEnv::new(isa, info, offsets, type_ids);
+    let mut env = func_env::FuncEnv::new(isa, info, offsets, type_ids, memory_layout);
     env.install_stack_limit(&mut ctx.func);
     translator.translate_body(
         &mut pending.validator,

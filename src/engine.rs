@@ -1,0 +1,184 @@
+//! `Config` and `Engine`: the settings every module and instance of an engine
+//! share (stack sizes, memory layout and limits, optimisation), the compiler
+//! target, and the engine-wide registry that gives each function type the id
+//! `call_indirect` checks.
+
+use crate::Error;
+use backstop_jit::{FuncType, MemoryLayout, OptLevel, OwnedTargetIsa};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Settings for an [`Engine`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) stack_size: usize,
+    pub(crate) host_reserve: usize,
+    pub(crate) memory_layout: MemoryLayout,
+    pub(crate) max_memory_pages: u32,
+    pub(crate) opt_level: OptLevel,
+    pub(crate) parallel_compilation: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            stack_size: 1 << 20,
+            host_reserve: 256 << 10,
+            memory_layout: MemoryLayout::default(),
+            max_memory_pages: 65536,
+            opt_level: OptLevel::Speed,
+            parallel_compilation: true,
+        }
+    }
+}
+
+/// How hard the compiler optimises.
+pub use backstop_jit::OptLevel as OptimizationLevel;
+
+impl Config {
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    /// Bytes of guest stack Wasm code may use (default 1 MiB). Recursion
+    /// deeper than this traps with `StackOverflow`.
+    pub fn stack_size(&mut self, bytes: usize) -> &mut Self {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Bytes kept free below the Wasm stack limit for host functions and for
+    /// the unwinder (default 256 KiB). Host code called from Wasm runs on the
+    /// guest stack, in this reserve.
+    pub fn host_reserve(&mut self, bytes: usize) -> &mut Self {
+        self.host_reserve = bytes;
+        self
+    }
+
+    /// Virtual bytes reserved per linear memory (default 4 GiB). With 4 GiB
+    /// or more, compiled code needs no bounds checks; below that, every
+    /// access is checked against the memory's length, and memories cannot
+    /// grow beyond the reservation.
+    pub fn memory_reservation(&mut self, bytes: u64) -> &mut Self {
+        self.memory_layout.reservation = bytes;
+        self
+    }
+
+    /// Inaccessible bytes after each memory's reservation (default 2 GiB).
+    pub fn memory_guard_size(&mut self, bytes: u64) -> &mut Self {
+        self.memory_layout.guard = bytes;
+        self
+    }
+
+    /// The most 64 KiB pages any memory may have (default 65536, i.e. 4 GiB).
+    /// `memory.grow` beyond it fails with -1, and a module whose memory needs
+    /// more at instantiation fails to instantiate.
+    pub fn max_memory_pages(&mut self, pages: u32) -> &mut Self {
+        self.max_memory_pages = pages;
+        self
+    }
+
+    /// Optimisation level of the compiler (default `Speed`).
+    pub fn optimization_level(&mut self, level: OptimizationLevel) -> &mut Self {
+        self.opt_level = level;
+        self
+    }
+
+    /// Whether a module's functions compile on all cores (default true).
+    pub fn parallel_compilation(&mut self, enable: bool) -> &mut Self {
+        self.parallel_compilation = enable;
+        self
+    }
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) config: Config,
+    pub(crate) isa: OwnedTargetIsa,
+    types: RwLock<TypeRegistry>,
+}
+
+#[derive(Default)]
+struct TypeRegistry {
+    ids: HashMap<FuncType, u32>,
+    types: Vec<FuncType>,
+}
+
+/// The compiler and settings shared by modules and instances. Cheap to
+/// clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine with these settings.
+    pub fn new(config: &Config) -> Result<Engine, Error> {
+        let page = 4096u64;
+        if config.memory_layout.reservation < 1 << 16
+            || config.memory_layout.reservation % page != 0
+            || config.memory_layout.guard % page != 0
+        {
+            return Err(Error::InvalidArgument(
+                "memory reservation must be at least 64 KiB, and reservation and guard \
+                 multiples of the page size"
+                    .into(),
+            ));
+        }
+        if config.stack_size < 16 << 10 || config.host_reserve < 32 << 10 {
+            return Err(Error::InvalidArgument(
+                "stack size must be at least 16 KiB and the host reserve at least 32 KiB".into(),
+            ));
+        }
+        let isa = backstop_jit::build_isa(config.opt_level).map_err(Error::Unsupported)?;
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                config: config.clone(),
+                isa,
+                types: RwLock::new(TypeRegistry::default()),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The engine-wide id of a function type.
+    pub(crate) fn type_id(&self, ty: &FuncType) -> u32 {
+        if let Some(id) = self.inner.types.read().ids.get(ty) {
+            return *id;
+        }
+        let mut registry = self.inner.types.write();
+        if let Some(id) = registry.ids.get(ty) {
+            return *id;
+        }
+        let id = registry.types.len() as u32;
+        registry.types.push(ty.clone());
+        registry.ids.insert(ty.clone(), id);
+        id
+    }
+
+    /// The function type with this engine-wide id.
+    pub(crate) fn func_type(&self, id: u32) -> FuncType {
+        self.inner.types.read().types[id as usize].clone()
+    }
+
+    pub(crate) fn same(&self, other: &Engine) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new(&Config::default()).expect("the default configuration is valid")
+    }
+}

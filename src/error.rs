@@ -1,0 +1,172 @@
+//! The runtime's error type and `Trap`, the record of a guest fault: its
+//! code, where it happened (function and Wasm offset), and the native PC.
+
+use backstop_jit::CompileError;
+pub use backstop_jit::TrapCode;
+use std::fmt;
+
+/// Everything that can go wrong, as one type. Nothing the guest does, and no
+/// input the embedder passes, ends the process: it ends up here.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The module's bytes are not valid Wasm (malformed, truncated, or fail
+    /// validation), or the text format does not parse.
+    Invalid(String),
+    /// The module uses a feature Backstop does not support; the message
+    /// names it.
+    Unsupported(String),
+    /// Instantiation could not resolve an import, or found one of the wrong
+    /// type.
+    Link(String),
+    /// The guest trapped.
+    Trap(Trap),
+    /// A call or access named something that does not exist or passed values
+    /// of the wrong number or type.
+    InvalidArgument(String),
+    /// The instance is not in a state that allows this operation.
+    InstanceState(String),
+    /// A host access to linear memory was out of range.
+    MemoryAccess(String),
+    /// The operating system refused a resource (memory, a stack).
+    Resource(String),
+    /// An error a host function returned, carried back unchanged.
+    Host(Box<dyn std::error::Error + Send + Sync>),
+    /// A message from the embedder or a host function.
+    Message(String),
+}
+
+impl Error {
+    /// An error with a message, for host functions to return.
+    pub fn msg(message: impl fmt::Display) -> Error {
+        Error::Message(message.to_string())
+    }
+
+    /// The trap, if this error is one.
+    pub fn as_trap(&self) -> Option<&Trap> {
+        match self {
+            Error::Trap(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The trap code, if this error is a trap.
+    pub fn trap_code(&self) -> Option<TrapCode> {
+        self.as_trap().map(|t| t.code())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Invalid(m) => write!(f, "invalid module: {m}"),
+            Error::Unsupported(m) => write!(f, "unsupported feature: {m}"),
+            Error::Link(m) => write!(f, "link error: {m}"),
+            Error::Trap(t) => t.fmt(f),
+            Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            Error::InstanceState(m) => write!(f, "wrong instance state: {m}"),
+            Error::MemoryAccess(m) => write!(f, "memory access out of range: {m}"),
+            Error::Resource(m) => write!(f, "resource exhausted: {m}"),
+            Error::Host(e) => write!(f, "host error: {e}"),
+            Error::Message(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Host(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl From<CompileError> for Error {
+    fn from(e: CompileError) -> Self {
+        match e {
+            CompileError::Invalid(m) => Error::Invalid(m),
+            CompileError::Unsupported(m) => Error::Unsupported(m),
+            CompileError::Codegen(m) => Error::Unsupported(format!("code generation: {m}")),
+        }
+    }
+}
+
+/// A guest trap: what happened and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trap {
+    pub(crate) code: TrapCode,
+    pub(crate) pc: Option<usize>,
+    pub(crate) func_index: Option<u32>,
+    pub(crate) func_name: Option<String>,
+    pub(crate) wasm_offset: Option<u32>,
+}
+
+impl Trap {
+    /// A trap with a code and no location (raised by the runtime itself).
+    pub(crate) fn new(code: TrapCode) -> Trap {
+        Trap {
+            code,
+            pc: None,
+            func_index: None,
+            func_name: None,
+            wasm_offset: None,
+        }
+    }
+
+    /// Locates a trap at a native PC of guest code through the registry.
+    pub(crate) fn at_pc(code: TrapCode, pc: usize) -> Trap {
+        let mut trap = Trap::new(code);
+        trap.pc = Some(pc);
+        if let Some(info) = backstop_unwind::lookup(pc) {
+            trap.wasm_offset = info.source_offset;
+            if let Some(func) = info.function_range() {
+                if func.index != u32::MAX {
+                    trap.func_index = Some(func.index);
+                }
+                trap.func_name = func.name.clone();
+            }
+        }
+        trap
+    }
+
+    /// Why the guest trapped.
+    pub fn code(&self) -> TrapCode {
+        self.code
+    }
+
+    /// Index of the Wasm function that trapped, if known.
+    pub fn func_index(&self) -> Option<u32> {
+        self.func_index
+    }
+
+    /// Name of the function that trapped (from the name section, or
+    /// `<wasm function N>`), if known.
+    pub fn func_name(&self) -> Option<&str> {
+        self.func_name.as_deref()
+    }
+
+    /// Offset of the trapping instruction in the Wasm binary, if known.
+    pub fn wasm_offset(&self) -> Option<u32> {
+        self.wasm_offset
+    }
+
+    /// The native PC of the trap, if it came from guest code.
+    pub fn pc(&self) -> Option<usize> {
+        self.pc
+    }
+}
+
+impl fmt::Display for Trap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "wasm trap: {}", self.code.message())?;
+        match (&self.func_name, self.wasm_offset) {
+            (Some(name), Some(offset)) => write!(f, " in {name} at wasm offset {offset:#x}"),
+            (Some(name), None) => write!(f, " in {name}"),
+            (None, Some(offset)) => write!(f, " at wasm offset {offset:#x}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for Trap {}

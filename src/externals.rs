@@ -1,0 +1,569 @@
+//! Memories, tables and globals: the storage compiled code reaches through
+//! the vmctx, and the public handles (`Memory`, `Table`, `Global`) embedders
+//! use to create, share and inspect them.
+//!
+//! A memory is one virtual reservation that never moves: its first
+//! `length` bytes are read-write, the rest of the reservation and the guard
+//! after it are inaccessible, so out-of-bounds accesses fault. A table is a
+//! growable array of pointer-sized elements (a `*const VMFuncRef` for
+//! funcref, a host handle for externref, 0 for null). A global is 16 bytes of
+//! storage.
+//!
+//! Sharing rule: handles are `Send + Sync` so instances that import them can
+//! move between threads, but a memory, table or global shared by several
+//! instances must not be used by two of them at the same time (as with any
+//! non-shared Wasm memory). The runtime does not lock the hot paths.
+
+use crate::values::Val;
+use crate::{Engine, Error};
+use backstop_jit::{GlobalType, MemoryType, TableType};
+use parking_lot::Mutex;
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const WASM_PAGE: usize = 65536;
+/// The most elements a table may have, whatever its declared maximum.
+const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
+
+/// What compiled code reads of a memory: `{ base, length_bytes }`.
+#[repr(C)]
+pub(crate) struct VMMemoryDefinition {
+    pub(crate) base: *mut u8,
+    pub(crate) length: AtomicUsize,
+}
+
+pub(crate) struct MemoryInner {
+    definition: VMMemoryDefinition,
+    mapping_size: usize,
+    ty: MemoryType,
+    max_pages: u32,
+    grow_lock: Mutex<()>,
+}
+
+// SAFETY: the mapping is owned by this value and freed only on drop; the
+// length is atomic and growth is serialised by `grow_lock`. Concurrent use of
+// the bytes by two instances is excluded by the sharing rule in the header.
+unsafe impl Send for MemoryInner {}
+// SAFETY: as above.
+unsafe impl Sync for MemoryInner {}
+
+impl Drop for MemoryInner {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created by `mmap` with this size in
+        // `Memory::new` and nothing can use it once the last handle is gone.
+        unsafe {
+            libc::munmap(self.definition.base.cast(), self.mapping_size);
+        }
+    }
+}
+
+/// A linear memory. Cheap to clone (the clones share the memory).
+#[derive(Clone)]
+pub struct Memory {
+    pub(crate) inner: Arc<MemoryInner>,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Memory({}, {} pages)", self.inner.ty, self.size_pages())
+    }
+}
+
+impl Memory {
+    /// A new memory of type `ty`, with `ty.minimum` zeroed pages.
+    pub fn new(engine: &Engine, ty: MemoryType) -> Result<Memory, Error> {
+        let config = engine.config();
+        let reservation = config.memory_layout.reservation;
+        let limit_pages = (reservation / WASM_PAGE as u64).min(u64::from(config.max_memory_pages));
+        let max_pages = u64::from(ty.maximum.unwrap_or(65536)).min(limit_pages) as u32;
+        if ty.minimum > max_pages {
+            return Err(Error::Resource(format!(
+                "memory needs {} pages at instantiation, above the limit of {} pages",
+                ty.minimum, max_pages
+            )));
+        }
+        let mapping_size = (reservation + config.memory_layout.guard) as usize;
+        // SAFETY: a fresh anonymous mapping with no access; nothing else
+        // refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapping_size,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(Error::Resource(format!(
+                "could not reserve {mapping_size} bytes for a linear memory: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let memory = Memory {
+            inner: Arc::new(MemoryInner {
+                definition: VMMemoryDefinition {
+                    base: base.cast(),
+                    length: AtomicUsize::new(0),
+                },
+                mapping_size,
+                ty,
+                max_pages,
+                grow_lock: Mutex::new(()),
+            }),
+        };
+        if ty.minimum > 0 && memory.grow_pages(ty.minimum).is_none() {
+            return Err(Error::Resource(format!(
+                "could not commit {} pages of linear memory",
+                ty.minimum
+            )));
+        }
+        Ok(memory)
+    }
+
+    /// The memory's type as declared (its minimum is the initial size).
+    pub fn ty(&self) -> MemoryType {
+        self.inner.ty
+    }
+
+    /// The current size in 64 KiB pages.
+    pub fn size_pages(&self) -> u32 {
+        (self.data_size() / WASM_PAGE) as u32
+    }
+
+    /// The current size in bytes.
+    pub fn data_size(&self) -> usize {
+        self.inner.definition.length.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.inner.definition.base
+    }
+
+    pub(crate) fn definition_ptr(&self) -> *const VMMemoryDefinition {
+        &self.inner.definition
+    }
+
+    /// The effective maximum in pages (declared maximum, engine limit and
+    /// reservation, whichever is smallest).
+    pub fn maximum_pages(&self) -> u32 {
+        self.inner.max_pages
+    }
+
+    /// Grows the memory by `delta` pages; returns the old size in pages, or
+    /// `None` if that would pass the maximum.
+    pub(crate) fn grow_pages(&self, delta: u32) -> Option<u32> {
+        let _guard = self.inner.grow_lock.lock();
+        let old_bytes = self.data_size();
+        let old_pages = (old_bytes / WASM_PAGE) as u32;
+        let new_pages = old_pages.checked_add(delta)?;
+        if new_pages > self.inner.max_pages {
+            return None;
+        }
+        if delta > 0 {
+            let new_bytes = new_pages as usize * WASM_PAGE;
+            // SAFETY: [old_bytes, new_bytes) lies inside the reservation
+            // (new_pages <= max_pages <= reservation / page), which this
+            // memory owns.
+            let rc = unsafe {
+                libc::mprotect(
+                    self.base().add(old_bytes).cast(),
+                    new_bytes - old_bytes,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                )
+            };
+            if rc != 0 {
+                return None;
+            }
+            self.inner
+                .definition
+                .length
+                .store(new_bytes, Ordering::Release);
+        }
+        Some(old_pages)
+    }
+
+    /// Grows the memory by `delta` pages and returns the old size in pages.
+    pub fn grow(&self, delta: u32) -> Result<u32, Error> {
+        self.grow_pages(delta).ok_or_else(|| {
+            Error::Resource(format!(
+                "cannot grow memory of {} pages by {delta} (maximum {})",
+                self.size_pages(),
+                self.inner.max_pages
+            ))
+        })
+    }
+
+    fn check_range(&self, offset: usize, len: usize) -> Result<(), Error> {
+        let size = self.data_size();
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(Error::MemoryAccess(format!(
+                "{len} bytes at offset {offset} in a memory of {size} bytes"
+            ))),
+        }
+    }
+
+    /// Copies bytes out of the memory.
+    pub fn read(&self, offset: usize, buffer: &mut [u8]) -> Result<(), Error> {
+        self.check_range(offset, buffer.len())?;
+        // SAFETY: the range was checked against the accessible length.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base().add(offset),
+                buffer.as_mut_ptr(),
+                buffer.len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies bytes into the memory.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
+        self.check_range(offset, data.len())?;
+        // SAFETY: the range was checked against the accessible length.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.base().add(offset), data.len());
+        }
+        Ok(())
+    }
+
+    /// The accessible bytes. The borrow of the instance (or caller) this
+    /// memory was reached through keeps guest code from running meanwhile.
+    pub(crate) fn data(&self) -> &[u8] {
+        // SAFETY: [base, base + length) is mapped read-write for as long as
+        // the memory lives; it never shrinks.
+        unsafe { std::slice::from_raw_parts(self.base(), self.data_size()) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) fn data_mut(&self) -> &mut [u8] {
+        // SAFETY: as in `data`; exclusivity comes from the `&mut` borrow of
+        // the instance or caller through which the caller reached us.
+        unsafe { std::slice::from_raw_parts_mut(self.base(), self.data_size()) }
+    }
+}
+
+/// What compiled code reads of a table: `{ elements, length }`.
+#[repr(C)]
+pub(crate) struct VMTable {
+    elements: *mut usize,
+    length: u32,
+}
+
+pub(crate) struct TableInner {
+    vm: UnsafeCell<VMTable>,
+    elements: UnsafeCell<Vec<usize>>,
+    ty: TableType,
+    /// Owners of funcrefs stored here from the host API.
+    keepalive: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
+}
+
+// SAFETY: see the sharing rule in the file header: a table is used by one
+// instance's thread at a time, so the unsynchronised cells are never raced.
+unsafe impl Send for TableInner {}
+// SAFETY: as above.
+unsafe impl Sync for TableInner {}
+
+/// A table of references. Cheap to clone (the clones share the table).
+#[derive(Clone)]
+pub struct Table {
+    pub(crate) inner: Arc<TableInner>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Table({}, {} elements)", self.inner.ty, self.size())
+    }
+}
+
+impl Table {
+    pub(crate) fn new_raw(ty: TableType, init: usize) -> Result<Table, Error> {
+        if ty.minimum > MAX_TABLE_ELEMENTS {
+            return Err(Error::Resource(format!(
+                "table of {} elements exceeds the limit of {MAX_TABLE_ELEMENTS}",
+                ty.minimum
+            )));
+        }
+        let mut elements = vec![init; ty.minimum as usize];
+        let vm = VMTable {
+            elements: elements.as_mut_ptr(),
+            length: ty.minimum,
+        };
+        Ok(Table {
+            inner: Arc::new(TableInner {
+                vm: UnsafeCell::new(vm),
+                elements: UnsafeCell::new(elements),
+                ty,
+                keepalive: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// A new table of type `ty` with every element set to `init`.
+    pub fn new(engine: &Engine, ty: TableType, init: Val) -> Result<Table, Error> {
+        let _ = engine;
+        let table = Table::new_raw(ty, 0)?;
+        let raw = table.val_to_raw(init)?;
+        // SAFETY: the table is not shared yet.
+        unsafe { (&mut *table.inner.elements.get()).fill(raw) };
+        Ok(table)
+    }
+
+    fn val_to_raw(&self, val: Val) -> Result<usize, Error> {
+        if val.ty() != self.inner.ty.element {
+            return Err(Error::InvalidArgument(format!(
+                "a {} value cannot be stored in a table of {}",
+                val.ty(),
+                self.inner.ty.element
+            )));
+        }
+        if let Val::FuncRef(Some(func)) = &val {
+            self.inner.keepalive.lock().push(func.keepalive());
+        }
+        Ok(val.to_raw() as usize)
+    }
+
+    pub fn ty(&self) -> TableType {
+        self.inner.ty
+    }
+
+    /// The current number of elements.
+    pub fn size(&self) -> u32 {
+        // SAFETY: reading the length; see the sharing rule.
+        unsafe { (*self.inner.vm.get()).length }
+    }
+
+    pub(crate) fn vm_ptr(&self) -> *mut VMTable {
+        self.inner.vm.get()
+    }
+
+    pub(crate) fn get_raw(&self, index: u32) -> Option<usize> {
+        // SAFETY: see the sharing rule; the index is checked.
+        unsafe { (&*self.inner.elements.get()).get(index as usize).copied() }
+    }
+
+    /// Element `index`, or `None` when out of bounds.
+    pub fn get(&self, index: u32) -> Option<Val> {
+        let raw = self.get_raw(index)?;
+        // SAFETY: elements of this table hold values of its element type.
+        Some(unsafe { Val::from_raw(raw as u128, self.inner.ty.element) })
+    }
+
+    /// Sets element `index`.
+    pub fn set(&self, index: u32, val: Val) -> Result<(), Error> {
+        let raw = self.val_to_raw(val)?;
+        if self.set_raw(index, raw) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "table index {index} out of bounds (size {})",
+                self.size()
+            )))
+        }
+    }
+
+    pub(crate) fn set_raw(&self, index: u32, raw: usize) -> bool {
+        // SAFETY: see the sharing rule; the index is checked.
+        unsafe {
+            match (&mut *self.inner.elements.get()).get_mut(index as usize) {
+                Some(slot) => {
+                    *slot = raw;
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    /// Grows the table by `delta` elements set to `init`; returns the old size.
+    pub fn grow(&self, delta: u32, init: Val) -> Result<u32, Error> {
+        let raw = self.val_to_raw(init)?;
+        self.grow_raw(delta, raw)
+            .ok_or_else(|| Error::Resource(format!("cannot grow table by {delta}")))
+    }
+
+    pub(crate) fn grow_raw(&self, delta: u32, init: usize) -> Option<u32> {
+        let old = self.size();
+        let new = old.checked_add(delta)?;
+        let max = self
+            .inner
+            .ty
+            .maximum
+            .unwrap_or(u32::MAX)
+            .min(MAX_TABLE_ELEMENTS);
+        if new > max {
+            return None;
+        }
+        // SAFETY: see the sharing rule. The VMTable is updated to the
+        // (possibly moved) buffer before any code can read it again.
+        unsafe {
+            let elements = &mut *self.inner.elements.get();
+            elements.resize(new as usize, init);
+            let vm = &mut *self.inner.vm.get();
+            vm.elements = elements.as_mut_ptr();
+            vm.length = new;
+        }
+        Some(old)
+    }
+
+    pub(crate) fn fill_raw(&self, dst: u32, raw: usize, len: u32) -> bool {
+        // SAFETY: see the sharing rule; the range is checked.
+        unsafe {
+            let elements = &mut *self.inner.elements.get();
+            match (dst as usize).checked_add(len as usize) {
+                Some(end) if end <= elements.len() => {
+                    elements[dst as usize..end].fill(raw);
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+
+    /// Copies `len` elements from `src` (of `src_table`) to `dst` in `self`.
+    pub(crate) fn copy_raw(&self, src_table: &Table, dst: u32, src: u32, len: u32) -> bool {
+        let (dst, src, len) = (dst as usize, src as usize, len as usize);
+        let dst_len = self.size() as usize;
+        let src_len = src_table.size() as usize;
+        if dst.checked_add(len).is_none_or(|e| e > dst_len)
+            || src.checked_add(len).is_none_or(|e| e > src_len)
+        {
+            return false;
+        }
+        // SAFETY: both ranges were checked; `ptr::copy` allows overlap when
+        // both are the same table.
+        unsafe {
+            let from = (&*src_table.inner.elements.get()).as_ptr().add(src);
+            let to = (&mut *self.inner.elements.get()).as_mut_ptr().add(dst);
+            std::ptr::copy(from, to, len);
+        }
+        true
+    }
+
+    /// Writes `items` at `dst`, or changes nothing and returns false when
+    /// they do not fit.
+    pub(crate) fn init_raw(&self, dst: u32, items: &[usize]) -> bool {
+        // SAFETY: see the sharing rule; the range is checked.
+        unsafe {
+            let elements = &mut *self.inner.elements.get();
+            match (dst as usize).checked_add(items.len()) {
+                Some(end) if end <= elements.len() => {
+                    elements[dst as usize..end].copy_from_slice(items);
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+
+    pub(crate) fn keep_alive(&self, owner: Arc<dyn Any + Send + Sync>) {
+        self.inner.keepalive.lock().push(owner);
+    }
+}
+
+/// 16 bytes of global storage, aligned for a v128.
+#[repr(C, align(16))]
+pub(crate) struct VMGlobal(UnsafeCell<u128>);
+
+pub(crate) struct GlobalInner {
+    value: VMGlobal,
+    ty: GlobalType,
+    keepalive: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
+}
+
+// SAFETY: see the sharing rule in the file header.
+unsafe impl Send for GlobalInner {}
+// SAFETY: as above.
+unsafe impl Sync for GlobalInner {}
+
+/// A global variable. Cheap to clone (the clones share the global).
+#[derive(Clone)]
+pub struct Global {
+    pub(crate) inner: Arc<GlobalInner>,
+}
+
+impl std::fmt::Debug for Global {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Global({}, {:?})", self.inner.ty, self.get())
+    }
+}
+
+impl Global {
+    pub(crate) fn new_raw(ty: GlobalType, raw: u128) -> Global {
+        Global {
+            inner: Arc::new(GlobalInner {
+                value: VMGlobal(UnsafeCell::new(raw)),
+                ty,
+                keepalive: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// A new global of type `ty` holding `val`.
+    pub fn new(engine: &Engine, ty: GlobalType, val: Val) -> Result<Global, Error> {
+        let _ = engine;
+        if val.ty() != ty.content {
+            return Err(Error::InvalidArgument(format!(
+                "a {} value cannot initialise a global of type {}",
+                val.ty(),
+                ty.content
+            )));
+        }
+        let global = Global::new_raw(ty, val.to_raw());
+        if let Val::FuncRef(Some(func)) = &val {
+            global.keep_alive(func.keepalive());
+        }
+        Ok(global)
+    }
+
+    pub fn ty(&self) -> GlobalType {
+        self.inner.ty
+    }
+
+    pub(crate) fn storage_ptr(&self) -> *mut u128 {
+        self.inner.value.0.get()
+    }
+
+    pub(crate) fn get_raw(&self) -> u128 {
+        // SAFETY: see the sharing rule.
+        unsafe { *self.storage_ptr() }
+    }
+
+    pub(crate) fn set_raw(&self, raw: u128) {
+        // SAFETY: see the sharing rule.
+        unsafe { *self.storage_ptr() = raw }
+    }
+
+    /// The current value.
+    pub fn get(&self) -> Val {
+        // SAFETY: the storage holds a value of the global's content type.
+        unsafe { Val::from_raw(self.get_raw(), self.inner.ty.content) }
+    }
+
+    /// Sets the value; the global must be mutable and the type must match.
+    pub fn set(&self, val: Val) -> Result<(), Error> {
+        if !self.inner.ty.mutable {
+            return Err(Error::InvalidArgument("the global is immutable".into()));
+        }
+        if val.ty() != self.inner.ty.content {
+            return Err(Error::InvalidArgument(format!(
+                "a {} value cannot be stored in a global of type {}",
+                val.ty(),
+                self.inner.ty.content
+            )));
+        }
+        if let Val::FuncRef(Some(func)) = &val {
+            self.keep_alive(func.keepalive());
+        }
+        self.set_raw(val.to_raw());
+        Ok(())
+    }
+
+    pub(crate) fn keep_alive(&self, owner: Arc<dyn Any + Send + Sync>) {
+        self.inner.keepalive.lock().push(owner);
+    }
+}

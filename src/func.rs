@@ -1,0 +1,250 @@
+//! Host functions: `IntoFunc` turns Rust closures into them, `HostFunc<T>`
+//! is their context (what a `VMFuncRef` of a host import points to), and
+//! `array_call` is the `extern "C-unwind"` shim every host adapter calls. It
+//! builds the `Caller`, runs the closure on the guest stack, and stores the
+//! results. `Caller` is the closure's view of the running instance.
+//!
+//! A host function that returns `Err(e)` ends the guest's run: the shim
+//! starts an unwind carrying `e`, which runs every destructor on the guest
+//! stack and comes back from the embedder's call as `e`.
+
+use crate::instance::{InstanceCore, InstanceInner};
+use crate::values::{type_list, HostReturn, Val, WasmTy, WasmValues};
+use crate::{Engine, Error, Func, Memory};
+use backstop_jit::vmoffsets::{VMCTX_ACTIVATION, VMCTX_INSTANCE};
+use backstop_jit::{FuncType, ValType};
+use std::cell::UnsafeCell;
+
+/// The closure of a host function, type-erased over its signature.
+pub(crate) type HostClosure<T> =
+    dyn Fn(Caller<'_, T>, &mut [u128]) -> Result<(), Error> + Send + Sync + 'static;
+
+/// A host function's context. `#[repr(C)]` because compiled code reaches
+/// its first three words (see `vmoffsets`).
+#[repr(C)]
+#[doc(hidden)]
+pub struct HostFunc<T> {
+    /// Where callers store their stack limit and activation before a call
+    /// (as for any callee vmctx); written by compiled code, never read.
+    _scratch: [UnsafeCell<usize>; 2],
+    /// `array_call::<T>`, called by the host adapter.
+    array_call: usize,
+    pub(crate) ty: FuncType,
+    pub(crate) type_id: u32,
+    closure: Box<HostClosure<T>>,
+}
+
+// SAFETY: the scratch words are only ever written (by compiled code), never
+// read; everything else is immutable and the closure is Send + Sync.
+unsafe impl<T> Send for HostFunc<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for HostFunc<T> {}
+
+/// The unwind payload of an error a host function returned.
+pub(crate) struct HostErrorUnwind(pub(crate) Error);
+
+impl<T: 'static> HostFunc<T> {
+    pub(crate) fn new(engine: &Engine, ty: FuncType, closure: Box<HostClosure<T>>) -> Self {
+        HostFunc {
+            _scratch: [UnsafeCell::new(0), UnsafeCell::new(0)],
+            array_call: array_call::<T> as *const () as usize,
+            type_id: engine.type_id(&ty),
+            ty,
+            closure,
+        }
+    }
+}
+
+/// The entry every host adapter calls: `(host_ctx, caller_vmctx, values, count)`.
+unsafe extern "C-unwind" fn array_call<T: 'static>(
+    host: *const HostFunc<T>,
+    caller_vmctx: *mut u8,
+    values: *mut u128,
+    count: u32,
+) {
+    // SAFETY: the adapter passes the HostFunc this function was created with
+    // (kept alive by the importing instance), the caller's vmctx (whose
+    // activation is the running root Instance<T>: host functions of a
+    // Linker<T> are only reachable from instances of type T), and a buffer
+    // of `count` slots on its own frame.
+    let (host, caller, slots) = unsafe {
+        let host = &*host;
+        let activation =
+            *(caller_vmctx.add(VMCTX_ACTIVATION as usize) as *const *mut InstanceInner<T>);
+        let core = *(caller_vmctx.add(VMCTX_INSTANCE as usize) as *const *const InstanceCore);
+        let caller = Caller {
+            inner: &mut *activation,
+            core: &*core,
+        };
+        (
+            host,
+            caller,
+            std::slice::from_raw_parts_mut(values, count as usize),
+        )
+    };
+    if let Err(error) = (host.closure)(caller, slots) {
+        std::panic::resume_unwind(Box::new(HostErrorUnwind(error)));
+    }
+}
+
+/// The calling instance, as a host function sees it.
+pub struct Caller<'a, T> {
+    pub(crate) inner: &'a mut InstanceInner<T>,
+    /// The instance whose code made this call.
+    pub(crate) core: &'a InstanceCore,
+}
+
+impl<T: 'static> Caller<'_, T> {
+    /// The embedder's data of the running instance.
+    pub fn data(&self) -> &T {
+        &self.inner.data
+    }
+
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.inner.data
+    }
+
+    /// The calling instance's exported memory named `name`.
+    pub fn get_memory(&self, name: &str) -> Option<Memory> {
+        self.core.export_memory(name)
+    }
+
+    /// The bytes of the calling instance's exported memory named `name`
+    /// (usually "memory").
+    pub fn memory_mut(&mut self, name: &str) -> Option<&mut [u8]> {
+        let memory = self.core.export_memory(name)?;
+        // SAFETY: see `Memory::data_mut`; `&mut self` keeps guest code of
+        // this call from running while the slice lives.
+        Some(unsafe { &mut *(memory.data_mut() as *mut [u8]) })
+    }
+
+    /// The calling instance's exported function named `name`.
+    pub fn get_func(&self, name: &str) -> Option<Func> {
+        self.core.export_func(name)
+    }
+
+    /// Calls an export of the calling instance, as a nested guest segment on
+    /// the same guest stack. Traps and errors inside it end the whole run.
+    pub fn call<P: WasmValues, R: WasmValues>(
+        &mut self,
+        name: &str,
+        params: P,
+    ) -> Result<R, Error> {
+        let func = self.core.typed_export::<P, R>(name)?;
+        let mut slots = [0u128; 16];
+        let mut heap;
+        let slots: &mut [u128] = if P::TYPES.len().max(R::TYPES.len()) <= slots.len() {
+            &mut slots
+        } else {
+            heap = vec![0u128; P::TYPES.len().max(R::TYPES.len())];
+            &mut heap
+        };
+        params.store(slots);
+        // SAFETY: we run on the guest stack of the root call, inside a host
+        // function, with the caller's vmctx; `func` is alive.
+        unsafe { self.core.invoke_nested(func.func(), slots.as_mut_ptr()) };
+        Ok(R::load(slots))
+    }
+
+    /// Calls an export of the calling instance with dynamically typed values.
+    pub fn call_dynamic(&mut self, name: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
+        let func = self
+            .core
+            .export_func(name)
+            .ok_or_else(|| Error::InvalidArgument(format!("no exported function `{name}`")))?;
+        let ty = func.ty();
+        let mut slots = crate::instance::args_to_slots(&ty, args)?;
+        // SAFETY: as in `call`.
+        unsafe { self.core.invoke_nested(&func, slots.as_mut_ptr()) };
+        // SAFETY: the callee stored results of its declared types.
+        Ok(unsafe { crate::instance::slots_to_results(&ty, &slots) })
+    }
+}
+
+/// A Rust closure usable as a host function. Implemented for
+/// `Fn(A1, ..., An) -> R` and `Fn(Caller<'_, T>, A1, ..., An) -> R` where
+/// every `Ai` is a `WasmTy` and `R` is a `HostReturn`.
+pub trait IntoFunc<T, Params, Results>: Send + Sync + 'static {
+    #[doc(hidden)]
+    fn into_host_func(self, engine: &Engine) -> HostFunc<T>;
+}
+
+macro_rules! into_func {
+    ($($p:ident $i:tt),*) => {
+        impl<T: 'static, F, R, $($p: WasmTy,)*> IntoFunc<T, ($($p,)*), R> for F
+        where
+            F: Fn($($p),*) -> R + Send + Sync + 'static,
+            R: HostReturn,
+        {
+            fn into_host_func(self, engine: &Engine) -> HostFunc<T> {
+                let ty = FuncType::new([$($p::TYPE),*], R::Values::TYPES.iter().copied());
+                #[allow(unused_variables)]
+                let closure = move |_caller: Caller<'_, T>, slots: &mut [u128]| {
+                    let values = self($($p::from_raw(slots[$i])),*).into_values()?;
+                    values.store(slots);
+                    Ok(())
+                };
+                HostFunc::new(engine, ty, Box::new(closure))
+            }
+        }
+
+        impl<T: 'static, F, R, $($p: WasmTy,)*> IntoFunc<T, (Caller<'static, T>, $($p,)*), R> for F
+        where
+            F: for<'a> Fn(Caller<'a, T>, $($p),*) -> R + Send + Sync + 'static,
+            R: HostReturn,
+        {
+            fn into_host_func(self, engine: &Engine) -> HostFunc<T> {
+                let ty = FuncType::new([$($p::TYPE),*], R::Values::TYPES.iter().copied());
+                #[allow(unused_variables)]
+                let closure = move |caller: Caller<'_, T>, slots: &mut [u128]| {
+                    let values = self(caller, $($p::from_raw(slots[$i])),*).into_values()?;
+                    values.store(slots);
+                    Ok(())
+                };
+                HostFunc::new(engine, ty, Box::new(closure))
+            }
+        }
+    };
+}
+into_func!();
+into_func!(A 0);
+into_func!(A 0, B 1);
+into_func!(A 0, B 1, C 2);
+into_func!(A 0, B 1, C 2, D 3);
+into_func!(A 0, B 1, C 2, D 3, E 4);
+into_func!(A 0, B 1, C 2, D 3, E 4, F5 5);
+into_func!(A 0, B 1, C 2, D 3, E 4, F5 5, G 6);
+into_func!(A 0, B 1, C 2, D 3, E 4, F5 5, G 6, H 7);
+
+/// A host function with a signature known only at run time.
+pub(crate) fn dynamic_host_func<T: 'static>(
+    engine: &Engine,
+    ty: FuncType,
+    f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<(), Error> + Send + Sync + 'static,
+) -> HostFunc<T> {
+    let params: Vec<ValType> = ty.params().to_vec();
+    let results: Vec<ValType> = ty.results().to_vec();
+    let closure = move |caller: Caller<'_, T>, slots: &mut [u128]| {
+        // SAFETY: the adapter stored arguments of the declared types.
+        let args: Vec<Val> = params
+            .iter()
+            .enumerate()
+            .map(|(i, t)| unsafe { Val::from_raw(slots[i], *t) })
+            .collect();
+        let mut outs: Vec<Val> = results.iter().map(|t| Val::default_for(*t)).collect();
+        f(caller, &args, &mut outs)?;
+        for (i, (v, t)) in outs.iter().zip(&results).enumerate() {
+            if v.ty() != *t {
+                return Err(Error::InvalidArgument(format!(
+                    "host function result {i} has type {}, expected {} (results {})",
+                    v.ty(),
+                    t,
+                    type_list(&results)
+                )));
+            }
+            slots[i] = v.to_raw();
+        }
+        Ok(())
+    };
+    HostFunc::new(engine, ty, Box::new(closure))
+}

@@ -1,0 +1,328 @@
+//! Values crossing between host and guest: `Val` (dynamically typed),
+//! `ExternRef`, `V128`, `Func` (a reference to a function of some instance),
+//! and the traits that map Rust types and tuples onto Wasm value types for
+//! typed calls and host functions (`WasmTy`, `WasmValues`, `HostReturn`).
+//!
+//! Every value travels through a 16-byte slot (`u128`), the layout compiled
+//! entry trampolines and host adapters use.
+
+use crate::instance::InstanceCore;
+use crate::vm::VMFuncRef;
+use crate::Error;
+use backstop_jit::{FuncType, ValType};
+use std::any::Any;
+use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::{Arc, Weak};
+
+/// An opaque, non-null host reference passed to Wasm as `externref`. Backstop
+/// does not interpret it; embedders map it to their own objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExternRef(NonZeroU64);
+
+impl ExternRef {
+    pub fn new(handle: NonZeroU64) -> ExternRef {
+        ExternRef(handle)
+    }
+
+    pub fn handle(self) -> NonZeroU64 {
+        self.0
+    }
+}
+
+/// A 128-bit SIMD value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct V128(pub u128);
+
+/// A reference to a Wasm function of some instance (or a host function
+/// imported by one). Keeps that instance's code and context alive.
+#[derive(Clone)]
+pub struct Func {
+    pub(crate) raw: *const VMFuncRef,
+    pub(crate) core: Arc<InstanceCore>,
+}
+
+// SAFETY: `raw` points into the vmctx owned by `core`, which lives as long
+// as this handle, and a VMFuncRef is immutable after instantiation.
+unsafe impl Send for Func {}
+// SAFETY: as above.
+unsafe impl Sync for Func {}
+
+impl Func {
+    /// The handle for a funcref value produced by guest code.
+    ///
+    /// # Safety
+    /// `raw` must be a non-null pointer to a live `VMFuncRef` inside some
+    /// instance's vmctx (all funcref values are).
+    pub(crate) unsafe fn from_raw(raw: *const VMFuncRef) -> Func {
+        // SAFETY: per the contract, `raw` is a live VMFuncRef whose owner
+        // points at the owning instance's boxed `Weak`, which lives as long
+        // as the instance (which is alive: its funcref is in use).
+        let owner = unsafe { &*((*raw).owner as *const Weak<InstanceCore>) };
+        Func {
+            raw,
+            core: owner
+                .upgrade()
+                .expect("a funcref in use keeps its instance alive"),
+        }
+    }
+
+    /// The function's type.
+    pub fn ty(&self) -> FuncType {
+        // SAFETY: `raw` is live while `self.core` is.
+        let type_id = unsafe { (*self.raw).type_id };
+        self.core.module.engine().func_type(type_id)
+    }
+
+    pub(crate) fn keepalive(&self) -> Arc<dyn Any + Send + Sync> {
+        self.core.clone()
+    }
+
+    /// The entry trampoline that calls this function from Rust.
+    pub(crate) fn trampoline(&self) -> usize {
+        self.core.trampoline_for(self.raw)
+    }
+}
+
+impl fmt::Debug for Func {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Func({:p}: {})", self.raw, self.ty())
+    }
+}
+
+impl PartialEq for Func {
+    fn eq(&self, other: &Func) -> bool {
+        std::ptr::eq(self.raw, other.raw)
+    }
+}
+
+/// A dynamically typed Wasm value. Floats are kept as bits so NaN payloads
+/// survive.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    I32(i32),
+    I64(i64),
+    F32(u32),
+    F64(u64),
+    V128(V128),
+    FuncRef(Option<Func>),
+    ExternRef(Option<ExternRef>),
+}
+
+impl Val {
+    pub fn ty(&self) -> ValType {
+        match self {
+            Val::I32(_) => ValType::I32,
+            Val::I64(_) => ValType::I64,
+            Val::F32(_) => ValType::F32,
+            Val::F64(_) => ValType::F64,
+            Val::V128(_) => ValType::V128,
+            Val::FuncRef(_) => ValType::FuncRef,
+            Val::ExternRef(_) => ValType::ExternRef,
+        }
+    }
+
+    /// The null reference (or zero) of a type.
+    pub fn default_for(ty: ValType) -> Val {
+        match ty {
+            ValType::I32 => Val::I32(0),
+            ValType::I64 => Val::I64(0),
+            ValType::F32 => Val::F32(0),
+            ValType::F64 => Val::F64(0),
+            ValType::V128 => Val::V128(V128(0)),
+            ValType::FuncRef => Val::FuncRef(None),
+            ValType::ExternRef => Val::ExternRef(None),
+        }
+    }
+
+    pub fn i32(&self) -> Option<i32> {
+        match self {
+            Val::I32(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn i64(&self) -> Option<i64> {
+        match self {
+            Val::I64(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn f32(&self) -> Option<f32> {
+        match self {
+            Val::F32(v) => Some(f32::from_bits(*v)),
+            _ => None,
+        }
+    }
+
+    pub fn f64(&self) -> Option<f64> {
+        match self {
+            Val::F64(v) => Some(f64::from_bits(*v)),
+            _ => None,
+        }
+    }
+
+    /// The 16-byte slot form of this value.
+    pub(crate) fn to_raw(&self) -> u128 {
+        match self {
+            Val::I32(v) => u128::from(*v as u32),
+            Val::I64(v) => u128::from(*v as u64),
+            Val::F32(v) => u128::from(*v),
+            Val::F64(v) => u128::from(*v),
+            Val::V128(v) => v.0,
+            Val::FuncRef(None) | Val::ExternRef(None) => 0,
+            Val::FuncRef(Some(f)) => f.raw as usize as u128,
+            Val::ExternRef(Some(e)) => u128::from(e.0.get()),
+        }
+    }
+
+    /// The value of type `ty` held in a slot.
+    ///
+    /// # Safety
+    /// For `FuncRef`, a non-zero slot must hold a live `VMFuncRef` pointer.
+    pub(crate) unsafe fn from_raw(raw: u128, ty: ValType) -> Val {
+        match ty {
+            ValType::I32 => Val::I32(raw as u32 as i32),
+            ValType::I64 => Val::I64(raw as u64 as i64),
+            ValType::F32 => Val::F32(raw as u32),
+            ValType::F64 => Val::F64(raw as u64),
+            ValType::V128 => Val::V128(V128(raw)),
+            ValType::FuncRef => match raw as usize {
+                0 => Val::FuncRef(None),
+                // SAFETY: forwarded from this function's contract.
+                ptr => Val::FuncRef(Some(unsafe { Func::from_raw(ptr as *const VMFuncRef) })),
+            },
+            ValType::ExternRef => Val::ExternRef(NonZeroU64::new(raw as u64).map(ExternRef)),
+        }
+    }
+}
+
+macro_rules! val_from {
+    ($($t:ty => $variant:ident $(via $conv:ident)?),*) => {$(
+        impl From<$t> for Val {
+            fn from(v: $t) -> Val {
+                Val::$variant(v $(.$conv())?)
+            }
+        }
+    )*};
+}
+val_from!(i32 => I32, i64 => I64, f32 => F32 via to_bits, f64 => F64 via to_bits, V128 => V128);
+
+/// A Rust type that stands for one Wasm value type in typed calls and host
+/// functions.
+pub trait WasmTy: Sized + Send + 'static {
+    const TYPE: ValType;
+    #[doc(hidden)]
+    fn to_raw(self) -> u128;
+    #[doc(hidden)]
+    fn from_raw(raw: u128) -> Self;
+}
+
+macro_rules! wasm_ty {
+    ($($t:ty => $vt:ident, |$v:ident| $to:expr, |$r:ident| $from:expr;)*) => {$(
+        impl WasmTy for $t {
+            const TYPE: ValType = ValType::$vt;
+            #[inline]
+            fn to_raw(self) -> u128 {
+                let $v = self;
+                $to
+            }
+            #[inline]
+            fn from_raw($r: u128) -> Self {
+                $from
+            }
+        }
+    )*};
+}
+wasm_ty! {
+    i32 => I32, |v| u128::from(v as u32), |r| r as u32 as i32;
+    u32 => I32, |v| u128::from(v), |r| r as u32;
+    i64 => I64, |v| u128::from(v as u64), |r| r as u64 as i64;
+    u64 => I64, |v| u128::from(v), |r| r as u64;
+    f32 => F32, |v| u128::from(v.to_bits()), |r| f32::from_bits(r as u32);
+    f64 => F64, |v| u128::from(v.to_bits()), |r| f64::from_bits(r as u64);
+    V128 => V128, |v| v.0, |r| V128(r);
+    Option<ExternRef> => ExternRef, |v| v.map_or(0, |e| u128::from(e.0.get())), |r| NonZeroU64::new(r as u64).map(ExternRef);
+}
+
+/// A list of Wasm values as Rust types: a single `WasmTy`, `()`, or a tuple.
+pub trait WasmValues: Sized + Send + 'static {
+    /// The Wasm types, in order.
+    const TYPES: &'static [ValType];
+    #[doc(hidden)]
+    fn store(self, slots: &mut [u128]);
+    #[doc(hidden)]
+    fn load(slots: &[u128]) -> Self;
+}
+
+impl<A: WasmTy> WasmValues for A {
+    const TYPES: &'static [ValType] = &[A::TYPE];
+    #[inline]
+    fn store(self, slots: &mut [u128]) {
+        slots[0] = self.to_raw();
+    }
+    #[inline]
+    fn load(slots: &[u128]) -> Self {
+        A::from_raw(slots[0])
+    }
+}
+
+macro_rules! wasm_values_tuple {
+    ($($t:ident $i:tt),*) => {
+        impl<$($t: WasmTy),*> WasmValues for ($($t,)*) {
+            const TYPES: &'static [ValType] = &[$($t::TYPE),*];
+            #[inline]
+            #[allow(unused_variables)]
+            fn store(self, slots: &mut [u128]) {
+                $(slots[$i] = self.$i.to_raw();)*
+            }
+            #[inline]
+            #[allow(unused_variables, clippy::unused_unit)]
+            fn load(slots: &[u128]) -> Self {
+                ($($t::from_raw(slots[$i]),)*)
+            }
+        }
+    };
+}
+wasm_values_tuple!();
+wasm_values_tuple!(A 0);
+wasm_values_tuple!(A 0, B 1);
+wasm_values_tuple!(A 0, B 1, C 2);
+wasm_values_tuple!(A 0, B 1, C 2, D 3);
+wasm_values_tuple!(A 0, B 1, C 2, D 3, E 4);
+wasm_values_tuple!(A 0, B 1, C 2, D 3, E 4, F 5);
+wasm_values_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+wasm_values_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+wasm_values_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+wasm_values_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+
+/// What a host function may return: values, or `Result<values, Error>`.
+/// An `Err` ends the guest's run and comes back from the call unchanged.
+pub trait HostReturn: Send + 'static {
+    type Values: WasmValues;
+    #[doc(hidden)]
+    fn into_values(self) -> Result<Self::Values, Error>;
+}
+
+impl<R: WasmValues> HostReturn for R {
+    type Values = R;
+    #[inline]
+    fn into_values(self) -> Result<R, Error> {
+        Ok(self)
+    }
+}
+
+impl<R: WasmValues> HostReturn for Result<R, Error> {
+    type Values = R;
+    #[inline]
+    fn into_values(self) -> Result<R, Error> {
+        self
+    }
+}
+
+/// Describes a list of types as `(t1 t2 ...)` for error messages.
+pub(crate) fn type_list(types: &[ValType]) -> String {
+    let names: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+    format!("({})", names.join(" "))
+}
