@@ -124,8 +124,8 @@ impl Engine {
     pub fn new(config: &Config) -> Result<Engine, Error> {
         let page = 4096u64;
         if config.memory_layout.reservation < 1 << 16
-            || config.memory_layout.reservation % page != 0
-            || config.memory_layout.guard % page != 0
+            || !config.memory_layout.reservation.is_multiple_of(page)
+            || !config.memory_layout.guard.is_multiple_of(page)
         {
             return Err(Error::InvalidArgument(
                 "memory reservation must be at least 64 KiB, and reservation and guard \

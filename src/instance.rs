@@ -393,7 +393,7 @@ pub(crate) struct InstanceInner<T> {
     state: State,
     /// Functions passed in as arguments, kept alive in case the guest
     /// stored them.
-    held: Vec<Arc<dyn Any + Send + Sync>>,
+    held: Vec<Arc<InstanceCore>>,
     pub(crate) data: T,
 }
 
@@ -600,8 +600,11 @@ impl<T: 'static> Instance<T> {
         let mut slots = args_to_slots(&ty, args)?;
         for arg in args {
             if let Val::FuncRef(Some(f)) = arg {
-                if !Arc::ptr_eq(&f.core, &self.inner.core) {
-                    self.inner.held.push(f.keepalive());
+                let held = &mut self.inner.held;
+                if !Arc::ptr_eq(&f.core, &self.inner.core)
+                    && !held.iter().any(|h| Arc::ptr_eq(h, &f.core))
+                {
+                    held.push(f.core.clone());
                 }
             }
         }

@@ -26,6 +26,17 @@
 //! # Ok::<(), backstop::Error>(())
 //! ```
 
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+compile_error!(
+    "Backstop supports x86_64 Linux only for now (signal contexts, the stack switch and the \
+     unwinder glue are per-architecture); see ARCHITECTURE.md for the aarch64 plan"
+);
+
+/// The README's code sample, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod engine;
 mod error;
 mod externals;

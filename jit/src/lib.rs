@@ -333,7 +333,7 @@ pub fn compile(
         info.tables.len() as u32,
         info.functions.len() as u32,
     );
-    let type_ids: Vec<u32> = info.types.iter().map(|t| intern_type(t)).collect();
+    let type_ids: Vec<u32> = info.types.iter().map(intern_type).collect();
 
     // Compile the bodies on up to `threads` threads, pulling from a shared index.
     let num_bodies = bodies.len();
@@ -343,6 +343,13 @@ pub fn compile(
     let results: Vec<Mutex<Option<Result<CompiledBlob, CompileError>>>> =
         (0..num_bodies).map(|_| Mutex::new(None)).collect();
     let threads = options.threads.max(1).min(num_bodies.max(1));
+    let shared = FunctionCompiler {
+        isa: isa.as_ref(),
+        info: &info,
+        offsets: &offsets,
+        type_ids: &type_ids,
+        memory_layout: options.memory_layout,
+    };
     let worker = || {
         let mut ctx = Context::new();
         let mut translator = FuncTranslator::new();
@@ -356,16 +363,7 @@ pub fn compile(
                 .unwrap()
                 .take()
                 .expect("each body taken once");
-            let result = compile_wasm_function(
-                isa.as_ref(),
-                &info,
-                &offsets,
-                &type_ids,
-                options.memory_layout,
-                pending,
-                &mut ctx,
-                &mut translator,
-            );
+            let result = shared.compile(pending, &mut ctx, &mut translator);
             let failed = result.is_err();
             *results[i].lock().unwrap() = Some(result);
             if failed {
@@ -538,28 +536,42 @@ pub fn compile(
     })
 }
 
-fn compile_wasm_function(
-    isa: &dyn cranelift_codegen::isa::TargetIsa,
-    info: &ModuleInfo,
-    offsets: &VMOffsets,
-    type_ids: &[u32],
+/// What every function of a module is compiled against, shared by the
+/// compiling threads.
+struct FunctionCompiler<'a> {
+    isa: &'a dyn cranelift_codegen::isa::TargetIsa,
+    info: &'a ModuleInfo,
+    offsets: &'a VMOffsets,
+    type_ids: &'a [u32],
     memory_layout: func_env::MemoryLayout,
-    mut pending: module_info::PendingBody<'_>,
-    ctx: &mut Context,
-    translator: &mut FuncTranslator,
-) -> Result<CompiledBlob, CompileError> {
-    let ty = info.func_type(pending.func_index);
-    ctx.func = ir::Function::with_name_signature(
-        ir::UserFuncName::user(0, pending.func_index),
-        func_env::native_signature(ty),
-    );
-    let mut env = func_env::FuncEnv::new(isa, info, offsets, type_ids, memory_layout);
-    env.install_stack_limit(&mut ctx.func);
-    translator.translate_body(
-        &mut pending.validator,
-        pending.body.clone(),
-        &mut ctx.func,
-        &mut env,
-    )?;
-    compile_context(isa, ctx)
+}
+
+impl FunctionCompiler<'_> {
+    fn compile(
+        &self,
+        mut pending: module_info::PendingBody<'_>,
+        ctx: &mut Context,
+        translator: &mut FuncTranslator,
+    ) -> Result<CompiledBlob, CompileError> {
+        let ty = self.info.func_type(pending.func_index);
+        ctx.func = ir::Function::with_name_signature(
+            ir::UserFuncName::user(0, pending.func_index),
+            func_env::native_signature(ty),
+        );
+        let mut env = func_env::FuncEnv::new(
+            self.isa,
+            self.info,
+            self.offsets,
+            self.type_ids,
+            self.memory_layout,
+        );
+        env.install_stack_limit(&mut ctx.func);
+        translator.translate_body(
+            &mut pending.validator,
+            pending.body.clone(),
+            &mut ctx.func,
+            &mut env,
+        )?;
+        compile_context(self.isa, ctx)
+    }
 }
