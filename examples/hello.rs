@@ -3,7 +3,7 @@
 
 use backstop::{Engine, Linker, Module};
 
-fn main() -> Result<(), backstop::Error> {
+pub fn main() -> Result<(), backstop::Error> {
     let engine = Engine::default();
     let module = Module::new(
         &engine,

@@ -226,7 +226,12 @@ pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileE
     let mut info = ModuleInfo::default();
     let mut bodies = Vec::new();
 
-    for payload in Parser::new(0).parse_all(wasm) {
+    // The parser's own feature set decides how bytes are read (e.g. whether
+    // the reserved byte of memory.size is a LEB128 memory index), so it must
+    // match the validator's, not wasmparser's default of "everything".
+    let mut parser = Parser::new(0);
+    parser.set_features(supported_features());
+    for payload in parser.parse_all(wasm) {
         let payload = payload.map_err(invalid)?;
         match payload {
             Payload::Version {
@@ -234,12 +239,15 @@ pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileE
                 encoding,
                 ref range,
             } => {
-                if encoding == wasmparser::Encoding::Component {
+                // A header that is no known version is malformed; a real
+                // component header is a feature we do not support.
+                let version = validator.version(num, encoding, range).map_err(invalid);
+                if encoding == wasmparser::Encoding::Component && num == 0xd {
                     return Err(CompileError::Unsupported(
                         "the component model (this is a component, not a core module)".into(),
                     ));
                 }
-                validator.version(num, encoding, range).map_err(invalid)?;
+                version?;
             }
             Payload::TypeSection(reader) => {
                 validator.type_section(&reader).map_err(invalid)?;
