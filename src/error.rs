@@ -32,6 +32,8 @@ pub enum Error {
     Resource(String),
     /// An error a host function returned, carried back unchanged.
     Host(Box<dyn std::error::Error + Send + Sync>),
+    /// A host function ended the run with `Caller::terminate(details)`.
+    Terminated(crate::exit::TerminationDetails),
     /// A message from the embedder or a host function.
     Message(String),
 }
@@ -46,6 +48,14 @@ impl Error {
     pub fn as_trap(&self) -> Option<&Trap> {
         match self {
             Error::Trap(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The termination details, if the run was terminated.
+    pub fn into_termination(self) -> Option<crate::exit::TerminationDetails> {
+        match self {
+            Error::Terminated(details) => Some(details),
             _ => None,
         }
     }
@@ -68,6 +78,7 @@ impl fmt::Display for Error {
             Error::MemoryAccess(m) => write!(f, "memory access out of range: {m}"),
             Error::Resource(m) => write!(f, "resource exhausted: {m}"),
             Error::Host(e) => write!(f, "host error: {e}"),
+            Error::Terminated(_) => f.write_str("the guest was terminated by the host"),
             Error::Message(m) => f.write_str(m),
         }
     }

@@ -8,6 +8,7 @@
 //! starts an unwind carrying `e`, which runs every destructor on the guest
 //! stack and comes back from the embedder's call as `e`.
 
+use crate::exit::{self, GuestExit, TerminationDetails};
 use crate::instance::{InstanceCore, InstanceInner};
 use crate::values::{type_list, HostReturn, Val, WasmTy, WasmValues};
 use crate::{Engine, Error, Func, Memory};
@@ -39,9 +40,6 @@ pub struct HostFunc<T> {
 unsafe impl<T> Send for HostFunc<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for HostFunc<T> {}
-
-/// The unwind payload of an error a host function returned.
-pub(crate) struct HostErrorUnwind(pub(crate) Error);
 
 impl<T: 'static> HostFunc<T> {
     pub(crate) fn new(engine: &Engine, ty: FuncType, closure: Box<HostClosure<T>>) -> Self {
@@ -83,8 +81,11 @@ unsafe extern "C-unwind" fn array_call<T: 'static>(
         )
     };
     if let Err(error) = (host.closure)(caller, slots) {
-        std::panic::resume_unwind(Box::new(HostErrorUnwind(error)));
+        exit::raise(GuestExit::HostError(error));
     }
+    // The closure may have caught and swallowed the unwind of an end of the
+    // run; it must not return into the guest as if nothing happened.
+    exit::reraise_if_pending();
 }
 
 /// The calling instance, as a host function sees it.
@@ -102,6 +103,23 @@ impl<T: 'static> Caller<'_, T> {
 
     pub fn data_mut(&mut self) -> &mut T {
         &mut self.inner.data
+    }
+
+    /// Ends the guest's run: every frame on the guest stack (Wasm and host,
+    /// at every nesting depth) unwinds, running its destructors, and the
+    /// embedder's call returns `Error::Terminated` carrying `details`.
+    ///
+    /// The unwind is a Rust unwind started with `resume_unwind`: no panic
+    /// hook runs. A host function that catches it with `catch_unwind` must
+    /// rethrow it (`resume_unwind(payload)`); if it swallows it instead, the
+    /// run still ends as soon as that function returns to the guest.
+    /// A `std::sync::Mutex` held by a host frame while the unwind passes is
+    /// poisoned (as by any unwind); use `parking_lot` locks or
+    /// `PoisonError::into_inner` where that matters.
+    pub fn terminate(&mut self, details: impl std::any::Any + Send) -> ! {
+        exit::raise(GuestExit::Terminated(TerminationDetails::new(Box::new(
+            details,
+        ))))
     }
 
     /// The calling instance's exported memory named `name`.
@@ -148,6 +166,7 @@ impl<T: 'static> Caller<'_, T> {
 
     /// Calls an export of the calling instance with dynamically typed values.
     pub fn call_dynamic(&mut self, name: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
+        exit::reraise_if_pending();
         let func = self
             .core
             .export_func(name)

@@ -20,10 +20,9 @@
 //! | Running  | (unreachable: `&mut`)   | -> Ready                       | -> Poisoned, re-raise|
 //! | Poisoned | error `InstanceState`   | -                              | -                    |
 
+use crate::exit::{self, ExitUnwind, GuestExit};
 use crate::externals::{Global, Memory, Table};
-use crate::func::HostErrorUnwind;
 use crate::module::Module;
-use crate::signals::TrapUnwind;
 use crate::values::{type_list, Func, Val, WasmValues};
 use crate::vm::{VMContextStorage, VMFuncRef, BUILTINS};
 use crate::{Error, Trap, TrapCode};
@@ -530,27 +529,36 @@ impl<T: 'static> Instance<T> {
             };
             let top = (*inner).stack.top();
             let args_ptr = &mut args as *mut EntryArgs as *mut u8;
+            // An outer run on this thread may be ending (this call comes from
+            // a destructor during its unwind): keep its reason apart.
+            let outer_exit = exit::take_pending();
             let result = catch_unwind(AssertUnwindSafe(|| {
                 backstop_asm::call_on_stack(top, guest_entry, args_ptr)
             }));
+            let own_exit = exit::take_pending();
+            exit::restore_pending(outer_exit);
             (*inner).state = State::Ready;
             match result {
                 Ok(()) => Ok(()),
-                Err(payload) => self.classify_unwind(payload),
+                Err(payload) => self.classify_unwind(payload, own_exit),
             }
         }
     }
 
     /// Turns what unwound out of the guest into the call's result.
-    fn classify_unwind(&mut self, payload: Box<dyn Any + Send>) -> Result<(), Error> {
-        let payload = match payload.downcast::<TrapUnwind>() {
-            Ok(trap) => return Err(Error::Trap(trap.0)),
-            Err(other) => other,
-        };
-        let payload = match payload.downcast::<HostErrorUnwind>() {
-            Ok(error) => return Err(error.0),
-            Err(other) => other,
-        };
+    fn classify_unwind(
+        &mut self,
+        payload: Box<dyn Any + Send>,
+        exit: Option<GuestExit>,
+    ) -> Result<(), Error> {
+        if payload.is::<ExitUnwind>() {
+            return Err(match exit {
+                Some(GuestExit::Trap(trap)) => Error::Trap(trap),
+                Some(GuestExit::HostError(error)) => error,
+                Some(GuestExit::Terminated(details)) => Error::Terminated(details),
+                None => Error::InstanceState("the guest's run ended without a reason".into()),
+            });
+        }
         // A host panic: the instance may be inconsistent now.
         self.inner.state = State::Poisoned;
         std::panic::resume_unwind(payload)

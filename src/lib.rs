@@ -39,6 +39,7 @@ pub struct ReadmeDoctests;
 
 mod engine;
 mod error;
+mod exit;
 mod externals;
 mod func;
 mod instance;
@@ -51,6 +52,7 @@ mod vm;
 pub use backstop_jit::{ExternType, FuncType, GlobalType, MemoryType, TableType, ValType};
 pub use engine::{Config, Engine, OptimizationLevel};
 pub use error::{Error, Trap, TrapCode};
+pub use exit::TerminationDetails;
 pub use externals::{Global, Memory, Table};
 pub use func::{Caller, IntoFunc};
 pub use instance::{Instance, TypedFunc};

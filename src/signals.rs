@@ -44,9 +44,6 @@ thread_local! {
     static OWN_ALTSTACK: Cell<Option<AltStack>> = const { Cell::new(None) };
 }
 
-/// The unwind payload of a trap.
-pub(crate) struct TrapUnwind(pub(crate) Trap);
-
 /// Makes sure the handlers are installed and this thread has an alternate
 /// signal stack. Cheap after the first call on a thread.
 pub(crate) fn ensure_ready() {
@@ -209,5 +206,5 @@ unsafe fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut l
 extern "C-unwind" fn raise_fault(_arg: *mut u8) -> ! {
     let record = LAST_FAULT.get();
     let code = TrapCode::from_u8(record.code).unwrap_or(TrapCode::MemoryOutOfBounds);
-    std::panic::resume_unwind(Box::new(TrapUnwind(Trap::at_pc(code, record.pc))))
+    crate::exit::raise(crate::exit::GuestExit::Trap(Trap::at_pc(code, record.pc)))
 }

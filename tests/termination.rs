@@ -1,0 +1,160 @@
+//! Explicit termination (`Caller::terminate`) and errors returned by host
+//! functions: the whole guest stack unwinds at any nesting depth, every host
+//! destructor runs, the details come back intact, and a host function that
+//! swallows the unwind cannot stop the teardown.
+
+use backstop::{Caller, Engine, Error, Linker, Module};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+#[derive(Default)]
+struct Counters {
+    created: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+struct Guard(Arc<Counters>);
+
+impl Guard {
+    fn new(counters: &Arc<Counters>) -> Guard {
+        counters.created.fetch_add(1, Ordering::SeqCst);
+        Guard(counters.clone())
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Reason {
+    code: u32,
+    text: String,
+}
+
+const NESTING_MODULE: &str = r#"
+    (module
+      (import "host" "down" (func $down (param i32) (result i32)))
+      (func (export "run") (param i32) (result i32)
+        (i32.add (call $down (local.get 0)) (i32.const 1))))
+"#;
+
+/// How the innermost host frame ends the run.
+#[derive(Clone, Copy)]
+enum Ending {
+    Terminate,
+    ReturnErr,
+    /// Terminates, but an intermediate host frame catches the unwind and
+    /// swallows it.
+    TerminateSwallowed,
+}
+
+fn linker(engine: &Engine, counters: Arc<Counters>, ending: Ending) -> Linker<()> {
+    let mut linker = Linker::new(engine);
+    linker
+        .func_wrap(
+            "host",
+            "down",
+            move |mut caller: Caller<'_, ()>, depth: i32| -> Result<i32, Error> {
+                let _guard = Guard::new(&counters);
+                if depth > 0 {
+                    if matches!(ending, Ending::TerminateSwallowed) && depth == 1 {
+                        let swallowed =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                caller.call::<i32, i32>("run", depth - 1)
+                            }));
+                        assert!(swallowed.is_err(), "the unwind reached this frame");
+                        // Returning normally: the runtime must end the run anyway.
+                        return Ok(0);
+                    }
+                    return caller.call::<i32, i32>("run", depth - 1);
+                }
+                match ending {
+                    Ending::Terminate | Ending::TerminateSwallowed => caller.terminate(Reason {
+                        code: 7,
+                        text: "stop".into(),
+                    }),
+                    Ending::ReturnErr => Err(Error::msg("host says no")),
+                }
+            },
+        )
+        .unwrap();
+    linker
+}
+
+fn run(ending: Ending, depth: i32) -> (Error, Arc<Counters>) {
+    let engine = Engine::default();
+    let module = Module::new(&engine, NESTING_MODULE).unwrap();
+    let counters = Arc::new(Counters::default());
+    let linker = linker(&engine, counters.clone(), ending);
+    let mut instance = linker.instantiate(&module, ()).unwrap();
+    let error = instance.call::<i32, i32>("run", depth).unwrap_err();
+    assert!(!instance.is_poisoned());
+    (error, counters)
+}
+
+#[test]
+fn terminate_unwinds_every_segment_with_details() {
+    for depth in [0, 1, 2, 50] {
+        let (error, counters) = run(Ending::Terminate, depth);
+        let details = error.into_termination().expect("Error::Terminated");
+        let reason = details
+            .downcast::<Reason>()
+            .expect("details keep their type");
+        assert_eq!(
+            *reason,
+            Reason {
+                code: 7,
+                text: "stop".into()
+            }
+        );
+        let created = counters.created.load(Ordering::SeqCst);
+        assert_eq!(created, depth as usize + 1);
+        assert_eq!(counters.dropped.load(Ordering::SeqCst), created);
+    }
+}
+
+#[test]
+fn host_error_comes_back_intact() {
+    for depth in [0, 1, 2, 50] {
+        let (error, counters) = run(Ending::ReturnErr, depth);
+        assert!(
+            matches!(&error, Error::Message(m) if m == "host says no"),
+            "{error:?}"
+        );
+        let created = counters.created.load(Ordering::SeqCst);
+        assert_eq!(created, depth as usize + 1);
+        assert_eq!(counters.dropped.load(Ordering::SeqCst), created);
+    }
+}
+
+#[test]
+fn swallowed_unwind_still_ends_the_run() {
+    for depth in [2, 3, 50] {
+        let (error, counters) = run(Ending::TerminateSwallowed, depth);
+        let details = error.into_termination().expect("still Error::Terminated");
+        assert_eq!(details.downcast::<Reason>().unwrap().code, 7);
+        let created = counters.created.load(Ordering::SeqCst);
+        assert_eq!(created, depth as usize + 1);
+        assert_eq!(counters.dropped.load(Ordering::SeqCst), created);
+    }
+}
+
+#[test]
+fn instance_is_reusable_after_termination() {
+    let engine = Engine::default();
+    let module = Module::new(&engine, NESTING_MODULE).unwrap();
+    let counters = Arc::new(Counters::default());
+    let linker = linker(&engine, counters.clone(), Ending::Terminate);
+    let mut instance = linker.instantiate(&module, ()).unwrap();
+    for _ in 0..1000 {
+        assert!(matches!(
+            instance.call::<i32, i32>("run", 3),
+            Err(Error::Terminated(_))
+        ));
+    }
+    assert_eq!(counters.created.load(Ordering::SeqCst), 4000);
+    assert_eq!(counters.dropped.load(Ordering::SeqCst), 4000);
+}
