@@ -18,6 +18,7 @@ pub struct Config {
     pub(crate) max_memory_pages: u32,
     pub(crate) opt_level: OptLevel,
     pub(crate) parallel_compilation: bool,
+    pub(crate) interruptible: bool,
 }
 
 impl Default for Config {
@@ -29,6 +30,7 @@ impl Default for Config {
             max_memory_pages: 65536,
             opt_level: OptLevel::Speed,
             parallel_compilation: true,
+            interruptible: true,
         }
     }
 }
@@ -82,6 +84,14 @@ impl Config {
     /// Optimisation level of the compiler (default `Speed`).
     pub fn optimization_level(&mut self, level: OptimizationLevel) -> &mut Self {
         self.opt_level = level;
+        self
+    }
+
+    /// Whether compiled code checks for kill-switch requests at every loop
+    /// header and function entry (default true). Without it, a
+    /// `KillSwitch` can only stop a guest when it calls a host function.
+    pub fn interruptible(&mut self, enable: bool) -> &mut Self {
+        self.interruptible = enable;
         self
     }
 

@@ -34,6 +34,8 @@ pub enum Error {
     Host(Box<dyn std::error::Error + Send + Sync>),
     /// A host function ended the run with `Caller::terminate(details)`.
     Terminated(crate::exit::TerminationDetails),
+    /// A `KillSwitch` stopped the run (or cancelled it before it started).
+    Killed,
     /// A message from the embedder or a host function.
     Message(String),
 }
@@ -79,6 +81,7 @@ impl fmt::Display for Error {
             Error::Resource(m) => write!(f, "resource exhausted: {m}"),
             Error::Host(e) => write!(f, "host error: {e}"),
             Error::Terminated(_) => f.write_str("the guest was terminated by the host"),
+            Error::Killed => f.write_str("the guest was stopped by its kill switch"),
             Error::Message(m) => f.write_str(m),
         }
     }

@@ -20,6 +20,7 @@ pub(crate) enum GuestExit {
     Trap(Trap),
     HostError(Error),
     Terminated(TerminationDetails),
+    Killed,
 }
 
 /// The unwind payload of every runtime-initiated end of a run.

@@ -10,11 +10,14 @@
 
 use crate::exit::{self, GuestExit, TerminationDetails};
 use crate::instance::{InstanceCore, InstanceInner};
+use crate::kill::KillShared;
 use crate::values::{type_list, HostReturn, Val, WasmTy, WasmValues};
 use crate::{Engine, Error, Func, Memory};
 use backstop_jit::vmoffsets::{VMCTX_ACTIVATION, VMCTX_INSTANCE};
 use backstop_jit::{FuncType, ValType};
 use std::cell::UnsafeCell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// The closure of a host function, type-erased over its signature.
 pub(crate) type HostClosure<T> =
@@ -25,9 +28,9 @@ pub(crate) type HostClosure<T> =
 #[repr(C)]
 #[doc(hidden)]
 pub struct HostFunc<T> {
-    /// Where callers store their stack limit and activation before a call
-    /// (as for any callee vmctx); written by compiled code, never read.
-    _scratch: [UnsafeCell<usize>; 2],
+    /// Where callers store the propagated vmctx words before a call (as for
+    /// any callee vmctx); written by compiled code, never read.
+    _scratch: [UnsafeCell<usize>; 5],
     /// `array_call::<T>`, called by the host adapter.
     array_call: usize,
     pub(crate) ty: FuncType,
@@ -44,7 +47,7 @@ unsafe impl<T> Sync for HostFunc<T> {}
 impl<T: 'static> HostFunc<T> {
     pub(crate) fn new(engine: &Engine, ty: FuncType, closure: Box<HostClosure<T>>) -> Self {
         HostFunc {
-            _scratch: [UnsafeCell::new(0), UnsafeCell::new(0)],
+            _scratch: std::array::from_fn(|_| UnsafeCell::new(0)),
             array_call: array_call::<T> as *const () as usize,
             type_id: engine.type_id(&ty),
             ty,
@@ -52,6 +55,11 @@ impl<T: 'static> HostFunc<T> {
         }
     }
 }
+
+const _: () = assert!(
+    std::mem::offset_of!(HostFunc<()>, array_call)
+        == backstop_jit::vmoffsets::HOST_CTX_ARRAY_CALL as usize
+);
 
 /// The entry every host adapter calls: `(host_ctx, caller_vmctx, values, count)`.
 unsafe extern "C-unwind" fn array_call<T: 'static>(
@@ -65,11 +73,14 @@ unsafe extern "C-unwind" fn array_call<T: 'static>(
     // activation is the running root Instance<T>: host functions of a
     // Linker<T> are only reachable from instances of type T), and a buffer
     // of `count` slots on its own frame.
-    let (host, caller, slots) = unsafe {
+    let (host, caller, slots, kill) = unsafe {
         let host = &*host;
         let activation =
             *(caller_vmctx.add(VMCTX_ACTIVATION as usize) as *const *mut InstanceInner<T>);
         let core = *(caller_vmctx.add(VMCTX_INSTANCE as usize) as *const *const InstanceCore);
+        // The kill state is shared (an Arc), so this reference does not
+        // alias the `&mut` the Caller holds.
+        let kill: &KillShared = &*Arc::as_ptr(&(*activation).kill);
         let caller = Caller {
             inner: &mut *activation,
             core: &*core,
@@ -78,14 +89,23 @@ unsafe extern "C-unwind" fn array_call<T: 'static>(
             host,
             caller,
             std::slice::from_raw_parts_mut(values, count as usize),
+            kill,
         )
     };
-    if let Err(error) = (host.closure)(caller, slots) {
+    let outer_in_host = kill.in_host.load(Ordering::Relaxed);
+    kill.in_host.store(1, Ordering::Relaxed);
+    let result = (host.closure)(caller, slots);
+    kill.in_host.store(outer_in_host, Ordering::Relaxed);
+    if let Err(error) = result {
         exit::raise(GuestExit::HostError(error));
     }
     // The closure may have caught and swallowed the unwind of an end of the
     // run; it must not return into the guest as if nothing happened.
     exit::reraise_if_pending();
+    // A kill requested while the host function ran takes effect now.
+    if kill.is_requested() {
+        exit::raise(GuestExit::Killed);
+    }
 }
 
 /// The calling instance, as a host function sees it.
@@ -120,6 +140,13 @@ impl<T: 'static> Caller<'_, T> {
         exit::raise(GuestExit::Terminated(TerminationDetails::new(Box::new(
             details,
         ))))
+    }
+
+    /// Whether the run is being ended: a kill switch fired while this host
+    /// function runs (the run stops when it returns to Wasm), or an unwind
+    /// that ends the run is in progress.
+    pub fn is_termination_pending(&self) -> bool {
+        self.inner.kill.is_requested() || exit::is_pending()
     }
 
     /// The calling instance's exported memory named `name`.

@@ -22,6 +22,7 @@
 
 use crate::exit::{self, ExitUnwind, GuestExit};
 use crate::externals::{Global, Memory, Table};
+use crate::kill::{KillShared, KillSwitch};
 use crate::module::Module;
 use crate::values::{type_list, Func, Val, WasmValues};
 use crate::vm::{VMContextStorage, VMFuncRef, BUILTINS};
@@ -198,9 +199,10 @@ unsafe fn invoke_in_activation(
     unsafe {
         let func_ref = *raw;
         let callee_vmctx = func_ref.vmctx as *mut usize;
-        let caller = caller_vmctx as *const usize;
-        *callee_vmctx = *caller;
-        *callee_vmctx.add(1) = *caller.add(1);
+        for field in VMCTX_PROPAGATED {
+            let word = field as usize / 8;
+            *callee_vmctx.add(word) = *(caller_vmctx as *const usize).add(word);
+        }
         let trampoline: Trampoline = std::mem::transmute(trampoline);
         trampoline(
             func_ref.native_call,
@@ -393,6 +395,7 @@ pub(crate) struct InstanceInner<T> {
     /// Functions passed in as arguments, kept alive in case the guest
     /// stored them.
     held: Vec<Arc<InstanceCore>>,
+    pub(crate) kill: Arc<KillShared>,
     pub(crate) data: T,
 }
 
@@ -480,6 +483,7 @@ impl<T: 'static> Instance<T> {
                 stack_limit,
                 state: State::Ready,
                 held: Vec::new(),
+                kill: KillShared::new(),
                 data,
             }),
         };
@@ -513,6 +517,9 @@ impl<T: 'static> Instance<T> {
             }
         }
         crate::signals::ensure_ready();
+        if !self.inner.kill.begin_run() {
+            return Err(Error::Killed);
+        }
         let inner: *mut InstanceInner<T> = &mut *self.inner;
         // SAFETY: `inner` is live and exclusively ours for the call; the
         // vmctx header fields are written before any code reads them.
@@ -520,6 +527,8 @@ impl<T: 'static> Instance<T> {
             let vmctx = (*inner).core.vmctx_ptr();
             *(vmctx.add(VMCTX_STACK_LIMIT as usize) as *mut usize) = (*inner).stack_limit;
             *(vmctx.add(VMCTX_ACTIVATION as usize) as *mut usize) = inner as usize;
+            *(vmctx.add(VMCTX_INTERRUPT as usize) as *mut usize) =
+                &(*Arc::as_ptr(&(*inner).kill)).flag as *const _ as usize;
             (*inner).state = State::Running;
             let mut args = EntryArgs {
                 raw,
@@ -538,6 +547,7 @@ impl<T: 'static> Instance<T> {
             let own_exit = exit::take_pending();
             exit::restore_pending(outer_exit);
             (*inner).state = State::Ready;
+            (*inner).kill.end_run();
             match result {
                 Ok(()) => Ok(()),
                 Err(payload) => self.classify_unwind(payload, own_exit),
@@ -553,7 +563,9 @@ impl<T: 'static> Instance<T> {
     ) -> Result<(), Error> {
         if payload.is::<ExitUnwind>() {
             return Err(match exit {
+                Some(GuestExit::Trap(trap)) if trap.code() == TrapCode::Interrupt => Error::Killed,
                 Some(GuestExit::Trap(trap)) => Error::Trap(trap),
+                Some(GuestExit::Killed) => Error::Killed,
                 Some(GuestExit::HostError(error)) => error,
                 Some(GuestExit::Terminated(details)) => Error::Terminated(details),
                 None => Error::InstanceState("the guest's run ended without a reason".into()),
@@ -701,9 +713,21 @@ impl<T: 'static> Instance<T> {
         &mut self.inner.data
     }
 
+    /// A switch that stops this instance's current run, or its next one if
+    /// it is idle, from any thread. See `KillSwitch::terminate`.
+    pub fn kill_switch(&self) -> KillSwitch {
+        self.inner.kill.switch()
+    }
+
     /// Whether a host panic left this instance unusable.
     pub fn is_poisoned(&self) -> bool {
         self.inner.state == State::Poisoned
+    }
+}
+
+impl<T> Drop for Instance<T> {
+    fn drop(&mut self) {
+        self.inner.kill.mark_dead();
     }
 }
 

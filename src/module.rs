@@ -74,6 +74,7 @@ impl Module {
         let config = engine.config();
         let mut options = CompileOptions {
             memory_layout: config.memory_layout,
+            interrupt_checks: config.interruptible,
             ..CompileOptions::default()
         };
         if !config.parallel_compilation {

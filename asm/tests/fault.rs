@@ -2,7 +2,8 @@
 //! Rust unwind that runs the destructors below the fault and reaches a
 //! `catch_unwind` on the host stack, including when the fault is at the
 //! very first instruction of a function and when the faulting `rsp` is
-//! misaligned.
+//! misaligned, and when the faulting code runs on a fiber that was
+//! suspended and then resumed from another function.
 //!
 //! The test installs its own SIGSEGV handler (SA_SIGINFO | SA_ONSTACK, on a
 //! sigaltstack) for the duration of each test, serialized by a lock, and
@@ -15,7 +16,10 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use backstop_asm::{call_on_stack, fault_unwind_stub_address, redirect_to_unwind_stub, GuestStack};
+use backstop_asm::{
+    call_on_stack, fault_unwind_stub_address, fiber_resume, fiber_start, fiber_suspend,
+    redirect_to_unwind_stub, FiberExit, FiberState, GuestStack,
+};
 
 const STACK: usize = 256 * 1024;
 const ITERATIONS: usize = 500;
@@ -172,6 +176,8 @@ fn current_sigsegv_handler() -> usize {
 std::arch::global_asm!(
     ".text",                                // code section
     ".p2align 4",                           // align the decoy
+    ".globl test_before_first_insn",        // global, so any codegen unit can link to it
+    ".hidden test_before_first_insn",       // but not exported
     "test_before_first_insn:",              // decoy, never executed
     ".cfi_startproc",                       // CFA = rsp+8
     "push rbx",                             // decoy save
@@ -188,6 +194,8 @@ std::arch::global_asm!(
     ".cfi_offset r14, -40",                 // r14 at CFA-40
     "ud2",                                  // last bytes of the decoy: its rules say CFA = rsp+40
     ".cfi_endproc",                         // end of decoy FDE (no padding follows)
+    ".globl test_fault_first_insn",         // global, so any codegen unit can link to it
+    ".hidden test_fault_first_insn",        // but not exported
     "test_fault_first_insn:",               // starts right after the decoy's last byte
     ".cfi_startproc",                       // CFA = rsp+8, RA at CFA-8
     "mov rax, [rdi]",                       // the fault: at the function's first byte
@@ -195,6 +203,8 @@ std::arch::global_asm!(
     ".cfi_endproc",                         // end of FDE
     "",                                     //
     ".p2align 4",                           // align the entry point
+    ".globl test_fault_misaligned",         // global, so any codegen unit can link to it
+    ".hidden test_fault_misaligned",        // but not exported
     "test_fault_misaligned:",               // rdi = p
     ".cfi_startproc",                       // CFA = rsp+8
     "sub rsp, 3",                           // misalign rsp on purpose
@@ -206,6 +216,8 @@ std::arch::global_asm!(
     ".cfi_endproc",                         // end of FDE
     "",                                     //
     ".p2align 4",                           // align the entry point
+    ".globl test_fault_clobbered",          // global, so any codegen unit can link to it
+    ".hidden test_fault_clobbered",         // but not exported
     "test_fault_clobbered:",                // rdi = p
     ".cfi_startproc",                       // CFA = rsp+8
     "push rbx",                             // save rbx
@@ -382,4 +394,90 @@ fn fault_with_every_callee_saved_register_clobbered() {
 fn stub_address_is_stable_and_nonzero() {
     assert_ne!(fault_unwind_stub_address(), 0);
     assert_eq!(fault_unwind_stub_address(), fault_unwind_stub_address());
+}
+
+// ------------------------------------------------------- fibers
+
+/// What the fiber of `fault_after_resume_unwinds_to_the_resumer` needs.
+struct FaultFiber<'a> {
+    state: *mut FiberState,
+    target: usize,
+    read: unsafe extern "C-unwind" fn(*const u64) -> u64,
+    drops: &'a Cell<u32>,
+}
+
+unsafe extern "C-unwind" fn fault_fiber_entry(arg: *mut u8) {
+    // SAFETY: `arg` is the test's `FaultFiber`, alive until the fiber ends.
+    let ctx = unsafe { &*arg.cast::<FaultFiber>() };
+    let _guard = DropCounter(ctx.drops);
+    // SAFETY: on the fiber of `ctx.state`, innermost.
+    unsafe { fiber_suspend(ctx.state) };
+    // SAFETY: deliberately faulting; see the handler.
+    let v = unsafe { (ctx.read)(ctx.target as *const u64) };
+    black_box(v);
+    unreachable!("the faulting read returned");
+}
+
+/// Resumes the faulting fiber from a frame that is not the starter's, with
+/// eight live locals, and returns what reached its `catch_unwind`.
+#[inline(never)]
+fn resume_into_fault(state: *mut FiberState, seed: u64) -> FaultPayload {
+    let vals: [u64; 8] = std::array::from_fn(|k| black_box(seed ^ ((k as u64 + 1) * 0x0101)));
+    let [a, b, c, d, e, f, g, h] = vals;
+    // SAFETY: the fiber is suspended.
+    let r = catch_unwind(|| unsafe { fiber_resume(state) });
+    let mix = [a, b, c, d, e, f, g, h];
+    for (k, v) in mix.iter().enumerate() {
+        assert_eq!(*v, seed ^ ((k as u64 + 1) * 0x0101), "local {k} corrupted");
+    }
+    *r.expect_err("no unwind reached the resumer")
+        .downcast::<FaultPayload>()
+        .expect("wrong payload type")
+}
+
+#[test]
+fn fault_after_resume_unwinds_to_the_resumer() {
+    let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let stack = GuestStack::new(STACK, 4096).unwrap();
+    let target = stack.guard_range().start + 64;
+    let state = FiberState::new();
+    let sp = std::ptr::from_ref(&state).cast_mut();
+    {
+        let _handler = Handler::install(&lock, stack.guard_range());
+        let drops = Cell::new(0u32);
+        for i in 0..ITERATIONS {
+            let read: unsafe extern "C-unwind" fn(*const u64) -> u64 = match i % 3 {
+                0 => rust_read_entry,
+                1 => test_fault_first_insn,
+                _ => test_fault_clobbered,
+            };
+            let ctx = FaultFiber {
+                state: sp,
+                target,
+                read,
+                drops: &drops,
+            };
+            // SAFETY: our own stack; `ctx` outlives the fiber, which ends
+            // in this iteration.
+            let exit = unsafe {
+                fiber_start(
+                    sp,
+                    stack.top(),
+                    fault_fiber_entry,
+                    std::ptr::from_ref(&ctx).cast_mut().cast(),
+                )
+            };
+            assert_eq!(exit, FiberExit::Suspended);
+            let seed = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            assert_eq!(resume_into_fault(sp, seed), FaultPayload { addr: target });
+            assert_eq!(
+                drops.get() as usize,
+                i + 1,
+                "guard on the fiber did not drop"
+            );
+            assert_eq!(FAULTS.load(Ordering::Relaxed), i + 1);
+            assert!(!state.is_suspended());
+        }
+    }
+    drop(lock);
 }

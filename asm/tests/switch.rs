@@ -268,6 +268,8 @@ fn backtrace_walks_from_guest_into_host() {
 std::arch::global_asm!(
     ".text",                                // code section
     ".p2align 4",                           // align the entry point
+    ".globl test_clobbering_entry",         // global, so any codegen unit can link to it
+    ".hidden test_clobbering_entry",        // but not exported
     "test_clobbering_entry:",               // rdi = arg
     ".cfi_startproc",                       // CFA = rsp+8
     "push rbx",                             // save rbx
@@ -321,6 +323,8 @@ std::arch::global_asm!(
     ".cfi_endproc",                         // end of FDE
     "",                                     //
     ".p2align 4",                           // align the entry point
+    ".globl test_callee_saved_harness",     // global, so any codegen unit can link to it
+    ".hidden test_callee_saved_harness",    // but not exported
     "test_callee_saved_harness:",           // rdi = top, rsi = entry, rdx = arg
     ".cfi_startproc",                       // CFA = rsp+8
     "push rbx",                             // save rbx

@@ -111,6 +111,7 @@ pub struct FuncEnv<'a> {
     /// Engine-wide signature id of each type index, baked into call_indirect.
     type_ids: &'a [u32],
     memory_layout: MemoryLayout,
+    interrupt_checks: bool,
     heaps: cranelift_codegen::entity::PrimaryMap<Heap, HeapData>,
     vmctx: Option<ir::GlobalValue>,
     builtin_sigs: HashMap<Builtin, ir::SigRef>,
@@ -123,6 +124,7 @@ impl<'a> FuncEnv<'a> {
         offsets: &'a VMOffsets,
         type_ids: &'a [u32],
         memory_layout: MemoryLayout,
+        interrupt_checks: bool,
     ) -> Self {
         FuncEnv {
             isa,
@@ -130,6 +132,7 @@ impl<'a> FuncEnv<'a> {
             offsets,
             type_ids,
             memory_layout,
+            interrupt_checks,
             heaps: Default::default(),
             vmctx: None,
             builtin_sigs: HashMap::new(),
@@ -173,6 +176,28 @@ impl<'a> FuncEnv<'a> {
     pub fn install_stack_limit(&mut self, func: &mut ir::Function) {
         let limit = self.vmctx_load_gv(func, VMCTX_STACK_LIMIT, false);
         func.stack_limit = Some(limit);
+    }
+
+    /// Traps `Interrupt` if the running root call's interrupt flag is set.
+    /// The flag pointer is fixed for the whole call, so Cranelift may hoist
+    /// its load out of loops; the flag itself is loaded every time.
+    fn emit_interrupt_check(&mut self, builder: &mut FunctionBuilder) {
+        if !self.interrupt_checks {
+            return;
+        }
+        let vmctx = Self::vmctx_value(builder.func);
+        let flag_ptr = builder.ins().load(
+            types::I64,
+            trusted_readonly(),
+            vmctx,
+            VMCTX_INTERRUPT as i32,
+        );
+        // An atomic load: a plain load would be merged by Cranelift's
+        // redundant-load elimination with the one at function entry (no
+        // store intervenes in a tight loop), and the loop would never see
+        // the flag change. On x86-64 this is still a plain `mov`.
+        let flag = builder.ins().atomic_load(types::I32, trusted(), flag_ptr);
+        builder.ins().trapnz(flag, TrapCode::Interrupt);
     }
 
     fn builtin_sig(&mut self, func: &mut ir::Function, builtin: Builtin) -> ir::SigRef {
@@ -281,7 +306,7 @@ impl<'a> FuncEnv<'a> {
         );
         // The callee runs on our stack under our root call: hand it our
         // stack limit and activation.
-        for field in [VMCTX_STACK_LIMIT, VMCTX_ACTIVATION] {
+        for field in VMCTX_PROPAGATED {
             let value = builder
                 .ins()
                 .load(types::I64, trusted(), caller_vmctx, field as i32);
@@ -835,6 +860,20 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
         _i31ref: ir::Value,
     ) -> WasmResult<ir::Value> {
         unsupported("GC (i31ref)")
+    }
+
+    fn translate_loop_header(&mut self, builder: &mut FunctionBuilder) -> WasmResult<()> {
+        self.emit_interrupt_check(builder);
+        Ok(())
+    }
+
+    fn before_translate_function(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        _state: &cranelift_wasm::FuncTranslationState,
+    ) -> WasmResult<()> {
+        self.emit_interrupt_check(builder);
+        Ok(())
     }
 
     fn is_x86(&self) -> bool {

@@ -127,6 +127,9 @@ pub struct CompileOptions {
     pub threads: usize,
     /// How memories are reserved, which decides the bounds checks.
     pub memory_layout: func_env::MemoryLayout,
+    /// Whether loop headers and function entries check the interrupt flag
+    /// (what makes a running guest stoppable from another thread).
+    pub interrupt_checks: bool,
 }
 
 impl Default for CompileOptions {
@@ -136,6 +139,7 @@ impl Default for CompileOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             memory_layout: Default::default(),
+            interrupt_checks: true,
         }
     }
 }
@@ -349,6 +353,7 @@ pub fn compile(
         offsets: &offsets,
         type_ids: &type_ids,
         memory_layout: options.memory_layout,
+        interrupt_checks: options.interrupt_checks,
     };
     let worker = || {
         let mut ctx = Context::new();
@@ -544,6 +549,7 @@ struct FunctionCompiler<'a> {
     offsets: &'a VMOffsets,
     type_ids: &'a [u32],
     memory_layout: func_env::MemoryLayout,
+    interrupt_checks: bool,
 }
 
 impl FunctionCompiler<'_> {
@@ -564,6 +570,7 @@ impl FunctionCompiler<'_> {
             self.offsets,
             self.type_ids,
             self.memory_layout,
+            self.interrupt_checks,
         );
         env.install_stack_limit(&mut ctx.func);
         translator.translate_body(

@@ -8,7 +8,7 @@
 //! vmctx + 8                    activation         *mut (runtime's record of the running root call)
 //! vmctx + 16                   builtins           *const [usize; Builtin::COUNT]: runtime entry points
 //! vmctx + 24                   instance           *const (runtime's record of this instance)
-//! vmctx + 32                   reserved           u64
+//! vmctx + 32                   interrupt          *const u32: non-zero asks guest code to stop (kill switch)
 //! vmctx + memories             [VMMemoryImport; memories]   { base, definition }
 //! vmctx + globals              [*mut VMGlobal; globals]     16-byte storage of each global
 //! vmctx + tables               [*mut VMTable; tables]       { elements, length }
@@ -22,9 +22,10 @@
 //!
 //! The callee vmctx of a call through a `VMFuncRef` may belong to another
 //! instance (an import, or a table entry) or be a host function's context.
-//! Either way its first two words are the stack limit and the activation, and
-//! the caller stores its own there before the call: code of a linked instance
-//! runs on the caller's stack, under the caller's root call.
+//! Either way its first words are the stack limit and the activation (and,
+//! in an instance's vmctx, the interrupt flag pointer at 32), and the caller
+//! stores its own there before the call: code of a linked instance runs on
+//! the caller's stack, under the caller's root call.
 
 /// Offset of the stack limit.
 pub const VMCTX_STACK_LIMIT: u32 = 0;
@@ -34,8 +35,14 @@ pub const VMCTX_ACTIVATION: u32 = 8;
 pub const VMCTX_BUILTINS: u32 = 16;
 /// Offset of the runtime's instance back-pointer.
 pub const VMCTX_INSTANCE: u32 = 24;
-/// Offset, in a host function's context, of its array-call entry point.
-pub const HOST_CTX_ARRAY_CALL: u32 = 16;
+/// Offset of the pointer to the running root call's interrupt flag (u32).
+pub const VMCTX_INTERRUPT: u32 = 32;
+/// The words a caller hands every callee vmctx (a host function's context
+/// reserves them as scratch).
+pub const VMCTX_PROPAGATED: [u32; 3] = [VMCTX_STACK_LIMIT, VMCTX_ACTIVATION, VMCTX_INTERRUPT];
+/// Offset, in a host function's context, of its array-call entry point
+/// (after scratch space for the propagated words, which it never reads).
+pub const HOST_CTX_ARRAY_CALL: u32 = 40;
 const VMCTX_HEADER_SIZE: u32 = 40;
 
 /// `VMMemoryImport`: the base of the memory's reservation (it never moves) and

@@ -1,0 +1,185 @@
+//! The kill switch: stopping a guest from another thread (for timeouts).
+//!
+//! Compiled code checks an interrupt flag at every loop header and function
+//! entry (`Config::interruptible`, on by default); a set flag traps with
+//! `Interrupt` within a few instructions, and the trap unwinds every frame
+//! on the guest stack like any other. Host functions see the flag when they
+//! return to the guest (`array_call`), and can poll it
+//! (`Caller::is_termination_pending`).
+//!
+//! A `KillSwitch` targets one run of its instance: the run in progress when
+//! it was made, or the next run if the instance was idle. Its `terminate`
+//! tells what it did:
+//!
+//! | instance when `terminate` runs          | effect                               | outcome                |
+//! |-----------------------------------------|--------------------------------------|------------------------|
+//! | idle, target run not started            | that run is cancelled at its start   | `CancelledBeforeStart` |
+//! | running the target run, in Wasm code    | the guest traps at its next check    | `Interrupted`          |
+//! | running the target run, in a hostcall   | stops when the hostcall returns      | `PendingInHostcall`    |
+//! | target run finished, instance reset, or another run in progress | nothing | `NothingToTerminate` |
+//! | instance dropped                        | nothing                              | `NothingToTerminate`   |
+//!
+//! The run's state is published with plain atomic stores by the thread that
+//! runs the instance (nothing on the hot path takes a lock); `terminate`
+//! reads it and sets the flag to the target run's number, so a stale
+//! request can never stop a later run.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+const PHASE_IDLE: u64 = 0;
+const PHASE_RUNNING: u64 = 1;
+const PHASE_DEAD: u64 = 3;
+
+/// State shared between an instance and its kill switches.
+pub(crate) struct KillShared {
+    /// Read by compiled code through `vmctx.interrupt`: 0, or the number
+    /// of the run to stop (truncated to 32 bits, never 0).
+    pub(crate) flag: AtomicU32,
+    /// `run << 2 | phase`: the number of the current or last run, and
+    /// whether it is in progress.
+    status: AtomicU64,
+    /// Non-zero while a host function called by the guest is running.
+    pub(crate) in_host: AtomicU32,
+}
+
+fn flag_value(run: u64) -> u32 {
+    (run as u32).max(1)
+}
+
+impl KillShared {
+    pub(crate) fn new() -> Arc<KillShared> {
+        Arc::new(KillShared {
+            flag: AtomicU32::new(0),
+            status: AtomicU64::new(PHASE_IDLE),
+            in_host: AtomicU32::new(0),
+        })
+    }
+
+    /// Called by the owner before a run: returns false if the run was
+    /// cancelled by a kill switch.
+    pub(crate) fn begin_run(&self) -> bool {
+        let run = (self.status.load(Ordering::Relaxed) >> 2) + 1;
+        self.status
+            .store(run << 2 | PHASE_RUNNING, Ordering::SeqCst);
+        let flag = self.flag.load(Ordering::SeqCst);
+        if flag == flag_value(run) {
+            self.end_run();
+            return false;
+        }
+        if flag != 0 {
+            // Aimed at an earlier run that finished before it could stop.
+            let _ = self
+                .flag
+                .compare_exchange(flag, 0, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        true
+    }
+
+    /// Called by the owner after a run, however it ended.
+    pub(crate) fn end_run(&self) {
+        let run = self.status.load(Ordering::Relaxed) >> 2;
+        self.status.store(run << 2 | PHASE_IDLE, Ordering::SeqCst);
+        self.in_host.store(0, Ordering::Relaxed);
+        let _ = self
+            .flag
+            .compare_exchange(flag_value(run), 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Called on reset: switches made before it no longer target anything.
+    pub(crate) fn skip_run(&self) {
+        let run = (self.status.load(Ordering::Relaxed) >> 2) + 1;
+        self.status.store(run << 2 | PHASE_IDLE, Ordering::SeqCst);
+        self.flag.store(0, Ordering::SeqCst);
+    }
+
+    /// Called when the instance is dropped.
+    pub(crate) fn mark_dead(&self) {
+        self.status.store(PHASE_DEAD, Ordering::SeqCst);
+    }
+
+    /// Whether a kill of the current run is requested.
+    pub(crate) fn is_requested(&self) -> bool {
+        self.flag.load(Ordering::Relaxed) != 0
+    }
+
+    /// A switch aimed at the current run, or the next one if idle.
+    pub(crate) fn switch(self: &Arc<Self>) -> KillSwitch {
+        let status = self.status.load(Ordering::SeqCst);
+        let run = status >> 2;
+        let target = match status & 3 {
+            PHASE_RUNNING => run,
+            _ => run + 1,
+        };
+        KillSwitch {
+            shared: self.clone(),
+            target,
+        }
+    }
+}
+
+/// What `KillSwitch::terminate` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillOutcome {
+    /// The run had not started; it will end with `Error::Killed` as soon
+    /// as it starts, before any guest code runs.
+    CancelledBeforeStart,
+    /// The guest was running Wasm code; it stops at its next loop header or
+    /// function entry and the call returns `Error::Killed`.
+    Interrupted,
+    /// The guest was inside a host function; the run stops when that
+    /// function returns to Wasm (the function can poll
+    /// `Caller::is_termination_pending`).
+    PendingInHostcall,
+    /// The targeted run already finished, the instance was reset or
+    /// dropped: there was nothing to terminate.
+    NothingToTerminate,
+}
+
+/// Stops a run of an instance from any thread. `Clone + Send + Sync`.
+#[derive(Clone)]
+pub struct KillSwitch {
+    shared: Arc<KillShared>,
+    target: u64,
+}
+
+impl std::fmt::Debug for KillSwitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KillSwitch(run {})", self.target)
+    }
+}
+
+impl KillSwitch {
+    /// Stops the targeted run (see the table in the module docs).
+    pub fn terminate(&self) -> KillOutcome {
+        let status = self.shared.status.load(Ordering::SeqCst);
+        let (run, phase) = (status >> 2, status & 3);
+        match phase {
+            PHASE_DEAD => KillOutcome::NothingToTerminate,
+            PHASE_RUNNING if run == self.target => {
+                self.shared
+                    .flag
+                    .store(flag_value(self.target), Ordering::SeqCst);
+                if self.shared.in_host.load(Ordering::SeqCst) != 0 {
+                    KillOutcome::PendingInHostcall
+                } else {
+                    KillOutcome::Interrupted
+                }
+            }
+            PHASE_IDLE if run + 1 == self.target => {
+                self.shared
+                    .flag
+                    .store(flag_value(self.target), Ordering::SeqCst);
+                // The run may have started meanwhile; it still sees the
+                // flag at its first check.
+                let now = self.shared.status.load(Ordering::SeqCst);
+                if now == status {
+                    KillOutcome::CancelledBeforeStart
+                } else {
+                    KillOutcome::Interrupted
+                }
+            }
+            _ => KillOutcome::NothingToTerminate,
+        }
+    }
+}

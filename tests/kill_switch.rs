@@ -1,0 +1,217 @@
+//! The kill switch stops a guest from another thread: in a tight loop with no
+//! calls, in deep recursion, inside a host function (pending until it
+//! returns), before the run (cancelled), and not at all once the run it
+//! targets is over. Races of terminate against entry and exit never stop a
+//! later run and never crash.
+
+use backstop::{Caller, Engine, Error, KillOutcome, Linker, Module};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+const GUEST: &str = r#"
+    (module
+      (import "host" "wait" (func $wait))
+      (import "host" "tick" (func $tick))
+      (func (export "spin") (loop $l (br $l)))
+      (func $down (param i32)
+        (if (local.get 0) (then (call $down (i32.sub (local.get 0) (i32.const 1))))))
+      (func (export "recurse_forever") (loop $l (call $down (i32.const 5000)) (br $l)))
+      (func (export "call_wait") (call $wait))
+      (func (export "tick") (call $tick))
+      (func (export "short") (result i32)
+        (local i32)
+        (loop $l
+          (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get 0) (i32.const 200))))
+        (local.get 0)))
+"#;
+
+struct Guard(Arc<AtomicUsize>);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct Host {
+    entered: Option<mpsc::Sender<()>>,
+    proceed: Option<mpsc::Receiver<()>>,
+    saw_pending: Arc<AtomicBool>,
+    dropped: Arc<AtomicUsize>,
+    ticks: Arc<AtomicUsize>,
+}
+
+fn instance(engine: &Engine, host: Host) -> backstop::Instance<Host> {
+    let module = Module::new(engine, GUEST).unwrap();
+    let mut linker = Linker::new(engine);
+    linker
+        .func_wrap("host", "wait", |caller: Caller<'_, Host>| {
+            let _guard = Guard(caller.data().dropped.clone());
+            caller.data().entered.as_ref().unwrap().send(()).unwrap();
+            caller.data().proceed.as_ref().unwrap().recv().unwrap();
+            caller
+                .data()
+                .saw_pending
+                .store(caller.is_termination_pending(), Ordering::SeqCst);
+        })
+        .unwrap();
+    linker
+        .func_wrap("host", "tick", |caller: Caller<'_, Host>| {
+            caller.data().ticks.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    linker.instantiate(&module, host).unwrap()
+}
+
+fn plain_host() -> Host {
+    Host {
+        entered: None,
+        proceed: None,
+        saw_pending: Arc::new(AtomicBool::new(false)),
+        dropped: Arc::new(AtomicUsize::new(0)),
+        ticks: Arc::new(AtomicUsize::new(0)),
+    }
+}
+
+/// Terminates `export` once it is running: retries until the switch says
+/// it interrupted Wasm code.
+fn kill_while_running(export: &str) {
+    let engine = Engine::default();
+    let mut instance = instance(&engine, plain_host());
+    for _ in 0..20 {
+        let (started_tx, started_rx) = mpsc::channel::<backstop::KillSwitch>();
+        let killer = std::thread::spawn(move || {
+            let switch = started_rx.recv().unwrap();
+            loop {
+                std::thread::sleep(Duration::from_millis(2));
+                match switch.terminate() {
+                    KillOutcome::Interrupted => return,
+                    KillOutcome::CancelledBeforeStart => return,
+                    other => panic!("unexpected outcome {other:?}"),
+                }
+            }
+        });
+        started_tx.send(instance.kill_switch()).unwrap();
+        let result = instance.call::<(), ()>(export, ());
+        assert!(matches!(result, Err(Error::Killed)), "{result:?}");
+        killer.join().unwrap();
+    }
+    // Not killed any more afterwards.
+    assert_eq!(instance.call::<(), i32>("short", ()).unwrap(), 200);
+}
+
+#[test]
+fn stops_a_tight_loop() {
+    kill_while_running("spin");
+}
+
+#[test]
+fn stops_deep_recursion() {
+    kill_while_running("recurse_forever");
+}
+
+#[test]
+fn pending_in_a_hostcall_until_it_returns() {
+    let engine = Engine::default();
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (proceed_tx, proceed_rx) = mpsc::channel();
+    let host = Host {
+        entered: Some(entered_tx),
+        proceed: Some(proceed_rx),
+        ..plain_host()
+    };
+    let saw_pending = host.saw_pending.clone();
+    let dropped = host.dropped.clone();
+    let mut instance = instance(&engine, host);
+    let switch = instance.kill_switch();
+    let killer = std::thread::spawn(move || {
+        entered_rx.recv().unwrap();
+        let outcome = switch.terminate();
+        proceed_tx.send(()).unwrap();
+        outcome
+    });
+    let result = instance.call::<(), ()>("call_wait", ());
+    assert!(matches!(result, Err(Error::Killed)), "{result:?}");
+    assert_eq!(killer.join().unwrap(), KillOutcome::PendingInHostcall);
+    assert!(saw_pending.load(Ordering::SeqCst));
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn cancels_the_next_run_when_idle() {
+    let engine = Engine::default();
+    let host = plain_host();
+    let ticks = host.ticks.clone();
+    let mut instance = instance(&engine, host);
+    let switch = instance.kill_switch();
+    assert_eq!(switch.terminate(), KillOutcome::CancelledBeforeStart);
+    assert!(matches!(
+        instance.call::<(), ()>("tick", ()),
+        Err(Error::Killed)
+    ));
+    assert_eq!(
+        ticks.load(Ordering::SeqCst),
+        0,
+        "the cancelled run never started"
+    );
+    instance.call::<(), ()>("tick", ()).unwrap();
+    assert_eq!(ticks.load(Ordering::SeqCst), 1);
+    // The switch targeted the cancelled run, which is over.
+    assert_eq!(switch.terminate(), KillOutcome::NothingToTerminate);
+    instance.call::<(), ()>("tick", ()).unwrap();
+}
+
+#[test]
+fn nothing_to_terminate_after_the_run_or_drop() {
+    let engine = Engine::default();
+    let mut instance = instance(&engine, plain_host());
+    let switch = instance.kill_switch();
+    instance.call::<(), i32>("short", ()).unwrap();
+    assert_eq!(switch.terminate(), KillOutcome::NothingToTerminate);
+    assert_eq!(instance.call::<(), i32>("short", ()).unwrap(), 200);
+    let next = instance.kill_switch();
+    drop(instance);
+    assert_eq!(next.terminate(), KillOutcome::NothingToTerminate);
+}
+
+#[test]
+fn terminate_races_entry_exit_and_itself() {
+    let engine = Engine::default();
+    let mut instance = instance(&engine, plain_host());
+    let (tx, rx) = mpsc::channel::<backstop::KillSwitch>();
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    let killers: Vec<_> = (0..2)
+        .map(|_| {
+            let rx = rx.clone();
+            std::thread::spawn(move || {
+                while let Ok(switch) = rx.lock().unwrap().recv() {
+                    for _ in 0..3 {
+                        let _ = switch.terminate();
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut killed = 0;
+    for _ in 0..2000 {
+        let switch = instance.kill_switch();
+        tx.send(switch.clone()).unwrap();
+        tx.send(switch).unwrap();
+        match instance.call::<(), i32>("short", ()) {
+            Ok(v) => assert_eq!(v, 200),
+            Err(Error::Killed) => killed += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(tx);
+    for k in killers {
+        k.join().unwrap();
+    }
+    // However the races went, no request leaks into a later run.
+    for _ in 0..10 {
+        assert_eq!(instance.call::<(), i32>("short", ()).unwrap(), 200);
+    }
+    println!("{killed} of 2000 racing runs were killed");
+}
