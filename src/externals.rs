@@ -14,11 +14,11 @@
 //! instances must not be used by two of them at the same time (as with any
 //! non-shared Wasm memory). The runtime does not lock the hot paths.
 
+use crate::group::Group;
 use crate::values::Val;
 use crate::{Engine, Error};
 use backstop_jit::{GlobalType, MemoryType, TableType};
 use parking_lot::Mutex;
-use std::any::Any;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,6 +35,7 @@ pub(crate) struct VMMemoryDefinition {
 }
 
 pub(crate) struct MemoryInner {
+    engine: Engine,
     definition: VMMemoryDefinition,
     mapping_size: usize,
     ty: MemoryType,
@@ -105,6 +106,7 @@ impl Memory {
         }
         let memory = Memory {
             inner: Arc::new(MemoryInner {
+                engine: engine.clone(),
                 definition: VMMemoryDefinition {
                     base: base.cast(),
                     length: AtomicUsize::new(0),
@@ -141,6 +143,10 @@ impl Memory {
 
     pub(crate) fn base(&self) -> *mut u8 {
         self.inner.definition.base
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
     }
 
     pub(crate) fn definition_ptr(&self) -> *const VMMemoryDefinition {
@@ -255,11 +261,10 @@ pub(crate) struct VMTable {
 }
 
 pub(crate) struct TableInner {
+    engine: Engine,
     vm: UnsafeCell<VMTable>,
     elements: UnsafeCell<Vec<usize>>,
     ty: TableType,
-    /// Owners of funcrefs stored here from the host API.
-    keepalive: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
 }
 
 // SAFETY: see the sharing rule in the file header: a table is used by one
@@ -272,6 +277,7 @@ unsafe impl Sync for TableInner {}
 #[derive(Clone)]
 pub struct Table {
     pub(crate) inner: Arc<TableInner>,
+    pub(crate) group: Group,
 }
 
 impl std::fmt::Debug for Table {
@@ -281,7 +287,7 @@ impl std::fmt::Debug for Table {
 }
 
 impl Table {
-    pub(crate) fn new_raw(ty: TableType, init: usize) -> Result<Table, Error> {
+    pub(crate) fn new_raw(engine: &Engine, ty: TableType, init: usize) -> Result<Table, Error> {
         if ty.minimum > MAX_TABLE_ELEMENTS {
             return Err(Error::Resource(format!(
                 "table of {} elements exceeds the limit of {MAX_TABLE_ELEMENTS}",
@@ -295,18 +301,18 @@ impl Table {
         };
         Ok(Table {
             inner: Arc::new(TableInner {
+                engine: engine.clone(),
                 vm: UnsafeCell::new(vm),
                 elements: UnsafeCell::new(elements),
                 ty,
-                keepalive: Mutex::new(Vec::new()),
             }),
+            group: Group::new(),
         })
     }
 
     /// A new table of type `ty` with every element set to `init`.
     pub fn new(engine: &Engine, ty: TableType, init: Val) -> Result<Table, Error> {
-        let _ = engine;
-        let table = Table::new_raw(ty, 0)?;
+        let table = Table::new_raw(engine, ty, 0)?;
         let raw = table.val_to_raw(init)?;
         // SAFETY: the table is not shared yet.
         unsafe { (&mut *table.inner.elements.get()).fill(raw) };
@@ -322,13 +328,27 @@ impl Table {
             )));
         }
         if let Val::FuncRef(Some(func)) = &val {
-            self.inner.keepalive.lock().push(func.keepalive());
+            func.check_engine(&self.inner.engine)?;
+            self.group.merge(&func.group);
         }
         Ok(val.to_raw() as usize)
     }
 
     pub fn ty(&self) -> TableType {
         self.inner.ty
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The same storage without a link group, for an instance's own list:
+    /// an instance must not hold a group (that would be a cycle).
+    pub(crate) fn detached(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            group: Group::new(),
+        }
     }
 
     /// The current number of elements.
@@ -459,10 +479,6 @@ impl Table {
             }
         }
     }
-
-    pub(crate) fn keep_alive(&self, owner: Arc<dyn Any + Send + Sync>) {
-        self.inner.keepalive.lock().push(owner);
-    }
 }
 
 /// 16 bytes of global storage, aligned for a v128.
@@ -470,9 +486,9 @@ impl Table {
 pub(crate) struct VMGlobal(UnsafeCell<u128>);
 
 pub(crate) struct GlobalInner {
+    engine: Engine,
     value: VMGlobal,
     ty: GlobalType,
-    keepalive: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
 }
 
 // SAFETY: see the sharing rule in the file header.
@@ -484,6 +500,7 @@ unsafe impl Sync for GlobalInner {}
 #[derive(Clone)]
 pub struct Global {
     pub(crate) inner: Arc<GlobalInner>,
+    pub(crate) group: Group,
 }
 
 impl std::fmt::Debug for Global {
@@ -493,19 +510,19 @@ impl std::fmt::Debug for Global {
 }
 
 impl Global {
-    pub(crate) fn new_raw(ty: GlobalType, raw: u128) -> Global {
+    pub(crate) fn new_raw(engine: &Engine, ty: GlobalType, raw: u128) -> Global {
         Global {
             inner: Arc::new(GlobalInner {
+                engine: engine.clone(),
                 value: VMGlobal(UnsafeCell::new(raw)),
                 ty,
-                keepalive: Mutex::new(Vec::new()),
             }),
+            group: Group::new(),
         }
     }
 
     /// A new global of type `ty` holding `val`.
     pub fn new(engine: &Engine, ty: GlobalType, val: Val) -> Result<Global, Error> {
-        let _ = engine;
         if val.ty() != ty.content {
             return Err(Error::InvalidArgument(format!(
                 "a {} value cannot initialise a global of type {}",
@@ -513,15 +530,26 @@ impl Global {
                 ty.content
             )));
         }
-        let global = Global::new_raw(ty, val.to_raw());
-        if let Val::FuncRef(Some(func)) = &val {
-            global.keep_alive(func.keepalive());
-        }
+        let global = Global::new_raw(engine, ty, 0);
+        global.store(val)?;
         Ok(global)
     }
 
     pub fn ty(&self) -> GlobalType {
         self.inner.ty
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The same storage without a link group, for an instance's own list:
+    /// an instance must not hold a group (that would be a cycle).
+    pub(crate) fn detached(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            group: Group::new(),
+        }
     }
 
     pub(crate) fn storage_ptr(&self) -> *mut u128 {
@@ -556,14 +584,16 @@ impl Global {
                 self.inner.ty.content
             )));
         }
+        self.store(val)
+    }
+
+    /// Stores a value already checked against the type.
+    fn store(&self, val: Val) -> Result<(), Error> {
         if let Val::FuncRef(Some(func)) = &val {
-            self.keep_alive(func.keepalive());
+            func.check_engine(&self.inner.engine)?;
+            self.group.merge(&func.group);
         }
         self.set_raw(val.to_raw());
         Ok(())
-    }
-
-    pub(crate) fn keep_alive(&self, owner: Arc<dyn Any + Send + Sync>) {
-        self.inner.keepalive.lock().push(owner);
     }
 }

@@ -22,13 +22,14 @@
 
 use crate::exit::{self, ExitUnwind, GuestExit};
 use crate::externals::{Global, Memory, Table};
+use crate::group::{Group, GroupCell};
 use crate::kill::{KillShared, KillSwitch};
 use crate::module::Module;
 use crate::values::{type_list, Func, Val, WasmValues};
 use crate::vm::{VMContextStorage, VMFuncRef, BUILTINS};
 use crate::{Error, Trap, TrapCode};
 use backstop_jit::vmoffsets::*;
-use backstop_jit::{ConstExpr, DataMode, ElementMode, ExportKind, FuncType, ValType};
+use backstop_jit::{ConstExpr, DataMode, ElementMode, ExportKind, FuncType};
 use std::any::Any;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -68,6 +69,8 @@ pub(crate) struct InstanceCore {
     data_dropped: Vec<AtomicBool>,
     /// What every `VMFuncRef.owner` of this vmctx points to.
     _self_weak: Box<Weak<InstanceCore>>,
+    /// The root of this instance's link group (see `group.rs`).
+    group: parking_lot::Mutex<Weak<GroupCell>>,
 }
 
 // SAFETY: the vmctx holds raw pointers into objects this core owns (or keeps
@@ -115,6 +118,34 @@ impl InstanceCore {
             .store(true, Ordering::Relaxed);
     }
 
+    pub(crate) fn set_group(&self, root: Weak<GroupCell>) {
+        *self.group.lock() = root;
+    }
+
+    /// This instance's link group; alive as long as the instance is.
+    pub(crate) fn group(&self) -> Group {
+        Group::from_weak(&self.group.lock()).expect("a live instance's group is alive")
+    }
+
+    /// Handles for this instance's items, holding its group.
+    pub(crate) fn table_handle(&self, index: u32) -> Table {
+        Table {
+            inner: self.tables[index as usize].inner.clone(),
+            group: self.group(),
+        }
+    }
+
+    pub(crate) fn memory_handle(&self, index: u32) -> Memory {
+        self.memories[index as usize].clone()
+    }
+
+    pub(crate) fn global_handle(&self, index: u32) -> Global {
+        Global {
+            inner: self.globals[index as usize].inner.clone(),
+            group: self.group(),
+        }
+    }
+
     pub(crate) fn vmctx_ptr(&self) -> *mut u8 {
         self.vmctx.ptr()
     }
@@ -148,12 +179,13 @@ impl InstanceCore {
         Func {
             raw: self.func_ref(index),
             core: self._self_weak.upgrade().expect("a core in use is alive"),
+            group: self.group(),
         }
     }
 
     pub(crate) fn export_memory(&self, name: &str) -> Option<Memory> {
         match self.export(name)? {
-            (ExportKind::Memory, index) => Some(self.memories[index as usize].clone()),
+            (ExportKind::Memory, index) => Some(self.memory_handle(index)),
             _ => None,
         }
     }
@@ -230,9 +262,13 @@ fn eval_const(expr: &ConstExpr, globals: &[Global], func_ref: impl Fn(u32) -> us
 /// Builds an instance's core: creates its memories, tables and globals,
 /// fills the vmctx, then applies active element and data segments. A
 /// segment out of bounds fails with a trap (earlier segments stay written).
+///
+/// `group` is the new instance's link group, already merged with the groups
+/// of everything it imports.
 pub(crate) fn instantiate_core(
     module: &Module,
     imports: Vec<Resolved>,
+    group: &Group,
 ) -> Result<Arc<InstanceCore>, Error> {
     let engine = module.engine();
     let compiled = module.compiled();
@@ -246,16 +282,16 @@ pub(crate) fn instantiate_core(
     for import in imports {
         match import {
             Resolved::Func(f) => func_imports.push(f),
-            Resolved::Table(t) => tables.push(t),
+            Resolved::Table(t) => tables.push(t.detached()),
             Resolved::Memory(m) => memories.push(m),
-            Resolved::Global(g) => globals.push(g),
+            Resolved::Global(g) => globals.push(g.detached()),
         }
     }
     for ty in &info.memories[info.num_imported_memories as usize..] {
         memories.push(Memory::new(engine, *ty)?);
     }
     for ty in &info.tables[info.num_imported_tables as usize..] {
-        tables.push(Table::new_raw(*ty, 0)?);
+        tables.push(Table::new_raw(engine, *ty, 0)?);
     }
 
     let vmctx = VMContextStorage::new(offsets.size);
@@ -263,7 +299,7 @@ pub(crate) fn instantiate_core(
     for (i, init) in info.global_inits.iter().enumerate() {
         let ty = info.globals[info.num_imported_globals as usize + i];
         let value = eval_const(init, &globals, func_ref_addr);
-        globals.push(Global::new_raw(ty, value));
+        globals.push(Global::new_raw(engine, ty, value));
     }
     let elements: Vec<ElementState> = info
         .elements
@@ -334,19 +370,10 @@ pub(crate) fn instantiate_core(
             elements,
             data_dropped,
             _self_weak: self_weak,
+            group: parking_lot::Mutex::new(Weak::new()),
         }
     });
-
-    // Shared tables and globals may receive this instance's function
-    // references: they keep it alive.
-    for table in &core.tables[..info.num_imported_tables as usize] {
-        table.keep_alive(core.clone());
-    }
-    for global in &core.globals[..info.num_imported_globals as usize] {
-        if global.ty().content == ValType::FuncRef {
-            global.keep_alive(core.clone());
-        }
-    }
+    group.add_member(core.clone());
 
     // Active segments, in order; then they count as dropped.
     for (index, segment) in info.elements.iter().enumerate() {
@@ -394,7 +421,7 @@ pub(crate) struct InstanceInner<T> {
     state: State,
     /// Functions passed in as arguments, kept alive in case the guest
     /// stored them.
-    held: Vec<Arc<InstanceCore>>,
+    group: Group,
     pub(crate) kill: Arc<KillShared>,
     pub(crate) data: T,
 }
@@ -472,6 +499,7 @@ pub(crate) unsafe fn slots_to_results(ty: &FuncType, slots: &[u128]) -> Vec<Val>
 impl<T: 'static> Instance<T> {
     /// Wraps a core with a fresh guest stack, then runs the start function.
     pub(crate) fn new(core: Arc<InstanceCore>, data: T) -> Result<Instance<T>, Error> {
+        let group = core.group();
         let config = core.module.engine().config();
         let stack = backstop_asm::GuestStack::new(config.stack_size + config.host_reserve, 4096)
             .map_err(|e| Error::Resource(format!("cannot allocate a guest stack: {e}")))?;
@@ -482,7 +510,7 @@ impl<T: 'static> Instance<T> {
                 stack,
                 stack_limit,
                 state: State::Ready,
-                held: Vec::new(),
+                group,
                 kill: KillShared::new(),
                 data,
             }),
@@ -618,17 +646,15 @@ impl<T: 'static> Instance<T> {
         }
         let ty = func.ty();
         let mut slots = args_to_slots(&ty, args)?;
+        // The guest may store function references it is given: they join
+        // this instance's group (as does the callee, if linked from elsewhere).
         for arg in args {
             if let Val::FuncRef(Some(f)) = arg {
-                let held = &mut self.inner.held;
-                if !Arc::ptr_eq(&f.core, &self.inner.core)
-                    && !held.iter().any(|h| Arc::ptr_eq(h, &f.core))
-                {
-                    held.push(f.core.clone());
-                }
+                f.check_engine(self.inner.core.module.engine())?;
+                self.inner.group.merge(&f.group);
             }
         }
-        let _keep = func.core.clone();
+        self.inner.group.merge(&func.group);
         self.invoke(func.raw, func.trampoline(), slots.as_mut_ptr())?;
         // SAFETY: the function stored results of its declared types.
         Ok(unsafe { slots_to_results(&ty, &slots) })
@@ -662,7 +688,7 @@ impl<T: 'static> Instance<T> {
     /// The exported table `name`.
     pub fn get_table(&self, name: &str) -> Option<Table> {
         match self.inner.core.export(name)? {
-            (ExportKind::Table, index) => Some(self.inner.core.tables[index as usize].clone()),
+            (ExportKind::Table, index) => Some(self.inner.core.table_handle(index)),
             _ => None,
         }
     }
@@ -670,7 +696,7 @@ impl<T: 'static> Instance<T> {
     /// The exported global `name`.
     pub fn get_global(&self, name: &str) -> Option<Global> {
         match self.inner.core.export(name)? {
-            (ExportKind::Global, index) => Some(self.inner.core.globals[index as usize].clone()),
+            (ExportKind::Global, index) => Some(self.inner.core.global_handle(index)),
             _ => None,
         }
     }
@@ -681,9 +707,9 @@ impl<T: 'static> Instance<T> {
         let core = &self.inner.core;
         Some(match kind {
             ExportKind::Func => crate::Extern::Func(core.func(index)),
-            ExportKind::Table => crate::Extern::Table(core.tables[index as usize].clone()),
-            ExportKind::Memory => crate::Extern::Memory(core.memories[index as usize].clone()),
-            ExportKind::Global => crate::Extern::Global(core.globals[index as usize].clone()),
+            ExportKind::Table => crate::Extern::Table(core.table_handle(index)),
+            ExportKind::Memory => crate::Extern::Memory(core.memory_handle(index)),
+            ExportKind::Global => crate::Extern::Global(core.global_handle(index)),
         })
     }
 

@@ -42,6 +42,7 @@ mod error;
 mod exit;
 mod externals;
 mod func;
+mod group;
 mod instance;
 mod kill;
 mod linker;

@@ -4,11 +4,12 @@
 
 use crate::externals::{Global, Memory, Table};
 use crate::func::{dynamic_host_func, HostFunc, IntoFunc};
+use crate::group::Group;
 use crate::instance::{instantiate_core, FuncImport, Instance, Resolved};
 use crate::module::Module;
 use crate::values::{Func, Val};
 use crate::{Caller, Engine, Error};
-use backstop_jit::{ExternType, FuncType, ImportKind, MemoryType, TableType};
+use backstop_jit::{ExternType, FuncType, ImportKind, MemoryType, TableType, ValType};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -184,6 +185,7 @@ impl<T: 'static> Linker<T> {
         }
         let info = module.info();
         let mut resolved = Vec::with_capacity(info.imports.len());
+        let group = Group::new();
         for import in &info.imports {
             let key = (import.module.clone(), import.name.clone());
             let Some(def) = self.definitions.get(&key) else {
@@ -223,6 +225,7 @@ impl<T: 'static> Linker<T> {
                     if !func.core.module.engine().same(&self.engine) {
                         return Err(incompatible("a function of another engine".into()));
                     }
+                    group.merge(&func.group);
                     // SAFETY: `func` keeps its VMFuncRef alive.
                     let raw = unsafe { *func.raw };
                     Resolved::Func(FuncImport {
@@ -236,17 +239,35 @@ impl<T: 'static> Linker<T> {
                     if !table_matches(table, wanted) {
                         return Err(incompatible(Extern::Table(table.clone()).describe()));
                     }
+                    if !table.engine().same(&self.engine) {
+                        return Err(incompatible("a table of another engine".into()));
+                    }
+                    // Only references can carry function references between
+                    // instances (externref values are plain host handles).
+                    if wanted.element == ValType::FuncRef {
+                        group.merge(&table.group);
+                    }
                     Resolved::Table(table.clone())
                 }
                 (ImportKind::Memory(wanted), Definition::Extern(Extern::Memory(memory))) => {
                     if !memory_matches(memory, wanted) {
                         return Err(incompatible(Extern::Memory(memory.clone()).describe()));
                     }
+                    // Compiled code assumes this engine's memory layout.
+                    if !memory.engine().same(&self.engine) {
+                        return Err(incompatible("a memory of another engine".into()));
+                    }
                     Resolved::Memory(memory.clone())
                 }
                 (ImportKind::Global(wanted), Definition::Extern(Extern::Global(global))) => {
                     if global.ty() != *wanted {
                         return Err(incompatible(global.ty().to_string()));
+                    }
+                    if !global.engine().same(&self.engine) {
+                        return Err(incompatible("a global of another engine".into()));
+                    }
+                    if wanted.content == ValType::FuncRef {
+                        group.merge(&global.group);
                     }
                     Resolved::Global(global.clone())
                 }
@@ -255,7 +276,7 @@ impl<T: 'static> Linker<T> {
             };
             resolved.push(item);
         }
-        let core = instantiate_core(module, resolved)?;
+        let core = instantiate_core(module, resolved, &group)?;
         Instance::new(core, data)
     }
 }

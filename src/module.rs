@@ -117,7 +117,7 @@ impl Module {
             binary = wat::parse_str(text).map_err(|e| Error::Invalid(e.to_string()))?;
             &binary
         };
-        backstop_jit::module_info::parse(bytes)?;
+        backstop_jit::module_info::validate(bytes)?;
         Ok(())
     }
 

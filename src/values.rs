@@ -6,6 +6,7 @@
 //! Every value travels through a 16-byte slot (`u128`), the layout compiled
 //! entry trampolines and host adapters use.
 
+use crate::group::Group;
 use crate::instance::InstanceCore;
 use crate::vm::VMFuncRef;
 use crate::Error;
@@ -40,6 +41,8 @@ pub struct V128(pub u128);
 pub struct Func {
     pub(crate) raw: *const VMFuncRef,
     pub(crate) core: Arc<InstanceCore>,
+    /// The link group of `core`: whatever stores this reference joins it.
+    pub(crate) group: Group,
 }
 
 // SAFETY: `raw` points into the vmctx owned by `core`, which lives as long
@@ -59,11 +62,24 @@ impl Func {
         // points at the owning instance's boxed `Weak`, which lives as long
         // as the instance (which is alive: its funcref is in use).
         let owner = unsafe { &*((*raw).owner as *const Weak<InstanceCore>) };
+        let core = owner
+            .upgrade()
+            .expect("a funcref in use keeps its instance alive");
         Func {
             raw,
-            core: owner
-                .upgrade()
-                .expect("a funcref in use keeps its instance alive"),
+            group: core.group(),
+            core,
+        }
+    }
+
+    /// Fails unless this function belongs to `engine`.
+    pub(crate) fn check_engine(&self, engine: &crate::Engine) -> Result<(), Error> {
+        if self.core.module.engine().same(engine) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(
+                "a function reference of another engine cannot be used here".into(),
+            ))
         }
     }
 

@@ -183,9 +183,6 @@ fn invalid_module_type_error() {
 }
 
 #[test]
-#[ignore = "BUG: Module::validate does not validate function bodies (it only runs \
-            module_info::parse, whose bodies are validated later by compile), so it \
-            accepts modules Module::new rejects"]
 fn validate_checks_function_bodies() {
     for wat in [
         r#"(module (func (result i32) (i64.const 1)))"#,
@@ -681,10 +678,6 @@ fn instantiation_needing_too_much_memory() {
 }
 
 #[test]
-#[ignore = "BUG: the linker accepts a Memory created by an engine with a smaller memory \
-            reservation; code of an engine with the default 4 GiB reservation does no bounds \
-            checks, so the guest writes past that memory's mapping into unrelated process \
-            memory (Linker::instantiate should refuse, or the store should trap)"]
 fn memory_of_an_engine_with_a_smaller_reservation() {
     let mut config = backstop::Config::new();
     config
@@ -761,10 +754,6 @@ fn memory_of_an_engine_with_a_smaller_reservation() {
 }
 
 #[test]
-#[ignore = "BUG: the linker accepts a table of another engine; function type ids are \
-            per engine, so call_indirect's signature check compares ids of two engines and \
-            calls a `(i64 i64 i64 i64) -> i64` function as `() -> i32` (garbage result \
-            instead of a BadSignature trap)"]
 fn table_of_another_engine() {
     let a = engine();
     let b = engine();
@@ -805,10 +794,6 @@ fn table_of_another_engine() {
 }
 
 #[test]
-#[ignore = "BUG: call_dynamic accepts a funcref argument of another engine (call_func checks \
-            the callee's engine, not funcref arguments'); stored in a table and called, it \
-            passes call_indirect's check with a foreign type id and runs with the wrong \
-            signature (garbage result instead of an error)"]
 fn funcref_argument_of_another_engine() {
     let a = engine();
     let b = engine();

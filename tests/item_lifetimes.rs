@@ -10,7 +10,7 @@
 //! (`cargo test --release --test item_lifetimes -- --ignored NAME`).
 
 use backstop::{
-    Engine, Global, GlobalType, Instance, Linker, Module, Table, TableType, Val, ValType,
+    Engine, Extern, Global, GlobalType, Instance, Linker, Module, Table, TableType, Val, ValType,
 };
 use std::sync::Mutex;
 
@@ -114,9 +114,6 @@ fn linked_functions_keep_their_instance_alive() {
 }
 
 #[test]
-#[ignore = "BUG: a table defined and exported by an instance does not keep that instance \
-            alive; after the instance is dropped, call_indirect through the table runs freed \
-            code with a freed vmctx (here: a bogus trap in another module's function, or a crash)"]
 fn table_outliving_its_instance_calls_live_code() {
     let _serial = serial();
     let engine = Engine::default();
@@ -133,9 +130,6 @@ fn table_outliving_its_instance_calls_live_code() {
 }
 
 #[test]
-#[ignore = "BUG: Table::get of a funcref element whose instance is gone reads a freed \
-            VMFuncRef (Func::from_raw) and crashes with SIGSEGV (or panics on the \
-            `expect` in Func::from_raw)"]
 fn table_get_after_the_elements_instance_is_dropped() {
     let _serial = serial();
     let engine = Engine::default();
@@ -153,9 +147,6 @@ fn table_get_after_the_elements_instance_is_dropped() {
 }
 
 #[test]
-#[ignore = "BUG: a funcref global defined and exported by an instance does not keep that \
-            instance alive; Global::get after the instance is dropped reads a freed \
-            VMFuncRef and crashes with SIGSEGV"]
 fn funcref_global_outliving_its_instance() {
     let _serial = serial();
     let engine = Engine::default();
@@ -197,13 +188,31 @@ fn dropped_instances_free_their_memories() {
     assert!(mappings_leaked(&linker, &module) < 10);
 }
 
-#[test]
-#[ignore = "BUG: an instance that imports a funcref table is never freed (and neither is its \
-            memory reservation): instantiation makes the table keep the importer alive \
-            (table.keep_alive(core)) while the importer's core holds the table, a reference \
-            cycle"]
-fn instances_importing_a_table_are_freed() {
+/// Instances that import a funcref table or global join its link group: it
+/// may hold their function references, so they live as long as it does, and
+/// are freed with it.
+fn importers_live_as_long_as_the_shared_item_in(engine: &Engine, item: Extern, import: &str) {
     let _serial = serial();
+    let before = mappings();
+    {
+        let mut linker: Linker<()> = Linker::new(engine);
+        linker.define("h", "x", item).unwrap();
+        let module = Module::new(engine, format!("(module {import} (memory 1))")).unwrap();
+        let kept = mappings_leaked(&linker, &module);
+        assert!(
+            kept >= 50,
+            "importers are kept while the item lives ({kept} mappings)"
+        );
+    }
+    let leaked = mappings().saturating_sub(before);
+    assert!(
+        leaked < 10,
+        "{leaked} mappings leaked after the item was dropped"
+    );
+}
+
+#[test]
+fn instances_importing_a_funcref_table_are_freed_with_it() {
     let engine = Engine::default();
     let table = Table::new(
         &engine,
@@ -215,23 +224,15 @@ fn instances_importing_a_table_are_freed() {
         Val::FuncRef(None),
     )
     .unwrap();
-    let mut linker: Linker<()> = Linker::new(&engine);
-    linker.define("h", "t", table).unwrap();
-    let module = Module::new(
+    importers_live_as_long_as_the_shared_item_in(
         &engine,
-        r#"(module (import "h" "t" (table 1 funcref)) (memory 1))"#,
-    )
-    .unwrap();
-    let leaked = mappings_leaked(&linker, &module);
-    assert!(leaked < 10, "{leaked} mappings leaked by 50 instances");
+        Extern::Table(table),
+        r#"(import "h" "x" (table 1 funcref))"#,
+    );
 }
 
 #[test]
-#[ignore = "BUG: an instance that imports a funcref global is never freed (and neither is its \
-            memory reservation): global.keep_alive(core) at instantiation makes a reference \
-            cycle"]
-fn instances_importing_a_funcref_global_are_freed() {
-    let _serial = serial();
+fn instances_importing_a_funcref_global_are_freed_with_it() {
     let engine = Engine::default();
     let global = Global::new(
         &engine,
@@ -242,15 +243,11 @@ fn instances_importing_a_funcref_global_are_freed() {
         Val::FuncRef(None),
     )
     .unwrap();
-    let mut linker: Linker<()> = Linker::new(&engine);
-    linker.define("h", "g", global).unwrap();
-    let module = Module::new(
+    importers_live_as_long_as_the_shared_item_in(
         &engine,
-        r#"(module (import "h" "g" (global (mut funcref))) (memory 1))"#,
-    )
-    .unwrap();
-    let leaked = mappings_leaked(&linker, &module);
-    assert!(leaked < 10, "{leaked} mappings leaked by 50 instances");
+        Extern::Global(global),
+        r#"(import "h" "x" (global (mut funcref)))"#,
+    );
 }
 
 #[test]
@@ -278,9 +275,6 @@ fn instances_importing_an_i32_global_are_freed() {
 }
 
 #[test]
-#[ignore = "BUG: a function reference one instance's code stores into another instance's own \
-            table (through an exported function) does not keep the first instance alive; \
-            after it is dropped, the table owner's call_indirect runs freed code"]
 fn funcref_stored_by_guest_code_into_another_instances_table() {
     let _serial = serial();
     let engine = Engine::default();

@@ -505,3 +505,12 @@ fn read_names(
     }
     Ok(())
 }
+
+/// Validates `wasm` completely, function bodies included, without compiling.
+pub fn validate(wasm: &[u8]) -> Result<(), CompileError> {
+    let (_, bodies) = parse(wasm)?;
+    for mut pending in bodies {
+        pending.validator.validate(&pending.body).map_err(invalid)?;
+    }
+    Ok(())
+}
