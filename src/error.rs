@@ -36,6 +36,9 @@ pub enum Error {
     Terminated(crate::exit::TerminationDetails),
     /// A `KillSwitch` stopped the run (or cancelled it before it started).
     Killed,
+    /// A host function suspended the guest during a plain `call`; the
+    /// instance is suspended with this value (see `Instance::resume`).
+    Yielded(crate::exit::AnyValue),
     /// A message from the embedder or a host function.
     Message(String),
 }
@@ -82,6 +85,7 @@ impl fmt::Display for Error {
             Error::Host(e) => write!(f, "host error: {e}"),
             Error::Terminated(_) => f.write_str("the guest was terminated by the host"),
             Error::Killed => f.write_str("the guest was stopped by its kill switch"),
+            Error::Yielded(_) => f.write_str("the guest was suspended by a host function"),
             Error::Message(m) => f.write_str(m),
         }
     }

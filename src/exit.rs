@@ -32,6 +32,11 @@ thread_local! {
 
 /// Ends the running guest: records `exit` (unless an earlier reason is
 /// still pending, which wins) and unwinds.
+///
+/// These thread-local accessors are never inlined: after a guest resumes on
+/// another thread, a thread-local address computed before the suspend must
+/// not be reused.
+#[inline(never)]
 pub(crate) fn raise(exit: GuestExit) -> ! {
     PENDING_EXIT.with(|pending| {
         let mut pending = pending.borrow_mut();
@@ -44,14 +49,14 @@ pub(crate) fn raise(exit: GuestExit) -> ! {
 
 /// Whether an end of the run is pending on this thread (then the unwind
 /// that carries it was swallowed, or is in progress).
-#[inline]
+#[inline(never)]
 pub(crate) fn is_pending() -> bool {
     PENDING_EXIT.with(|pending| pending.borrow().is_some())
 }
 
 /// Raises the pending end again, if there is one: for host code that
 /// swallowed the unwind and then returned to, or called back into, the guest.
-#[inline]
+#[inline(never)]
 pub(crate) fn reraise_if_pending() {
     if is_pending() {
         log::warn!(
@@ -75,9 +80,10 @@ pub(crate) fn restore_pending(exit: Option<GuestExit>) {
     }
 }
 
-/// What `Caller::terminate` was given: any `Send + 'static` value, to be
-/// downcast back to its type.
-pub struct TerminationDetails {
+/// A `Send + 'static` value of any type, given back to the embedder: what
+/// `Caller::terminate` was given, or what `Caller::suspend` yielded.
+/// Downcast it back to its type.
+pub struct AnyValue {
     value: Box<dyn Any + Send>,
 }
 
@@ -85,11 +91,11 @@ pub struct TerminationDetails {
 // (`downcast`, `downcast_mut`, `into_inner`); `&self` exposes only its type
 // id. So sharing `&TerminationDetails` across threads cannot share the
 // value, which is therefore never accessed from two threads at once.
-unsafe impl Sync for TerminationDetails {}
+unsafe impl Sync for AnyValue {}
 
-impl TerminationDetails {
+impl AnyValue {
     pub(crate) fn new(value: Box<dyn Any + Send>) -> Self {
-        TerminationDetails { value }
+        AnyValue { value }
     }
 
     /// Whether the details are of type `T`.
@@ -98,10 +104,10 @@ impl TerminationDetails {
     }
 
     /// The details as `T`, or `self` back if they are of another type.
-    pub fn downcast<T: Any>(self) -> Result<Box<T>, TerminationDetails> {
+    pub fn downcast<T: Any>(self) -> Result<Box<T>, AnyValue> {
         self.value
             .downcast::<T>()
-            .map_err(|value| TerminationDetails { value })
+            .map_err(|value| AnyValue { value })
     }
 
     /// A mutable view of the details as `T`.
@@ -115,8 +121,11 @@ impl TerminationDetails {
     }
 }
 
-impl fmt::Debug for TerminationDetails {
+impl fmt::Debug for AnyValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TerminationDetails(..)")
+        f.write_str("AnyValue(..)")
     }
 }
+
+/// What `Caller::terminate` was given.
+pub type TerminationDetails = AnyValue;

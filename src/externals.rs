@@ -27,6 +27,18 @@ const WASM_PAGE: usize = 65536;
 /// The most elements a table may have, whatever its declared maximum.
 const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
 
+/// The contents of a memory at one moment, for `Instance::reset`: its size,
+/// and the 4 KiB chunks that were not all zero.
+pub(crate) struct MemorySnapshot {
+    bytes: usize,
+    chunks: Vec<(usize, Box<[u8]>)>,
+}
+
+const SNAPSHOT_CHUNK: usize = 4096;
+/// Up to this size, reset zeroes a memory with `memset`; above it, with
+/// `madvise(MADV_DONTNEED)`, whose cost follows the pages actually touched.
+const RESET_MEMSET_LIMIT: usize = 256 << 10;
+
 /// What compiled code reads of a memory: `{ base, length_bytes }`.
 #[repr(C)]
 pub(crate) struct VMMemoryDefinition {
@@ -213,6 +225,64 @@ impl Memory {
         }
     }
 
+    pub(crate) fn snapshot(&self) -> MemorySnapshot {
+        let data = self.data();
+        let chunks = data
+            .chunks(SNAPSHOT_CHUNK)
+            .enumerate()
+            .filter(|(_, chunk)| chunk.iter().any(|b| *b != 0))
+            .map(|(i, chunk)| (i * SNAPSHOT_CHUNK, Box::from(chunk)))
+            .collect();
+        MemorySnapshot {
+            bytes: data.len(),
+            chunks,
+        }
+    }
+
+    /// Puts the memory back as `saved` recorded it: its size, its bytes.
+    pub(crate) fn restore(&self, saved: &MemorySnapshot) -> Result<(), Error> {
+        let _guard = self.inner.grow_lock.lock();
+        let base = self.base();
+        let length = self.data_size();
+        let keep = saved.bytes;
+        let failed = |what: &str| {
+            Error::Resource(format!(
+                "cannot reset a linear memory ({what}): {}",
+                std::io::Error::last_os_error()
+            ))
+        };
+        // SAFETY: every range below lies inside this memory's reservation;
+        // the grow lock keeps the length steady, and the caller (reset)
+        // guarantees no guest code of the instance runs meanwhile.
+        unsafe {
+            if length > keep {
+                let tail = base.add(keep).cast();
+                if libc::mprotect(tail, length - keep, libc::PROT_NONE) != 0 {
+                    return Err(failed("mprotect"));
+                }
+                libc::madvise(tail, length - keep, libc::MADV_DONTNEED);
+            } else if length < keep
+                && libc::mprotect(
+                    base.add(length).cast(),
+                    keep - length,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                ) != 0
+            {
+                return Err(failed("mprotect"));
+            }
+            self.inner.definition.length.store(keep, Ordering::Release);
+            if keep <= RESET_MEMSET_LIMIT {
+                std::ptr::write_bytes(base, 0, keep);
+            } else if libc::madvise(base.cast(), keep, libc::MADV_DONTNEED) != 0 {
+                return Err(failed("madvise"));
+            }
+            for (offset, bytes) in &saved.chunks {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(*offset), bytes.len());
+            }
+        }
+        Ok(())
+    }
+
     /// Copies bytes out of the memory.
     pub fn read(&self, offset: usize, buffer: &mut [u8]) -> Result<(), Error> {
         self.check_range(offset, buffer.len())?;
@@ -359,6 +429,26 @@ impl Table {
 
     pub(crate) fn vm_ptr(&self) -> *mut VMTable {
         self.inner.vm.get()
+    }
+
+    /// A copy of every element, for reset.
+    pub(crate) fn elements_raw(&self) -> Vec<usize> {
+        // SAFETY: see the sharing rule.
+        unsafe { (*self.inner.elements.get()).clone() }
+    }
+
+    /// Puts back a copy made by `elements_raw` (size included).
+    pub(crate) fn restore_raw(&self, saved: &[usize]) {
+        // SAFETY: see the sharing rule; the VMTable is updated to the
+        // (possibly moved) buffer before any code reads it again.
+        unsafe {
+            let elements = &mut *self.inner.elements.get();
+            elements.clear();
+            elements.extend_from_slice(saved);
+            let vm = &mut *self.inner.vm.get();
+            vm.elements = elements.as_mut_ptr();
+            vm.length = saved.len() as u32;
+        }
     }
 
     pub(crate) fn get_raw(&self, index: u32) -> Option<usize> {

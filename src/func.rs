@@ -8,7 +8,7 @@
 //! starts an unwind carrying `e`, which runs every destructor on the guest
 //! stack and comes back from the embedder's call as `e`.
 
-use crate::exit::{self, GuestExit, TerminationDetails};
+use crate::exit::{self, AnyValue, GuestExit, TerminationDetails};
 use crate::instance::{InstanceCore, InstanceInner};
 use crate::kill::KillShared;
 use crate::values::{type_list, HostReturn, Val, WasmTy, WasmValues};
@@ -147,6 +147,24 @@ impl<T: 'static> Caller<'_, T> {
     /// that ends the run is in progress.
     pub fn is_termination_pending(&self) -> bool {
         self.inner.kill.is_requested() || exit::is_pending()
+    }
+
+    /// Suspends the guest: the embedder's call returns
+    /// `Outcome::Yielded(value)` (or `Error::Yielded` from a plain `call`),
+    /// with every frame on the guest stack kept as it is. When the embedder
+    /// calls `Instance::resume(v)`, possibly on another thread, this returns
+    /// `v`, which must be an `R`. If the instance is dropped or reset
+    /// instead, or a kill switch fired, this does not return: the run ends
+    /// and the guest stack unwinds, running every destructor.
+    ///
+    /// Nothing tied to the current thread (a `MutexGuard`, an `Rc`) may be
+    /// held across this call if the instance may be resumed elsewhere.
+    pub fn suspend<R: std::any::Any + Send>(&mut self, value: impl std::any::Any + Send) -> R {
+        exit::reraise_if_pending();
+        let inner: *mut InstanceInner<T> = &mut *self.inner;
+        // SAFETY: we are inside a host function of the root call whose
+        // activation is `inner`, on its fiber.
+        unsafe { crate::instance::suspend_current::<T, R>(inner, AnyValue::new(Box::new(value))) }
     }
 
     /// The calling instance's exported memory named `name`.

@@ -20,8 +20,8 @@
 //! | Running  | (unreachable: `&mut`)   | -> Ready                       | -> Poisoned, re-raise|
 //! | Poisoned | error `InstanceState`   | -                              | -                    |
 
-use crate::exit::{self, ExitUnwind, GuestExit};
-use crate::externals::{Global, Memory, Table};
+use crate::exit::{self, AnyValue, ExitUnwind, GuestExit};
+use crate::externals::{Global, Memory, MemorySnapshot, Table};
 use crate::group::{Group, GroupCell};
 use crate::kill::{KillShared, KillSwitch};
 use crate::module::Module;
@@ -29,8 +29,8 @@ use crate::values::{type_list, Func, Val, WasmValues};
 use crate::vm::{VMContextStorage, VMFuncRef, BUILTINS};
 use crate::{Error, Trap, TrapCode};
 use backstop_jit::vmoffsets::*;
-use backstop_jit::{ConstExpr, DataMode, ElementMode, ExportKind, FuncType};
-use std::any::Any;
+use backstop_jit::{ConstExpr, DataMode, ElementMode, ExportKind, FuncType, ValType};
+use std::any::{Any, TypeId};
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -144,6 +144,59 @@ impl InstanceCore {
             inner: self.globals[index as usize].inner.clone(),
             group: self.group(),
         }
+    }
+
+    /// The state `Instance::reset` restores: this instance's own memories,
+    /// tables and globals, and which segments are dropped.
+    fn snapshot(&self) -> Snapshot {
+        let info = self.module.info();
+        Snapshot {
+            memories: self.memories[info.num_imported_memories as usize..]
+                .iter()
+                .map(Memory::snapshot)
+                .collect(),
+            tables: self.tables[info.num_imported_tables as usize..]
+                .iter()
+                .map(Table::elements_raw)
+                .collect(),
+            globals: self.globals[info.num_imported_globals as usize..]
+                .iter()
+                .map(Global::get_raw)
+                .collect(),
+            elements_dropped: self
+                .elements
+                .iter()
+                .map(|e| e.dropped.load(Ordering::Relaxed))
+                .collect(),
+            data_dropped: self
+                .data_dropped
+                .iter()
+                .map(|d| d.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+
+    fn restore(&self, snapshot: &Snapshot) -> Result<(), Error> {
+        let info = self.module.info();
+        let own_memories = &self.memories[info.num_imported_memories as usize..];
+        for (memory, saved) in own_memories.iter().zip(&snapshot.memories) {
+            memory.restore(saved)?;
+        }
+        let own_tables = &self.tables[info.num_imported_tables as usize..];
+        for (table, saved) in own_tables.iter().zip(&snapshot.tables) {
+            table.restore_raw(saved);
+        }
+        let own_globals = &self.globals[info.num_imported_globals as usize..];
+        for (global, saved) in own_globals.iter().zip(&snapshot.globals) {
+            global.set_raw(*saved);
+        }
+        for (element, dropped) in self.elements.iter().zip(&snapshot.elements_dropped) {
+            element.dropped.store(*dropped, Ordering::Relaxed);
+        }
+        for (data, dropped) in self.data_dropped.iter().zip(&snapshot.data_dropped) {
+            data.store(*dropped, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     pub(crate) fn vmctx_ptr(&self) -> *mut u8 {
@@ -405,22 +458,76 @@ pub(crate) fn instantiate_core(
     Ok(core)
 }
 
+/// The states of an instance. Every transition is in the table in the
+/// module docs of `instance.rs` and in `Instance::state`'s docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+pub enum InstanceState {
+    /// Idle: a call may start.
     Ready,
+    /// A call is in progress (only observable from inside it).
     Running,
+    /// A host function suspended the guest (`Caller::suspend`); only
+    /// `resume`, `reset` or dropping the instance continue it.
+    Suspended,
+    /// A host function panicked; only `reset` makes the instance usable.
     Poisoned,
 }
 
+/// What a resumable call produced.
+#[derive(Debug)]
+pub enum Outcome<R> {
+    /// The function returned these results.
+    Returned(R),
+    /// A host function suspended the guest with this value; the instance is
+    /// `Suspended` until `resume`d (or reset, or dropped).
+    Yielded(AnyValue),
+}
+
+/// How a suspended guest continues.
+enum ResumeAction {
+    /// `Caller::suspend` returns this value.
+    Value(Box<dyn Any + Send>),
+    /// `Caller::suspend` ends the run instead: every frame unwinds.
+    Unwind(GuestExit),
+}
+
+/// What the suspended call expects.
+struct Suspension {
+    results: Box<[ValType]>,
+    resume_type: TypeId,
+    resume_type_name: &'static str,
+}
+
+/// What `Instance::reset` restores: this instance's own (not imported)
+/// memories, tables, globals and segments, as they were right after
+/// instantiation (start function included).
+struct Snapshot {
+    memories: Vec<MemorySnapshot>,
+    tables: Vec<Vec<usize>>,
+    globals: Vec<u128>,
+    elements_dropped: Vec<bool>,
+    data_dropped: Vec<bool>,
+}
+
 /// The activation record of an instance: what `vmctx.activation` points to
-/// during a call, and what host functions reach through `Caller`.
+/// during a call, and what host functions reach through `Caller`. Boxed, so
+/// its address (and the fiber state in it) never moves.
 pub(crate) struct InstanceInner<T> {
     pub(crate) core: Arc<InstanceCore>,
     stack: backstop_asm::GuestStack,
     stack_limit: usize,
-    state: State,
-    /// Functions passed in as arguments, kept alive in case the guest
-    /// stored them.
+    state: InstanceState,
+    fiber: backstop_asm::FiberState,
+    /// Argument and result slots of the root call in progress; they must
+    /// outlive a suspension, so they are not on the caller's stack.
+    slots: Vec<u128>,
+    suspension: Option<Suspension>,
+    /// Set by `Caller::suspend`, taken by the root call when it sees the
+    /// guest suspended.
+    yielded: Option<(AnyValue, TypeId, &'static str)>,
+    /// Set by `resume` and teardown, taken by the suspended guest.
+    resume_action: Option<ResumeAction>,
+    snapshot: Option<Snapshot>,
     group: Group,
     pub(crate) kill: Arc<KillShared>,
     pub(crate) data: T,
@@ -428,11 +535,11 @@ pub(crate) struct InstanceInner<T> {
 
 /// An instance of a module, with its own guest stack and the embedder's
 /// data `T`. `Send` when `T` is.
-pub struct Instance<T> {
+pub struct Instance<T: 'static> {
     inner: Box<InstanceInner<T>>,
 }
 
-impl<T> std::fmt::Debug for Instance<T> {
+impl<T: 'static> std::fmt::Debug for Instance<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Instance")
             .field("module", &self.inner.core.module)
@@ -441,7 +548,8 @@ impl<T> std::fmt::Debug for Instance<T> {
     }
 }
 
-/// What the guest-stack entry function needs, passed by pointer.
+/// What the guest-stack entry function needs, passed by pointer. Read once,
+/// when the fiber starts.
 struct EntryArgs {
     raw: *const VMFuncRef,
     trampoline: usize,
@@ -451,8 +559,9 @@ struct EntryArgs {
 
 /// The first frame on the guest stack.
 unsafe extern "C-unwind" fn guest_entry(arg: *mut u8) {
-    // SAFETY: `arg` is the EntryArgs of `invoke`, alive for the whole call,
-    // whose fields satisfy `invoke_in_activation`'s contract.
+    // SAFETY: `arg` is the EntryArgs of `begin`, alive while the fiber
+    // starts; its fields satisfy `invoke_in_activation`'s contract, and the
+    // slots live in the instance, which outlives the fiber.
     unsafe {
         let args = &*(arg as *const EntryArgs);
         invoke_in_activation(args.raw, args.trampoline, args.caller_vmctx, args.slots);
@@ -496,6 +605,47 @@ pub(crate) unsafe fn slots_to_results(ty: &FuncType, slots: &[u128]) -> Vec<Val>
         .collect()
 }
 
+/// Suspends the running guest of `inner` with `value`; returns the value
+/// `resume` passes, or unwinds if the instance is torn down instead.
+///
+/// # Safety
+/// Must run inside a host function of a root call of `inner`, on its fiber.
+#[inline(never)]
+pub(crate) unsafe fn suspend_current<T, R: Any + Send>(
+    inner: *mut InstanceInner<T>,
+    value: AnyValue,
+) -> R {
+    // SAFETY: per the contract, `inner` is the running root and this is its
+    // innermost fiber; nothing thread-bound is live across the switch here.
+    unsafe {
+        (*inner).yielded = Some((value, TypeId::of::<R>(), std::any::type_name::<R>()));
+        backstop_asm::fiber_suspend(&mut (*inner).fiber);
+        after_resume::<T, R>(inner)
+    }
+}
+
+/// The resumed half of `suspend_current`; never inlined into it, so no
+/// thread-local address from before a cross-thread resume is reused.
+#[inline(never)]
+unsafe fn after_resume<T, R: Any + Send>(inner: *mut InstanceInner<T>) -> R {
+    // SAFETY: `inner` is live: the fiber is only resumed by its instance.
+    match unsafe { (*inner).resume_action.take() } {
+        Some(ResumeAction::Value(value)) => match value.downcast::<R>() {
+            Ok(value) => *value,
+            Err(_) => exit::raise(GuestExit::HostError(Error::InvalidArgument(
+                "resumed with a value of the wrong type".into(),
+            ))),
+        },
+        Some(ResumeAction::Unwind(reason)) => exit::raise(reason),
+        None => exit::raise(GuestExit::HostError(Error::InstanceState(
+            "resumed without a value".into(),
+        ))),
+    }
+}
+
+/// Marks the unwind of a suspended guest whose instance is dropped or reset.
+struct TornDown;
+
 impl<T: 'static> Instance<T> {
     /// Wraps a core with a fresh guest stack, then runs the start function.
     pub(crate) fn new(core: Arc<InstanceCore>, data: T) -> Result<Instance<T>, Error> {
@@ -509,7 +659,13 @@ impl<T: 'static> Instance<T> {
                 core,
                 stack,
                 stack_limit,
-                state: State::Ready,
+                state: InstanceState::Ready,
+                fiber: backstop_asm::FiberState::new(),
+                slots: Vec::new(),
+                suspension: None,
+                yielded: None,
+                resume_action: None,
+                snapshot: None,
                 group,
                 kill: KillShared::new(),
                 data,
@@ -518,32 +674,44 @@ impl<T: 'static> Instance<T> {
         if let Some(start) = instance.inner.core.module.info().start {
             let func = instance.inner.core.func(start);
             let trampoline = func.trampoline();
-            instance.invoke(func.raw, trampoline, [0u128; 1].as_mut_ptr())?;
+            if let Outcome::Yielded(_) = instance.begin(func.raw, trampoline, &[])? {
+                instance.tear_down_suspended();
+                return Err(Error::InstanceState(
+                    "the start function tried to suspend the guest".into(),
+                ));
+            }
         }
+        instance.inner.snapshot = Some(instance.inner.core.snapshot());
         Ok(instance)
     }
 
-    /// Runs a function as a root call on this instance's guest stack.
-    fn invoke(
+    fn check_ready(&self) -> Result<(), Error> {
+        match self.inner.state {
+            InstanceState::Ready => Ok(()),
+            InstanceState::Running => Err(Error::InstanceState(
+                "the instance is already running a call".into(),
+            )),
+            InstanceState::Suspended => Err(Error::InstanceState(
+                "the instance is suspended: resume it, reset it or drop it".into(),
+            )),
+            InstanceState::Poisoned => Err(Error::InstanceState(
+                "the instance is poisoned: a host function panicked during an earlier call; \
+                 reset it to use it again"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Starts a root call of the function `raw` on this instance's guest
+    /// stack. The arguments are in `self.inner.slots`; so are the results
+    /// once it returns.
+    fn begin(
         &mut self,
         raw: *const VMFuncRef,
         trampoline: usize,
-        slots: *mut u128,
-    ) -> Result<(), Error> {
-        match self.inner.state {
-            State::Ready => {}
-            State::Running => {
-                return Err(Error::InstanceState(
-                    "the instance is already running a call".into(),
-                ))
-            }
-            State::Poisoned => {
-                return Err(Error::InstanceState(
-                    "the instance is poisoned: a host function panicked during an earlier call"
-                        .into(),
-                ))
-            }
-        }
+        results: &[ValType],
+    ) -> Result<Outcome<()>, Error> {
+        self.check_ready()?;
         crate::signals::ensure_ready();
         if !self.inner.kill.begin_run() {
             return Err(Error::Killed);
@@ -551,34 +719,76 @@ impl<T: 'static> Instance<T> {
         let inner: *mut InstanceInner<T> = &mut *self.inner;
         // SAFETY: `inner` is live and exclusively ours for the call; the
         // vmctx header fields are written before any code reads them.
-        unsafe {
+        let mut args = unsafe {
             let vmctx = (*inner).core.vmctx_ptr();
             *(vmctx.add(VMCTX_STACK_LIMIT as usize) as *mut usize) = (*inner).stack_limit;
             *(vmctx.add(VMCTX_ACTIVATION as usize) as *mut usize) = inner as usize;
             *(vmctx.add(VMCTX_INTERRUPT as usize) as *mut usize) =
                 &(*Arc::as_ptr(&(*inner).kill)).flag as *const _ as usize;
-            (*inner).state = State::Running;
-            let mut args = EntryArgs {
+            EntryArgs {
                 raw,
                 trampoline,
                 caller_vmctx: vmctx,
-                slots,
-            };
-            let top = (*inner).stack.top();
-            let args_ptr = &mut args as *mut EntryArgs as *mut u8;
-            // An outer run on this thread may be ending (this call comes from
-            // a destructor during its unwind): keep its reason apart.
-            let outer_exit = exit::take_pending();
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                backstop_asm::call_on_stack(top, guest_entry, args_ptr)
-            }));
-            let own_exit = exit::take_pending();
-            exit::restore_pending(outer_exit);
-            (*inner).state = State::Ready;
-            (*inner).kill.end_run();
-            match result {
-                Ok(()) => Ok(()),
-                Err(payload) => self.classify_unwind(payload, own_exit),
+                slots: (*inner).slots.as_mut_ptr(),
+            }
+        };
+        self.inner.state = InstanceState::Running;
+        self.switch(Some(&mut args), results)
+    }
+
+    /// Runs the guest until it returns, suspends or unwinds: starts it
+    /// (`args`) or resumes it (`None`).
+    fn switch(
+        &mut self,
+        args: Option<&mut EntryArgs>,
+        results: &[ValType],
+    ) -> Result<Outcome<()>, Error> {
+        let inner: *mut InstanceInner<T> = &mut *self.inner;
+        // An outer run on this thread may be ending (this call comes from
+        // a destructor during its unwind): keep its reason apart.
+        let outer_exit = exit::take_pending();
+        // SAFETY: the fiber state and stack live in `inner`, which outlives
+        // the fiber; `args` satisfies `guest_entry`; a resume only happens
+        // when the fiber is suspended (checked by the callers).
+        let result = catch_unwind(AssertUnwindSafe(|| unsafe {
+            match args {
+                Some(args) => backstop_asm::fiber_start(
+                    &mut (*inner).fiber,
+                    (*inner).stack.top(),
+                    guest_entry,
+                    args as *mut EntryArgs as *mut u8,
+                ),
+                None => backstop_asm::fiber_resume(&mut (*inner).fiber),
+            }
+        }));
+        let own_exit = exit::take_pending();
+        exit::restore_pending(outer_exit);
+        match result {
+            Ok(backstop_asm::FiberExit::Returned) => {
+                self.inner.state = InstanceState::Ready;
+                self.inner.kill.end_run();
+                Ok(Outcome::Returned(()))
+            }
+            Ok(backstop_asm::FiberExit::Suspended) => {
+                let (value, resume_type, resume_type_name) = self
+                    .inner
+                    .yielded
+                    .take()
+                    .expect("the guest suspends only through suspend_current");
+                self.inner.state = InstanceState::Suspended;
+                self.inner.kill.set_suspended(true);
+                self.inner.suspension = Some(Suspension {
+                    results: results.into(),
+                    resume_type,
+                    resume_type_name,
+                });
+                Ok(Outcome::Yielded(value))
+            }
+            Err(payload) => {
+                self.inner.state = InstanceState::Ready;
+                self.inner.kill.end_run();
+                self.classify_unwind(payload, own_exit)
+                    .map(|()| Outcome::Returned(()))
             }
         }
     }
@@ -600,8 +810,125 @@ impl<T: 'static> Instance<T> {
             });
         }
         // A host panic: the instance may be inconsistent now.
-        self.inner.state = State::Poisoned;
+        self.inner.state = InstanceState::Poisoned;
         std::panic::resume_unwind(payload)
+    }
+
+    /// Resumes a suspended guest: the host function that called
+    /// `Caller::suspend::<V>` gets `value` (which must be a `V`) back, and
+    /// the guest continues. `R` must be the result type of the suspended
+    /// call. If a kill switch fired meanwhile, the run ends with
+    /// `Error::Killed` instead, every frame unwound.
+    pub fn resume<R: WasmValues>(&mut self, value: impl Any + Send) -> Result<Outcome<R>, Error> {
+        if self.inner.state != InstanceState::Suspended {
+            return Err(Error::InstanceState(format!(
+                "only a suspended instance can be resumed (this one is {:?})",
+                self.inner.state
+            )));
+        }
+        let suspension = self.inner.suspension.as_ref().expect("suspended");
+        if &*suspension.results != R::TYPES {
+            return Err(Error::InvalidArgument(format!(
+                "the suspended call returns {}, not {}",
+                type_list(&suspension.results),
+                type_list(R::TYPES)
+            )));
+        }
+        if value.type_id() != suspension.resume_type {
+            return Err(Error::InvalidArgument(format!(
+                "the suspended host function expects a resume value of type {}, not {}",
+                suspension.resume_type_name,
+                std::any::type_name_of_val(&value)
+            )));
+        }
+        crate::signals::ensure_ready();
+        let action = if self.inner.kill.is_requested() {
+            ResumeAction::Unwind(GuestExit::Killed)
+        } else {
+            ResumeAction::Value(Box::new(value))
+        };
+        self.inner.resume_action = Some(action);
+        let results = self.inner.suspension.take().expect("suspended").results;
+        self.inner.state = InstanceState::Running;
+        self.inner.kill.set_suspended(false);
+        Ok(match self.switch(None, &results)? {
+            Outcome::Returned(()) => Outcome::Returned(R::load(&self.inner.slots)),
+            Outcome::Yielded(value) => Outcome::Yielded(value),
+        })
+    }
+
+    /// Ends a suspended guest: resumes it into an unwind, so every host
+    /// frame on its stack runs its destructors. A host panic during that
+    /// unwind is swallowed (there is nobody to report it to).
+    fn tear_down_suspended(&mut self) {
+        if self.inner.state != InstanceState::Suspended {
+            return;
+        }
+        let details = AnyValue::new(Box::new(TornDown));
+        self.inner.resume_action = Some(ResumeAction::Unwind(GuestExit::Terminated(details)));
+        let results = self
+            .inner
+            .suspension
+            .take()
+            .map(|s| s.results)
+            .unwrap_or_default();
+        self.inner.state = InstanceState::Running;
+        self.inner.kill.set_suspended(false);
+        let _ = catch_unwind(AssertUnwindSafe(|| self.switch(None, &results)));
+        if self.inner.state == InstanceState::Poisoned {
+            return;
+        }
+        self.inner.state = InstanceState::Ready;
+    }
+
+    /// The instance's state.
+    ///
+    /// | from      | event                                   | to        |
+    /// |-----------|-----------------------------------------|-----------|
+    /// | Ready     | `call` starts                           | Running   |
+    /// | Running   | returns, traps, terminated, host `Err`, killed | Ready |
+    /// | Running   | a host function calls `Caller::suspend` | Suspended |
+    /// | Running   | a host function panics (re-raised)      | Poisoned  |
+    /// | Suspended | `resume` with the right value type      | Running   |
+    /// | Suspended | `resume` with a wrong type / `call`     | Suspended (error) |
+    /// | Suspended | `reset` (frames unwound first)          | Ready     |
+    /// | Suspended | drop (frames unwound first)             | -         |
+    /// | Ready     | `resume`                                | Ready (error) |
+    /// | Poisoned  | `call` / `resume`                       | Poisoned (error) |
+    /// | Poisoned  | `reset`                                 | Ready     |
+    /// | Ready     | `reset`                                 | Ready     |
+    pub fn state(&self) -> InstanceState {
+        self.inner.state
+    }
+
+    /// Restores this instance's memories, tables and globals (those it
+    /// defines; imported ones belong to others) and its segments to their
+    /// state right after instantiation, without recompiling or remapping.
+    /// Makes a poisoned instance usable again; a suspended guest is unwound
+    /// first (every host frame on its stack runs its destructors). Kill
+    /// switches made before the reset no longer target anything.
+    pub fn reset(&mut self) -> Result<(), Error> {
+        self.tear_down_suspended();
+        let snapshot = self
+            .inner
+            .snapshot
+            .as_ref()
+            .expect("taken at instantiation");
+        self.inner.core.restore(snapshot)?;
+        self.inner.kill.skip_run();
+        self.inner.state = InstanceState::Ready;
+        Ok(())
+    }
+
+    /// Calls the exported function `name`, allowing the guest to suspend:
+    /// returns `Outcome::Yielded` if a host function suspended it.
+    pub fn call_resumable<P: WasmValues, R: WasmValues>(
+        &mut self,
+        name: &str,
+        params: P,
+    ) -> Result<Outcome<R>, Error> {
+        let func = self.inner.core.typed_export::<P, R>(name)?;
+        func.call_resumable(self, params)
     }
 
     /// Calls the exported function `name` with typed parameters and results.
@@ -645,7 +972,8 @@ impl<T: 'static> Instance<T> {
             ));
         }
         let ty = func.ty();
-        let mut slots = args_to_slots(&ty, args)?;
+        self.check_ready()?;
+        let slots = args_to_slots(&ty, args)?;
         // The guest may store function references it is given: they join
         // this instance's group (as does the callee, if linked from elsewhere).
         for arg in args {
@@ -655,9 +983,12 @@ impl<T: 'static> Instance<T> {
             }
         }
         self.inner.group.merge(&func.group);
-        self.invoke(func.raw, func.trampoline(), slots.as_mut_ptr())?;
-        // SAFETY: the function stored results of its declared types.
-        Ok(unsafe { slots_to_results(&ty, &slots) })
+        self.inner.slots = slots;
+        match self.begin(func.raw, func.trampoline(), ty.results())? {
+            // SAFETY: the function stored results of its declared types.
+            Outcome::Returned(()) => Ok(unsafe { slots_to_results(&ty, &self.inner.slots) }),
+            Outcome::Yielded(value) => Err(Error::Yielded(value)),
+        }
     }
 
     /// The exported function `name`.
@@ -745,14 +1076,17 @@ impl<T: 'static> Instance<T> {
         self.inner.kill.switch()
     }
 
-    /// Whether a host panic left this instance unusable.
+    /// Whether a host panic left this instance unusable (until `reset`).
     pub fn is_poisoned(&self) -> bool {
-        self.inner.state == State::Poisoned
+        self.inner.state == InstanceState::Poisoned
     }
 }
 
-impl<T> Drop for Instance<T> {
+impl<T: 'static> Drop for Instance<T> {
     fn drop(&mut self) {
+        // A suspended guest still has live host frames: unwind them, so
+        // their destructors run before the stack is freed.
+        self.tear_down_suspended();
         self.inner.kill.mark_dead();
     }
 }
@@ -788,8 +1122,23 @@ impl<P: WasmValues, R: WasmValues> TypedFunc<P, R> {
         })
     }
 
-    /// Calls the function as a root call of `instance`.
+    /// Calls the function as a root call of `instance`. If a host function
+    /// suspends the guest, this returns `Error::Yielded` and the instance
+    /// stays suspended; use `call_resumable` to treat that as an outcome.
     pub fn call<T: 'static>(&self, instance: &mut Instance<T>, params: P) -> Result<R, Error> {
+        match self.call_resumable(instance, params)? {
+            Outcome::Returned(results) => Ok(results),
+            Outcome::Yielded(value) => Err(Error::Yielded(value)),
+        }
+    }
+
+    /// Calls the function as a root call of `instance`, allowing the guest
+    /// to suspend (see `Instance::resume`).
+    pub fn call_resumable<T: 'static>(
+        &self,
+        instance: &mut Instance<T>,
+        params: P,
+    ) -> Result<Outcome<R>, Error> {
         if !Arc::ptr_eq(&self.func.core, &instance.inner.core)
             && !self
                 .func
@@ -802,18 +1151,17 @@ impl<P: WasmValues, R: WasmValues> TypedFunc<P, R> {
                 "the function belongs to another engine".into(),
             ));
         }
-        let mut small = [0u128; 16];
-        let mut large;
-        let count = P::TYPES.len().max(R::TYPES.len());
-        let slots: &mut [u128] = if count <= small.len() {
-            &mut small
-        } else {
-            large = vec![0u128; count];
-            &mut large
-        };
+        instance.check_ready()?;
+        let count = P::TYPES.len().max(R::TYPES.len()).max(1);
+        let slots = &mut instance.inner.slots;
+        if slots.len() < count {
+            slots.resize(count, 0);
+        }
         params.store(slots);
-        instance.invoke(self.raw, self.trampoline, slots.as_mut_ptr())?;
-        Ok(R::load(slots))
+        Ok(match instance.begin(self.raw, self.trampoline, R::TYPES)? {
+            Outcome::Returned(()) => Outcome::Returned(R::load(&instance.inner.slots)),
+            Outcome::Yielded(value) => Outcome::Yielded(value),
+        })
     }
 
     /// The underlying function.

@@ -16,6 +16,7 @@
 //! | idle, target run not started            | that run is cancelled at its start   | `CancelledBeforeStart` |
 //! | running the target run, in Wasm code    | the guest traps at its next check    | `Interrupted`          |
 //! | running the target run, in a hostcall   | stops when the hostcall returns      | `PendingInHostcall`    |
+//! | target run suspended (yielded)          | stops when it is resumed             | `PendingUntilResume`   |
 //! | target run finished, instance reset, or another run in progress | nothing | `NothingToTerminate` |
 //! | instance dropped                        | nothing                              | `NothingToTerminate`   |
 //!
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 const PHASE_IDLE: u64 = 0;
 const PHASE_RUNNING: u64 = 1;
+const PHASE_SUSPENDED: u64 = 2;
 const PHASE_DEAD: u64 = 3;
 
 /// State shared between an instance and its kill switches.
@@ -86,6 +88,17 @@ impl KillShared {
             .compare_exchange(flag_value(run), 0, Ordering::SeqCst, Ordering::SeqCst);
     }
 
+    /// Called when the run suspends (yields) and when it resumes.
+    pub(crate) fn set_suspended(&self, suspended: bool) {
+        let run = self.status.load(Ordering::Relaxed) >> 2;
+        let phase = if suspended {
+            PHASE_SUSPENDED
+        } else {
+            PHASE_RUNNING
+        };
+        self.status.store(run << 2 | phase, Ordering::SeqCst);
+    }
+
     /// Called on reset: switches made before it no longer target anything.
     pub(crate) fn skip_run(&self) {
         let run = (self.status.load(Ordering::Relaxed) >> 2) + 1;
@@ -108,7 +121,7 @@ impl KillShared {
         let status = self.status.load(Ordering::SeqCst);
         let run = status >> 2;
         let target = match status & 3 {
-            PHASE_RUNNING => run,
+            PHASE_RUNNING | PHASE_SUSPENDED => run,
             _ => run + 1,
         };
         KillSwitch {
@@ -131,6 +144,9 @@ pub enum KillOutcome {
     /// function returns to Wasm (the function can poll
     /// `Caller::is_termination_pending`).
     PendingInHostcall,
+    /// The run was suspended (yielded); it ends with `Error::Killed`, every
+    /// frame unwound, when it is resumed.
+    PendingUntilResume,
     /// The targeted run already finished, the instance was reset or
     /// dropped: there was nothing to terminate.
     NothingToTerminate,
@@ -165,6 +181,12 @@ impl KillSwitch {
                 } else {
                     KillOutcome::Interrupted
                 }
+            }
+            PHASE_SUSPENDED if run == self.target => {
+                self.shared
+                    .flag
+                    .store(flag_value(self.target), Ordering::SeqCst);
+                KillOutcome::PendingUntilResume
             }
             PHASE_IDLE if run + 1 == self.target => {
                 self.shared

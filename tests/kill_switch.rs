@@ -74,8 +74,7 @@ fn plain_host() -> Host {
     }
 }
 
-/// Terminates `export` once it is running: retries until the switch says
-/// it interrupted Wasm code.
+/// Terminates `export` while it runs (or just before it starts).
 fn kill_while_running(export: &str) {
     let engine = Engine::default();
     let mut instance = instance(&engine, plain_host());
@@ -83,14 +82,17 @@ fn kill_while_running(export: &str) {
         let (started_tx, started_rx) = mpsc::channel::<backstop::KillSwitch>();
         let killer = std::thread::spawn(move || {
             let switch = started_rx.recv().unwrap();
-            loop {
-                std::thread::sleep(Duration::from_millis(2));
-                match switch.terminate() {
-                    KillOutcome::Interrupted => return,
-                    KillOutcome::CancelledBeforeStart => return,
-                    other => panic!("unexpected outcome {other:?}"),
-                }
-            }
+            std::thread::sleep(Duration::from_millis(2));
+            // Usually the run is in Wasm by now; if the thread was slow to
+            // start it, the run is cancelled instead. Either way it stops.
+            let outcome = switch.terminate();
+            assert!(
+                matches!(
+                    outcome,
+                    KillOutcome::Interrupted | KillOutcome::CancelledBeforeStart
+                ),
+                "unexpected outcome {outcome:?}"
+            );
         });
         started_tx.send(instance.kill_switch()).unwrap();
         let result = instance.call::<(), ()>(export, ());
