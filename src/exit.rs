@@ -12,7 +12,7 @@
 
 use crate::{Error, Trap};
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt;
 
 /// Why the runtime ended a run.
@@ -27,7 +27,9 @@ pub(crate) enum GuestExit {
 pub(crate) struct ExitUnwind;
 
 thread_local! {
-    static PENDING_EXIT: RefCell<Option<GuestExit>> = const { RefCell::new(None) };
+    /// The pending reason, boxed (null when none): checking and taking it
+    /// are a load and a pointer swap, cheap enough for every call.
+    static PENDING_EXIT: Cell<*mut GuestExit> = const { Cell::new(std::ptr::null_mut()) };
 }
 
 /// Ends the running guest: records `exit` (unless an earlier reason is
@@ -39,9 +41,8 @@ thread_local! {
 #[inline(never)]
 pub(crate) fn raise(exit: GuestExit) -> ! {
     PENDING_EXIT.with(|pending| {
-        let mut pending = pending.borrow_mut();
-        if pending.is_none() {
-            *pending = Some(exit);
+        if pending.get().is_null() {
+            pending.set(Box::into_raw(Box::new(exit)));
         }
     });
     std::panic::resume_unwind(Box::new(ExitUnwind))
@@ -51,7 +52,7 @@ pub(crate) fn raise(exit: GuestExit) -> ! {
 /// that carries it was swallowed, or is in progress).
 #[inline(never)]
 pub(crate) fn is_pending() -> bool {
-    PENDING_EXIT.with(|pending| pending.borrow().is_some())
+    PENDING_EXIT.with(|pending| !pending.get().is_null())
 }
 
 /// Raises the pending end again, if there is one: for host code that
@@ -67,17 +68,23 @@ pub(crate) fn reraise_if_pending() {
     }
 }
 
-/// Takes the pending reason (at the root call, once the unwind arrived).
-pub(crate) fn take_pending() -> Option<GuestExit> {
-    PENDING_EXIT.with(|pending| pending.borrow_mut().take())
+/// Swaps the raw pending reason, for the root call: at entry it sets aside
+/// an outer run's reason (null in the common case), at exit it takes its
+/// own and puts the outer one back. The root call runs on the host side,
+/// which never changes thread within a function, so this may be inlined.
+#[inline]
+pub(crate) fn swap_pending_raw(new: *mut GuestExit) -> *mut GuestExit {
+    PENDING_EXIT.with(|pending| pending.replace(new))
 }
 
-/// Puts back a reason taken by `take_pending` (when a nested root call on
-/// the same thread must not see an outer run's pending end).
-pub(crate) fn restore_pending(exit: Option<GuestExit>) {
-    if exit.is_some() {
-        PENDING_EXIT.with(|pending| *pending.borrow_mut() = exit);
-    }
+/// Turns a raw reason from `swap_pending_raw` into the value.
+///
+/// # Safety
+/// `raw` must come from `swap_pending_raw` and not have been used since.
+pub(crate) unsafe fn from_raw_pending(raw: *mut GuestExit) -> Option<GuestExit> {
+    // SAFETY: per the contract, a non-null `raw` came from `Box::into_raw`
+    // in `raise` and left the cell in the swap, so we are its only owner.
+    (!raw.is_null()).then(|| *unsafe { Box::from_raw(raw) })
 }
 
 /// A `Send + 'static` value of any type, given back to the embedder: what

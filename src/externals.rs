@@ -29,8 +29,8 @@ const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
 
 /// The contents of a memory at one moment, for `Instance::reset`: its size,
 /// and the 4 KiB chunks that were not all zero.
-pub(crate) struct MemorySnapshot {
-    bytes: usize,
+pub(crate) struct MemoryChunks {
+    pub(crate) bytes: usize,
     chunks: Vec<(usize, Box<[u8]>)>,
 }
 
@@ -225,7 +225,8 @@ impl Memory {
         }
     }
 
-    pub(crate) fn snapshot(&self) -> MemorySnapshot {
+    /// Records the non-zero 4 KiB chunks (reads the whole memory).
+    pub(crate) fn snapshot_chunks(&self) -> MemoryChunks {
         let data = self.data();
         let chunks = data
             .chunks(SNAPSHOT_CHUNK)
@@ -233,18 +234,32 @@ impl Memory {
             .filter(|(_, chunk)| chunk.iter().any(|b| *b != 0))
             .map(|(i, chunk)| (i * SNAPSHOT_CHUNK, Box::from(chunk)))
             .collect();
-        MemorySnapshot {
+        MemoryChunks {
             bytes: data.len(),
             chunks,
         }
     }
 
-    /// Puts the memory back as `saved` recorded it: its size, its bytes.
-    pub(crate) fn restore(&self, saved: &MemorySnapshot) -> Result<(), Error> {
+    /// Puts back what `snapshot_chunks` recorded.
+    pub(crate) fn restore_chunks(&self, saved: &MemoryChunks) -> Result<(), Error> {
+        self.restore(
+            saved.bytes,
+            saved
+                .chunks
+                .iter()
+                .map(|(offset, bytes)| (*offset, &bytes[..])),
+        )
+    }
+
+    /// Resizes the memory to `keep` bytes, zeroes it, and writes `writes`.
+    pub(crate) fn restore<'a>(
+        &self,
+        keep: usize,
+        writes: impl Iterator<Item = (usize, &'a [u8])>,
+    ) -> Result<(), Error> {
         let _guard = self.inner.grow_lock.lock();
         let base = self.base();
         let length = self.data_size();
-        let keep = saved.bytes;
         let failed = |what: &str| {
             Error::Resource(format!(
                 "cannot reset a linear memory ({what}): {}",
@@ -276,8 +291,13 @@ impl Memory {
             } else if libc::madvise(base.cast(), keep, libc::MADV_DONTNEED) != 0 {
                 return Err(failed("madvise"));
             }
-            for (offset, bytes) in &saved.chunks {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(*offset), bytes.len());
+            for (offset, bytes) in writes {
+                if offset.checked_add(bytes.len()).is_none_or(|end| end > keep) {
+                    return Err(Error::Resource(
+                        "a reset image lies outside the memory".into(),
+                    ));
+                }
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(offset), bytes.len());
             }
         }
         Ok(())

@@ -92,6 +92,17 @@ unsafe extern "C-unwind" fn array_call<T: 'static>(
             kill,
         )
     };
+    // Host code runs in the reserve below the Wasm stack limit. Guest code
+    // can only call in from above the limit, but host functions re-entered
+    // without a guest frame in between (`Caller::call` of an export that is
+    // itself a host import) could eat the reserve: refuse before any host
+    // code runs once less than half of it is left.
+    let stack_marker = 0u8;
+    if (&stack_marker as *const u8 as usize) < caller.inner.host_floor {
+        exit::raise(GuestExit::Trap(crate::Trap::new(
+            crate::TrapCode::StackOverflow,
+        )));
+    }
     let outer_in_host = kill.in_host.load(Ordering::Relaxed);
     kill.in_host.store(1, Ordering::Relaxed);
     let result = (host.closure)(caller, slots);

@@ -21,7 +21,7 @@
 //! | Poisoned | error `InstanceState`   | -                              | -                    |
 
 use crate::exit::{self, AnyValue, ExitUnwind, GuestExit};
-use crate::externals::{Global, Memory, MemorySnapshot, Table};
+use crate::externals::{Global, Memory, MemoryChunks, Table};
 use crate::group::{Group, GroupCell};
 use crate::kill::{KillShared, KillSwitch};
 use crate::module::Module;
@@ -150,11 +150,35 @@ impl InstanceCore {
     /// tables and globals, and which segments are dropped.
     fn snapshot(&self) -> Snapshot {
         let info = self.module.info();
+        let first_own = info.num_imported_memories as usize;
+        let memories = self.memories[first_own..]
+            .iter()
+            .enumerate()
+            .map(|(i, memory)| {
+                if info.start.is_some() {
+                    return MemoryImage::Chunks(memory.snapshot_chunks());
+                }
+                let index = (first_own + i) as u32;
+                let writes = info
+                    .data
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(segment, data)| match &data.mode {
+                        DataMode::Active { memory, offset } if *memory == index => {
+                            let offset = eval_const(offset, &self.globals, |_| 0) as u32;
+                            Some((segment as u32, offset as usize))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                MemoryImage::Segments {
+                    bytes: memory.data_size(),
+                    writes,
+                }
+            })
+            .collect();
         Snapshot {
-            memories: self.memories[info.num_imported_memories as usize..]
-                .iter()
-                .map(Memory::snapshot)
-                .collect(),
+            memories,
             tables: self.tables[info.num_imported_tables as usize..]
                 .iter()
                 .map(Table::elements_raw)
@@ -179,8 +203,16 @@ impl InstanceCore {
     fn restore(&self, snapshot: &Snapshot) -> Result<(), Error> {
         let info = self.module.info();
         let own_memories = &self.memories[info.num_imported_memories as usize..];
-        for (memory, saved) in own_memories.iter().zip(&snapshot.memories) {
-            memory.restore(saved)?;
+        for (memory, image) in own_memories.iter().zip(&snapshot.memories) {
+            match image {
+                MemoryImage::Chunks(chunks) => memory.restore_chunks(chunks)?,
+                MemoryImage::Segments { bytes, writes } => memory.restore(
+                    *bytes,
+                    writes.iter().map(|(segment, offset)| {
+                        (*offset, &info.data[*segment as usize].bytes[..])
+                    }),
+                )?,
+            }
         }
         let own_tables = &self.tables[info.num_imported_tables as usize..];
         for (table, saved) in own_tables.iter().zip(&snapshot.tables) {
@@ -502,11 +534,24 @@ struct Suspension {
 /// memories, tables, globals and segments, as they were right after
 /// instantiation (start function included).
 struct Snapshot {
-    memories: Vec<MemorySnapshot>,
+    memories: Vec<MemoryImage>,
     tables: Vec<Vec<usize>>,
     globals: Vec<u128>,
     elements_dropped: Vec<bool>,
     data_dropped: Vec<bool>,
+}
+
+/// How a memory looked right after instantiation.
+enum MemoryImage {
+    /// Its size and the active data segments (index, offset) written into
+    /// it, in order: exact when no start function ran, and free to record.
+    Segments {
+        bytes: usize,
+        writes: Vec<(u32, usize)>,
+    },
+    /// A copy of its non-zero chunks, when a start function may have
+    /// written anything.
+    Chunks(MemoryChunks),
 }
 
 /// The activation record of an instance: what `vmctx.activation` points to
@@ -516,6 +561,9 @@ pub(crate) struct InstanceInner<T> {
     pub(crate) core: Arc<InstanceCore>,
     stack: backstop_asm::GuestStack,
     stack_limit: usize,
+    /// A host function may start only above this address: it keeps at
+    /// least half the host reserve free for host code and the unwinder.
+    pub(crate) host_floor: usize,
     state: InstanceState,
     fiber: backstop_asm::FiberState,
     /// Argument and result slots of the root call in progress; they must
@@ -654,11 +702,13 @@ impl<T: 'static> Instance<T> {
         let stack = backstop_asm::GuestStack::new(config.stack_size + config.host_reserve, 4096)
             .map_err(|e| Error::Resource(format!("cannot allocate a guest stack: {e}")))?;
         let stack_limit = stack.usable_bottom() as usize + config.host_reserve;
+        let host_floor = stack.usable_bottom() as usize + config.host_reserve / 2;
         let mut instance = Instance {
             inner: Box::new(InstanceInner {
                 core,
                 stack,
                 stack_limit,
+                host_floor,
                 state: InstanceState::Ready,
                 fiber: backstop_asm::FiberState::new(),
                 slots: Vec::new(),
@@ -746,7 +796,7 @@ impl<T: 'static> Instance<T> {
         let inner: *mut InstanceInner<T> = &mut *self.inner;
         // An outer run on this thread may be ending (this call comes from
         // a destructor during its unwind): keep its reason apart.
-        let outer_exit = exit::take_pending();
+        let outer_exit = exit::swap_pending_raw(std::ptr::null_mut());
         // SAFETY: the fiber state and stack live in `inner`, which outlives
         // the fiber; `args` satisfies `guest_entry`; a resume only happens
         // when the fiber is suspended (checked by the callers).
@@ -761,8 +811,12 @@ impl<T: 'static> Instance<T> {
                 None => backstop_asm::fiber_resume(&mut (*inner).fiber),
             }
         }));
-        let own_exit = exit::take_pending();
-        exit::restore_pending(outer_exit);
+        let own_exit = exit::swap_pending_raw(outer_exit);
+        if result.is_ok() && !own_exit.is_null() {
+            // SAFETY: from the swap above; a reason left pending by a run
+            // that still returned normally is stale: drop it.
+            drop(unsafe { exit::from_raw_pending(own_exit) });
+        }
         match result {
             Ok(backstop_asm::FiberExit::Returned) => {
                 self.inner.state = InstanceState::Ready;
@@ -787,6 +841,8 @@ impl<T: 'static> Instance<T> {
             Err(payload) => {
                 self.inner.state = InstanceState::Ready;
                 self.inner.kill.end_run();
+                // SAFETY: `own_exit` came from the swap just above.
+                let own_exit = unsafe { exit::from_raw_pending(own_exit) };
                 self.classify_unwind(payload, own_exit)
                     .map(|()| Outcome::Returned(()))
             }
@@ -1151,7 +1207,6 @@ impl<P: WasmValues, R: WasmValues> TypedFunc<P, R> {
                 "the function belongs to another engine".into(),
             ));
         }
-        instance.check_ready()?;
         let count = P::TYPES.len().max(R::TYPES.len()).max(1);
         let slots = &mut instance.inner.slots;
         if slots.len() < count {

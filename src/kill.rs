@@ -45,6 +45,7 @@ pub(crate) struct KillShared {
     pub(crate) in_host: AtomicU32,
 }
 
+#[inline]
 fn flag_value(run: u64) -> u32 {
     (run as u32).max(1)
 }
@@ -60,16 +61,22 @@ impl KillShared {
 
     /// Called by the owner before a run: returns false if the run was
     /// cancelled by a kill switch.
+    ///
+    /// The owner's side uses plain (relaxed) stores and loads: it is on the
+    /// hot path of every call. A request whose flag store is not yet
+    /// visible here is still seen by compiled code at its next function
+    /// entry or loop header, so no fence is needed for the kill to land.
+    #[inline]
     pub(crate) fn begin_run(&self) -> bool {
         let run = (self.status.load(Ordering::Relaxed) >> 2) + 1;
         self.status
-            .store(run << 2 | PHASE_RUNNING, Ordering::SeqCst);
-        let flag = self.flag.load(Ordering::SeqCst);
-        if flag == flag_value(run) {
-            self.end_run();
-            return false;
-        }
+            .store(run << 2 | PHASE_RUNNING, Ordering::Release);
+        let flag = self.flag.load(Ordering::Acquire);
         if flag != 0 {
+            if flag == flag_value(run) {
+                self.end_run();
+                return false;
+            }
             // Aimed at an earlier run that finished before it could stop.
             let _ = self
                 .flag
@@ -79,13 +86,16 @@ impl KillShared {
     }
 
     /// Called by the owner after a run, however it ended.
+    #[inline]
     pub(crate) fn end_run(&self) {
         let run = self.status.load(Ordering::Relaxed) >> 2;
-        self.status.store(run << 2 | PHASE_IDLE, Ordering::SeqCst);
+        self.status.store(run << 2 | PHASE_IDLE, Ordering::Release);
         self.in_host.store(0, Ordering::Relaxed);
-        let _ = self
-            .flag
-            .compare_exchange(flag_value(run), 0, Ordering::SeqCst, Ordering::SeqCst);
+        if self.flag.load(Ordering::Relaxed) == flag_value(run) {
+            let _ =
+                self.flag
+                    .compare_exchange(flag_value(run), 0, Ordering::SeqCst, Ordering::SeqCst);
+        }
     }
 
     /// Called when the run suspends (yields) and when it resumes.

@@ -46,10 +46,16 @@ thread_local! {
 
 /// Makes sure the handlers are installed and this thread has an alternate
 /// signal stack. Cheap after the first call on a thread.
+#[inline]
 pub(crate) fn ensure_ready() {
-    if ALTSTACK_READY.get() {
-        return;
+    if !ALTSTACK_READY.get() {
+        prepare_thread();
     }
+}
+
+#[cold]
+#[inline(never)]
+fn prepare_thread() {
     INSTALL.call_once(install_handlers);
     ensure_altstack();
     ALTSTACK_READY.set(true);

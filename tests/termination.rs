@@ -158,3 +158,45 @@ fn instance_is_reusable_after_termination() {
     assert_eq!(counters.created.load(Ordering::SeqCst), 4000);
     assert_eq!(counters.dropped.load(Ordering::SeqCst), 4000);
 }
+
+/// A host function re-entering itself through an export that is the host
+/// import itself (no Wasm frame, so no prologue stack check in between)
+/// would eat the host reserve; hostcall entry refuses once half of it is
+/// gone, with a StackOverflow trap, and every frame unwinds.
+#[test]
+fn host_recursion_without_guest_frames_traps_stack_overflow() {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module (import "host" "again" (func $again)) (export "again" (func $again)))"#,
+    )
+    .unwrap();
+    let counters = Arc::new(Counters::default());
+    let c = counters.clone();
+    let mut linker: Linker<()> = Linker::new(&engine);
+    linker
+        .func_wrap(
+            "host",
+            "again",
+            move |mut caller: Caller<'_, ()>| -> Result<(), Error> {
+                let _guard = Guard::new(&c);
+                let padding = std::hint::black_box([0u8; 512]);
+                caller.call::<(), ()>("again", ())?;
+                std::hint::black_box(padding);
+                Ok(())
+            },
+        )
+        .unwrap();
+    let mut instance = linker.instantiate(&module, ()).unwrap();
+    for _ in 0..3 {
+        let error = instance.call::<(), ()>("again", ()).unwrap_err();
+        assert_eq!(
+            error.trap_code(),
+            Some(backstop::TrapCode::StackOverflow),
+            "{error}"
+        );
+        let created = counters.created.load(Ordering::SeqCst);
+        assert!(created > 10);
+        assert_eq!(counters.dropped.load(Ordering::SeqCst), created);
+    }
+}

@@ -1,0 +1,327 @@
+//! Runtime benchmarks for Backstop: calls across the host/guest boundary,
+//! compute-bound guest code, traps and instantiation.
+//!
+//! Run with `cargo bench --bench runtime`. Each benchmark keeps its setup
+//! (compiling, linking, instantiating, resolving a `TypedFunc`) outside the
+//! measured closure unless setup is what it measures (`instantiate/small`).
+//! See BENCHMARKS.md for results and the wasmtime reference figures.
+
+use backstop::{Config, Engine, Instance, Linker, Module, TypedFunc};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use std::time::Duration;
+
+/// Guest->host calls per `call/guest_to_host_i32` iteration.
+const GUEST_TO_HOST_CALLS: i32 = 1000;
+
+/// Matrix side for `compute/matmul256_f64`.
+const N: usize = 256;
+
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+fn instantiate(engine: &Engine, wat: &str) -> Instance<()> {
+    let module = Module::new(engine, wat).expect("benchmark module compiles");
+    Linker::new(engine)
+        .instantiate(&module, ())
+        .expect("benchmark module instantiates")
+}
+
+/// `call/*`: the cost of crossing the host/guest boundary.
+fn calls(c: &mut Criterion) {
+    let engine = Engine::default();
+    let mut group = c.benchmark_group("call");
+    group.measurement_time(Duration::from_secs(3));
+
+    // Host -> guest: a root call of `() -> ()` through a pre-resolved
+    // TypedFunc. Each call switches to the instance's guest stack, runs
+    // under catch_unwind and checks/updates the instance state.
+    {
+        let mut instance = instantiate(&engine, r#"(module (func (export "nop")))"#);
+        let nop: TypedFunc<(), ()> = instance.typed_func("nop").unwrap();
+        group.bench_function("host_to_guest_unit", |b| {
+            b.iter(|| nop.call(&mut instance, ()).unwrap())
+        });
+    }
+
+    // Guest -> host: a Wasm loop calls an imported `(i32) -> i32` host
+    // function GUEST_TO_HOST_CALLS times per iteration. Criterion reports
+    // the time of one iteration (one root call + 1000 host calls + loop
+    // overhead) and, through `Throughput::Elements`, host calls per second;
+    // the per-call figure in BENCHMARKS.md is the median divided by 1000.
+    guest_to_host(&mut group, &engine, "guest_to_host_i32");
+    // Supplementary: the same without the kill-switch checks compiled into
+    // every loop header and function entry.
+    guest_to_host(
+        &mut group,
+        &uninterruptible(),
+        "guest_to_host_i32_uninterruptible",
+    );
+    group.finish();
+}
+
+/// An engine whose code has no kill-switch (interrupt) checks.
+fn uninterruptible() -> Engine {
+    let mut config = Config::new();
+    config.interruptible(false);
+    Engine::new(&config).unwrap()
+}
+
+fn guest_to_host(group: &mut Group<'_>, engine: &Engine, name: &str) {
+    let module = Module::new(
+        engine,
+        r#"
+        (module
+          (import "host" "inc" (func $inc (param i32) (result i32)))
+          (func (export "run") (param $n i32) (result i32)
+            (local $i i32) (local $acc i32)
+            (loop $l
+              (local.set $acc (call $inc (local.get $acc)))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+            (local.get $acc)))
+        "#,
+    )
+    .unwrap();
+    let mut linker = Linker::new(engine);
+    linker
+        .func_wrap("host", "inc", |x: i32| x.wrapping_add(1))
+        .unwrap();
+    let mut instance = linker.instantiate(&module, ()).unwrap();
+    let run: TypedFunc<i32, i32> = instance.typed_func("run").unwrap();
+    assert_eq!(
+        run.call(&mut instance, GUEST_TO_HOST_CALLS).unwrap(),
+        GUEST_TO_HOST_CALLS
+    );
+    group.throughput(Throughput::Elements(GUEST_TO_HOST_CALLS as u64));
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            run.call(&mut instance, black_box(GUEST_TO_HOST_CALLS))
+                .unwrap()
+        })
+    });
+}
+
+/// fib(n) = n < 2 ? n : fib(n-1) + fib(n-2): 7,049,155 calls for n = 32.
+const FIB_LT2: &str = r#"
+    (module
+      (func $fib (export "fib") (param $n i32) (result i32)
+        (if (result i32) (i32.lt_u (local.get $n) (i32.const 2))
+          (then (local.get $n))
+          (else
+            (i32.add
+              (call $fib (i32.sub (local.get $n) (i32.const 1)))
+              (call $fib (i32.sub (local.get $n) (i32.const 2))))))))
+"#;
+
+/// fib(n) = n <= 2 ? 1 : fib(n-1) + fib(n-2): 4,356,617 calls for n = 32.
+const FIB_LE2: &str = r#"
+    (module
+      (func $fib (export "fib") (param $n i32) (result i32)
+        (if (result i32) (i32.le_u (local.get $n) (i32.const 2))
+          (then (i32.const 1))
+          (else
+            (i32.add
+              (call $fib (i32.sub (local.get $n) (i32.const 1)))
+              (call $fib (i32.sub (local.get $n) (i32.const 2))))))))
+"#;
+
+fn fib(group: &mut Group<'_>, engine: &Engine, name: &str, wat: &str) {
+    let mut instance = instantiate(engine, wat);
+    let fib: TypedFunc<i32, i32> = instance.typed_func("fib").unwrap();
+    assert_eq!(fib.call(&mut instance, 32).unwrap(), 2_178_309);
+    group.bench_function(name, |b| {
+        b.iter(|| fib.call(&mut instance, black_box(32)).unwrap())
+    });
+}
+
+/// `compute/*`: code generation quality on compute-bound guest code.
+fn compute(c: &mut Criterion) {
+    let engine = Engine::default();
+    let mut group = c.benchmark_group("compute");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(4));
+
+    fib(&mut group, &engine, "fib32", FIB_LT2);
+    // Supplementary (not reference benchmarks): the other common definition
+    // of fib, and fib32 without kill-switch checks. See BENCHMARKS.md.
+    fib(&mut group, &engine, "fib32_base_le2", FIB_LE2);
+    fib(
+        &mut group,
+        &uninterruptible(),
+        "fib32_uninterruptible",
+        FIB_LT2,
+    );
+
+    // C = A * B, 256x256 row-major f64 matrices in linear memory.
+    matmul(&mut group, &engine, "matmul256_f64", MATMUL_IJK);
+    // Supplementary: the same product with the two inner loops swapped.
+    matmul(&mut group, &engine, "matmul256_f64_ikj", MATMUL_IKJ);
+    group.finish();
+}
+
+/// The naive i-j-k kernel: `C[i][j] = sum_k A[i][k] * B[k][j]`, with the
+/// sum in a local. `{n}` is the matrix side.
+const MATMUL_IJK: &str = r#"
+    (local.set $i (i32.const 0))
+    (loop $li
+      (local.set $j (i32.const 0))
+      (loop $lj
+        (local.set $sum (f64.const 0))
+        (local.set $k (i32.const 0))
+        (loop $lk
+          (local.set $sum
+            (f64.add (local.get $sum)
+              (f64.mul
+                (f64.load (i32.add (local.get $a)
+                  (i32.shl (i32.add (i32.mul (local.get $i) (i32.const {n}))
+                                    (local.get $k)) (i32.const 3))))
+                (f64.load (i32.add (local.get $b)
+                  (i32.shl (i32.add (i32.mul (local.get $k) (i32.const {n}))
+                                    (local.get $j)) (i32.const 3)))))))
+          (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (br_if $lk (i32.lt_u (local.get $k) (i32.const {n}))))
+        (f64.store (i32.add (local.get $c)
+          (i32.shl (i32.add (i32.mul (local.get $i) (i32.const {n}))
+                            (local.get $j)) (i32.const 3)))
+          (local.get $sum))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br_if $lj (i32.lt_u (local.get $j) (i32.const {n}))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $li (i32.lt_u (local.get $i) (i32.const {n}))))
+"#;
+
+/// The i-k-j kernel: zero row i of C, then `C[i][j] += A[i][k] * B[k][j]`
+/// for k, j. Each C[i][j] adds the same products in the same order as the
+/// i-j-k kernel, so the results are bit-identical; the innermost loop has
+/// no loop-carried floating-point dependency.
+const MATMUL_IKJ: &str = r#"
+    (local.set $i (i32.const 0))
+    (loop $li
+      (local.set $row (i32.add (local.get $c)
+        (i32.shl (i32.mul (local.get $i) (i32.const {n})) (i32.const 3))))
+      (local.set $j (i32.const 0))
+      (loop $lz
+        (f64.store (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 3)))
+          (f64.const 0))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br_if $lz (i32.lt_u (local.get $j) (i32.const {n}))))
+      (local.set $k (i32.const 0))
+      (loop $lk
+        (local.set $sum
+          (f64.load (i32.add (local.get $a)
+            (i32.shl (i32.add (i32.mul (local.get $i) (i32.const {n}))
+                              (local.get $k)) (i32.const 3)))))
+        (local.set $j (i32.const 0))
+        (loop $lj
+          (local.set $p (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 3))))
+          (f64.store (local.get $p)
+            (f64.add (f64.load (local.get $p))
+              (f64.mul (local.get $sum)
+                (f64.load (i32.add (local.get $b)
+                  (i32.shl (i32.add (i32.mul (local.get $k) (i32.const {n}))
+                                    (local.get $j)) (i32.const 3)))))))
+          (local.set $j (i32.add (local.get $j) (i32.const 1)))
+          (br_if $lj (i32.lt_u (local.get $j) (i32.const {n}))))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br_if $lk (i32.lt_u (local.get $k) (i32.const {n}))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $li (i32.lt_u (local.get $i) (i32.const {n}))))
+"#;
+
+/// Benchmarks `matmul(a, b, c)` with `kernel` as its body: A at 0, B at
+/// N*N*8, C at 2*N*N*8 (1.5 MiB in all, 24 pages), checked once against a
+/// host computation of one element.
+fn matmul(group: &mut Group<'_>, engine: &Engine, name: &str, kernel: &str) {
+    let wat = format!(
+        r#"
+        (module
+          (memory (export "memory") 24)
+          (func (export "matmul") (param $a i32) (param $b i32) (param $c i32)
+            (local $i i32) (local $j i32) (local $k i32) (local $row i32) (local $p i32)
+            (local $sum f64)
+            {kernel}))
+        "#,
+        kernel = kernel.replace("{n}", &N.to_string())
+    );
+    let mut instance = instantiate(engine, &wat);
+    let bytes = N * N * 8;
+    {
+        let memory = instance.memory_mut("memory").unwrap();
+        for idx in 0..N * N {
+            let a = (idx % 7) as f64 * 0.5 + 1.0;
+            let b = (idx % 5) as f64 * 0.25 - 0.5;
+            memory[idx * 8..idx * 8 + 8].copy_from_slice(&a.to_le_bytes());
+            memory[bytes + idx * 8..bytes + idx * 8 + 8].copy_from_slice(&b.to_le_bytes());
+        }
+    }
+    let matmul: TypedFunc<(i32, i32, i32), ()> = instance.typed_func("matmul").unwrap();
+    let args = (0, bytes as i32, 2 * bytes as i32);
+    matmul.call(&mut instance, args).unwrap();
+    {
+        let memory = instance.memory("memory").unwrap();
+        let read = |off: usize| f64::from_le_bytes(memory[off..off + 8].try_into().unwrap());
+        for (i, j) in [(0, 0), (17, 203), (255, 255)] {
+            let expected = (0..N).fold(0.0, |sum, k| {
+                sum + read((i * N + k) * 8) * read(bytes + (k * N + j) * 8)
+            });
+            assert_eq!(
+                read(2 * bytes + (i * N + j) * 8),
+                expected,
+                "{name} C[{i}][{j}]"
+            );
+        }
+    }
+    group.bench_function(name, |b| {
+        b.iter(|| matmul.call(&mut instance, black_box(args)).unwrap())
+    });
+}
+
+/// `trap/unreachable`: a guest trap (signal, unwind through the guest
+/// frames to the root call's catch) returned as `Err`.
+fn traps(c: &mut Criterion) {
+    let engine = Engine::default();
+    let mut group = c.benchmark_group("trap");
+    group.measurement_time(Duration::from_secs(3));
+    let mut instance = instantiate(&engine, r#"(module (func (export "boom") unreachable))"#);
+    let boom: TypedFunc<(), ()> = instance.typed_func("boom").unwrap();
+    let err = boom.call(&mut instance, ()).unwrap_err();
+    assert_eq!(
+        err.trap_code(),
+        Some(backstop::TrapCode::UnreachableCodeReached)
+    );
+    group.bench_function("unreachable", |b| {
+        b.iter(|| black_box(boom.call(&mut instance, ()).is_err()))
+    });
+    group.finish();
+}
+
+/// `instantiate/small`: instantiating (and dropping) an instance of a
+/// module with a 1-page memory, a table and 4 globals. Includes the guest
+/// stack and the memory reservation, and their release on drop.
+fn instantiation(c: &mut Criterion) {
+    let engine = Engine::default();
+    let mut group = c.benchmark_group("instantiate");
+    group.measurement_time(Duration::from_secs(3));
+    let module = Module::new(
+        &engine,
+        r#"
+        (module
+          (memory (export "memory") 1)
+          (table (export "table") 4 funcref)
+          (global $g0 (export "g0") (mut i32) (i32.const 1))
+          (global $g1 (export "g1") (mut i64) (i64.const 2))
+          (global $g2 (export "g2") f32 (f32.const 3))
+          (global $g3 (export "g3") (mut f64) (f64.const 4))
+          (func $f (export "f") (result i32) (global.get $g0))
+          (elem (i32.const 0) $f))
+        "#,
+    )
+    .unwrap();
+    let linker: Linker<()> = Linker::new(&engine);
+    group.bench_function("small", |b| {
+        b.iter(|| linker.instantiate(&module, ()).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, calls, compute, traps, instantiation);
+criterion_main!(benches);
