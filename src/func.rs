@@ -214,23 +214,36 @@ impl<T: 'static> Caller<'_, T> {
             &mut heap
         };
         params.store(slots);
-        // SAFETY: we run on the guest stack of the root call, inside a host
-        // function, with the caller's vmctx; `func` is alive.
-        unsafe { self.core.invoke_nested(func.func(), slots.as_mut_ptr()) };
+        self.run_nested(func.func(), slots);
         Ok(R::load(slots))
+    }
+
+    /// Runs `func` as a nested guest segment on this guest stack: the
+    /// arguments are in `slots`, and so are the results afterwards.
+    fn run_nested(&mut self, func: &Func, slots: &mut [u128]) {
+        // If this host function swallowed the unwind that ends the run, the
+        // guest must not run again: end it now.
+        exit::reraise_if_pending();
+        // While the nested segment runs, the guest is in Wasm, not in a
+        // hostcall (that is what a kill switch reports).
+        let kill = self.inner.kill.clone();
+        let outer_in_host = kill.in_host.swap(0, Ordering::Relaxed);
+        // SAFETY: we run on the guest stack of the root call, inside a host
+        // function, with the caller's vmctx; `func` is alive and the slots
+        // have room for its arguments and results.
+        unsafe { self.core.invoke_nested(func, slots.as_mut_ptr()) };
+        kill.in_host.store(outer_in_host, Ordering::Relaxed);
     }
 
     /// Calls an export of the calling instance with dynamically typed values.
     pub fn call_dynamic(&mut self, name: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
-        exit::reraise_if_pending();
         let func = self
             .core
             .export_func(name)
             .ok_or_else(|| Error::InvalidArgument(format!("no exported function `{name}`")))?;
         let ty = func.ty();
         let mut slots = crate::instance::args_to_slots(&ty, args)?;
-        // SAFETY: as in `call`.
-        unsafe { self.core.invoke_nested(&func, slots.as_mut_ptr()) };
+        self.run_nested(&func, &mut slots);
         // SAFETY: the callee stored results of its declared types.
         Ok(unsafe { crate::instance::slots_to_results(&ty, &slots) })
     }

@@ -1,0 +1,155 @@
+//! Bounds-checked access to the guest's linear memory for the WASI calls:
+//! every pointer and length a guest passes goes through `GuestMemory`, which
+//! checks it against the memory's current size before touching a byte (and
+//! before allocating a host buffer of that length). A bad one is `EFAULT`,
+//! never a trap. Uses only the safe `Memory::read` / `Memory::write` API.
+
+use super::error::WasiResult;
+use crate::Memory;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// The most bytes one read or write call moves (a short count is allowed by
+/// the ABI); keeps a guest from making the host allocate gigabytes through
+/// overlapping iovecs.
+pub(crate) const MAX_IO: usize = 16 << 20;
+
+/// The calling instance's exported memory "memory", if it has one. Without
+/// one every pointer is out of bounds (`EFAULT`).
+pub(crate) struct GuestMemory(Option<Memory>);
+
+impl GuestMemory {
+    pub(crate) fn new(memory: Option<Memory>) -> Self {
+        GuestMemory(memory)
+    }
+
+    fn memory(&self) -> WasiResult<&Memory> {
+        self.0.as_ref().ok_or(wasi::ERRNO_FAULT)
+    }
+
+    /// Checks that `[ptr, ptr + len)` lies inside the memory.
+    pub(crate) fn check(&self, ptr: u32, len: usize) -> WasiResult<()> {
+        let size = self.memory()?.data_size();
+        match (ptr as usize).checked_add(len) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(wasi::ERRNO_FAULT),
+        }
+    }
+
+    /// Copies `len` bytes out of the guest.
+    pub(crate) fn read(&self, ptr: u32, len: u32) -> WasiResult<Vec<u8>> {
+        self.check(ptr, len as usize)?;
+        let mut buffer = vec![0; len as usize];
+        self.memory()?
+            .read(ptr as usize, &mut buffer)
+            .map_err(|_| wasi::ERRNO_FAULT)?;
+        Ok(buffer)
+    }
+
+    /// Copies `data` into the guest at `ptr`.
+    pub(crate) fn write(&self, ptr: u32, data: &[u8]) -> WasiResult<()> {
+        self.memory()?
+            .write(ptr as usize, data)
+            .map_err(|_| wasi::ERRNO_FAULT)
+    }
+
+    fn read_array<const N: usize>(&self, ptr: u32) -> WasiResult<[u8; N]> {
+        let mut bytes = [0; N];
+        self.memory()?
+            .read(ptr as usize, &mut bytes)
+            .map_err(|_| wasi::ERRNO_FAULT)?;
+        Ok(bytes)
+    }
+
+    pub(crate) fn read_u8(&self, ptr: u32) -> WasiResult<u8> {
+        Ok(self.read_array::<1>(ptr)?[0])
+    }
+
+    pub(crate) fn read_u16(&self, ptr: u32) -> WasiResult<u16> {
+        Ok(u16::from_le_bytes(self.read_array(ptr)?))
+    }
+
+    pub(crate) fn read_u32(&self, ptr: u32) -> WasiResult<u32> {
+        Ok(u32::from_le_bytes(self.read_array(ptr)?))
+    }
+
+    pub(crate) fn read_u64(&self, ptr: u32) -> WasiResult<u64> {
+        Ok(u64::from_le_bytes(self.read_array(ptr)?))
+    }
+
+    pub(crate) fn write_u32(&self, ptr: u32, value: u32) -> WasiResult<()> {
+        self.write(ptr, &value.to_le_bytes())
+    }
+
+    pub(crate) fn write_u64(&self, ptr: u32, value: u64) -> WasiResult<()> {
+        self.write(ptr, &value.to_le_bytes())
+    }
+
+    /// An array of `(buf, buf_len)` pairs (`iovec` and `ciovec` have the
+    /// same layout), each checked to lie inside the memory.
+    pub(crate) fn iovecs(&self, ptr: u32, count: u32) -> WasiResult<Vec<(u32, u32)>> {
+        let bytes = self.read(
+            ptr,
+            count.checked_mul(8).ok_or(wasi::ERRNO_FAULT)?,
+        )?;
+        let iovecs: Vec<(u32, u32)> = bytes
+            .chunks_exact(8)
+            .map(|c| {
+                (
+                    u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+                    u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+                )
+            })
+            .collect();
+        for &(buf, len) in &iovecs {
+            self.check(buf, len as usize)?;
+        }
+        Ok(iovecs)
+    }
+
+    /// The bytes an array of ciovecs points to, concatenated (at most
+    /// `MAX_IO` of them).
+    pub(crate) fn gather(&self, iovecs: &[(u32, u32)]) -> WasiResult<Vec<u8>> {
+        let mut data = Vec::new();
+        for &(buf, len) in iovecs {
+            let len = (len as usize).min(MAX_IO - data.len());
+            data.extend_from_slice(&self.read(buf, len as u32)?);
+            if data.len() == MAX_IO {
+                break;
+            }
+        }
+        Ok(data)
+    }
+
+    /// Spreads `data` over an array of iovecs, in order.
+    pub(crate) fn scatter(&self, iovecs: &[(u32, u32)], mut data: &[u8]) -> WasiResult<()> {
+        for &(buf, len) in iovecs {
+            if data.is_empty() {
+                break;
+            }
+            let n = (len as usize).min(data.len());
+            self.write(buf, &data[..n])?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// A guest path (bytes, not NUL-terminated). An interior NUL is
+    /// `EILSEQ`.
+    pub(crate) fn path(&self, ptr: u32, len: u32) -> WasiResult<PathBuf> {
+        let bytes = self.read(ptr, len)?;
+        if bytes.contains(&0) {
+            return Err(wasi::ERRNO_ILSEQ);
+        }
+        Ok(PathBuf::from(OsStr::from_bytes(&bytes)))
+    }
+}
+
+/// The total length of an array of iovecs, capped at `MAX_IO`.
+pub(crate) fn total_len(iovecs: &[(u32, u32)]) -> usize {
+    iovecs
+        .iter()
+        .fold(0usize, |sum, &(_, len)| sum.saturating_add(len as usize))
+        .min(MAX_IO)
+}
