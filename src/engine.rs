@@ -19,6 +19,7 @@ pub struct Config {
     pub(crate) opt_level: OptLevel,
     pub(crate) parallel_compilation: bool,
     pub(crate) interruptible: bool,
+    pub(crate) wasm_backtrace: bool,
 }
 
 impl Default for Config {
@@ -31,6 +32,7 @@ impl Default for Config {
             opt_level: OptLevel::Speed,
             parallel_compilation: true,
             interruptible: true,
+            wasm_backtrace: true,
         }
     }
 }
@@ -92,6 +94,15 @@ impl Config {
     /// `KillSwitch` can only stop a guest when it calls a host function.
     pub fn interruptible(&mut self, enable: bool) -> &mut Self {
         self.interruptible = enable;
+        self
+    }
+
+    /// Whether traps and terminations record the guest's stack (a
+    /// `WasmBacktrace` in `Trap::backtrace` and
+    /// `TerminationDetails::backtrace`); default true. Capture walks the
+    /// guest stack once more before it unwinds.
+    pub fn wasm_backtrace(&mut self, enable: bool) -> &mut Self {
+        self.wasm_backtrace = enable;
         self
     }
 

@@ -118,6 +118,7 @@ pub struct Trap {
     pub(crate) func_index: Option<u32>,
     pub(crate) func_name: Option<String>,
     pub(crate) wasm_offset: Option<u32>,
+    pub(crate) backtrace: Option<crate::backtrace::WasmBacktrace>,
 }
 
 impl Trap {
@@ -129,6 +130,7 @@ impl Trap {
             func_index: None,
             func_name: None,
             wasm_offset: None,
+            backtrace: None,
         }
     }
 
@@ -169,6 +171,12 @@ impl Trap {
         self.wasm_offset
     }
 
+    /// The guest's stack when it trapped (if `Config::wasm_backtrace` is
+    /// on), innermost first.
+    pub fn backtrace(&self) -> Option<&crate::backtrace::WasmBacktrace> {
+        self.backtrace.as_ref()
+    }
+
     /// The native PC of the trap, if it came from guest code.
     pub fn pc(&self) -> Option<usize> {
         self.pc
@@ -179,11 +187,15 @@ impl fmt::Display for Trap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "wasm trap: {}", self.code.message())?;
         match (&self.func_name, self.wasm_offset) {
-            (Some(name), Some(offset)) => write!(f, " in {name} at wasm offset {offset:#x}"),
-            (Some(name), None) => write!(f, " in {name}"),
-            (None, Some(offset)) => write!(f, " at wasm offset {offset:#x}"),
-            (None, None) => Ok(()),
+            (Some(name), Some(offset)) => write!(f, " in {name} at wasm offset {offset:#x}")?,
+            (Some(name), None) => write!(f, " in {name}")?,
+            (None, Some(offset)) => write!(f, " at wasm offset {offset:#x}")?,
+            (None, None) => {}
         }
+        if let Some(backtrace) = self.backtrace.as_ref().filter(|b| !b.frames().is_empty()) {
+            write!(f, "\nwasm backtrace:\n{backtrace}")?;
+        }
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@
 //! function returns to the guest or calls back into it, and the details
 //! survive intact.
 
+use crate::backtrace::WasmBacktrace;
 use crate::{Error, Trap};
 use std::any::Any;
 use std::cell::Cell;
@@ -30,6 +31,16 @@ thread_local! {
     /// The pending reason, boxed (null when none): checking and taking it
     /// are a load and a pointer swap, cheap enough for every call.
     static PENDING_EXIT: Cell<*mut GuestExit> = const { Cell::new(std::ptr::null_mut()) };
+    /// Whether the running root call captures Wasm backtraces.
+    static CAPTURE_BACKTRACES: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets whether the run about to start or resume on this thread captures
+/// backtraces; returns the previous setting (to restore for nested roots).
+/// Host side only, so it may be inlined.
+#[inline]
+pub(crate) fn set_capture_backtraces(capture: bool) -> bool {
+    CAPTURE_BACKTRACES.with(|c| c.replace(capture))
 }
 
 /// Ends the running guest: records `exit` (unless an earlier reason is
@@ -39,7 +50,16 @@ thread_local! {
 /// another thread, a thread-local address computed before the suspend must
 /// not be reused.
 #[inline(never)]
-pub(crate) fn raise(exit: GuestExit) -> ! {
+pub(crate) fn raise(mut exit: GuestExit) -> ! {
+    if CAPTURE_BACKTRACES.with(Cell::get) && !is_pending() {
+        match &mut exit {
+            GuestExit::Trap(trap) => trap.backtrace = Some(WasmBacktrace::capture(false)),
+            GuestExit::Terminated(details) => {
+                details.backtrace = Some(WasmBacktrace::capture(true))
+            }
+            GuestExit::HostError(_) | GuestExit::Killed => {}
+        }
+    }
     PENDING_EXIT.with(|pending| {
         if pending.get().is_null() {
             pending.set(Box::into_raw(Box::new(exit)));
@@ -134,5 +154,47 @@ impl fmt::Debug for AnyValue {
     }
 }
 
-/// What `Caller::terminate` was given.
-pub type TerminationDetails = AnyValue;
+/// What `Caller::terminate` was given, and where the guest was.
+#[derive(Debug)]
+pub struct TerminationDetails {
+    value: AnyValue,
+    pub(crate) backtrace: Option<WasmBacktrace>,
+}
+
+impl TerminationDetails {
+    pub(crate) fn new(value: Box<dyn Any + Send>) -> Self {
+        TerminationDetails {
+            value: AnyValue::new(value),
+            backtrace: None,
+        }
+    }
+
+    /// Whether the details are of type `T`.
+    pub fn is<T: Any>(&self) -> bool {
+        self.value.is::<T>()
+    }
+
+    /// The details as `T`, or `self` back if they are of another type.
+    pub fn downcast<T: Any>(self) -> Result<Box<T>, TerminationDetails> {
+        let backtrace = self.backtrace;
+        self.value
+            .downcast::<T>()
+            .map_err(|value| TerminationDetails { value, backtrace })
+    }
+
+    /// A mutable view of the details as `T`.
+    pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
+        self.value.downcast_mut::<T>()
+    }
+
+    /// The boxed value.
+    pub fn into_inner(self) -> Box<dyn Any + Send> {
+        self.value.into_inner()
+    }
+
+    /// The guest's stack when it was terminated (if `Config::wasm_backtrace`
+    /// is on), innermost first.
+    pub fn backtrace(&self) -> Option<&WasmBacktrace> {
+        self.backtrace.as_ref()
+    }
+}

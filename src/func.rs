@@ -178,6 +178,12 @@ impl<T: 'static> Caller<'_, T> {
         unsafe { crate::instance::suspend_current::<T, R>(inner, AnyValue::new(Box::new(value))) }
     }
 
+    /// The Wasm functions on the guest stack right now, innermost first,
+    /// with marked host frames (this one first) between guest segments.
+    pub fn backtrace(&self) -> crate::WasmBacktrace {
+        crate::backtrace::WasmBacktrace::capture(true)
+    }
+
     /// The calling instance's exported memory named `name`.
     pub fn get_memory(&self, name: &str) -> Option<Memory> {
         self.core.export_memory(name)

@@ -576,6 +576,7 @@ pub(crate) struct InstanceInner<T> {
     /// Set by `resume` and teardown, taken by the suspended guest.
     resume_action: Option<ResumeAction>,
     snapshot: Option<Snapshot>,
+    capture_backtraces: bool,
     group: Group,
     pub(crate) kill: Arc<KillShared>,
     pub(crate) data: T,
@@ -698,7 +699,7 @@ impl<T: 'static> Instance<T> {
     /// Wraps a core with a fresh guest stack, then runs the start function.
     pub(crate) fn new(core: Arc<InstanceCore>, data: T) -> Result<Instance<T>, Error> {
         let group = core.group();
-        let config = core.module.engine().config();
+        let config = core.module.engine().config().clone();
         let stack = backstop_asm::GuestStack::new(config.stack_size + config.host_reserve, 4096)
             .map_err(|e| Error::Resource(format!("cannot allocate a guest stack: {e}")))?;
         let stack_limit = stack.usable_bottom() as usize + config.host_reserve;
@@ -716,6 +717,7 @@ impl<T: 'static> Instance<T> {
                 yielded: None,
                 resume_action: None,
                 snapshot: None,
+                capture_backtraces: config.wasm_backtrace,
                 group,
                 kill: KillShared::new(),
                 data,
@@ -797,6 +799,7 @@ impl<T: 'static> Instance<T> {
         // An outer run on this thread may be ending (this call comes from
         // a destructor during its unwind): keep its reason apart.
         let outer_exit = exit::swap_pending_raw(std::ptr::null_mut());
+        let outer_capture = exit::set_capture_backtraces(self.inner.capture_backtraces);
         // SAFETY: the fiber state and stack live in `inner`, which outlives
         // the fiber; `args` satisfies `guest_entry`; a resume only happens
         // when the fiber is suspended (checked by the callers).
@@ -812,6 +815,7 @@ impl<T: 'static> Instance<T> {
             }
         }));
         let own_exit = exit::swap_pending_raw(outer_exit);
+        exit::set_capture_backtraces(outer_capture);
         if result.is_ok() && !own_exit.is_null() {
             // SAFETY: from the swap above; a reason left pending by a run
             // that still returned normally is stale: drop it.
@@ -920,7 +924,7 @@ impl<T: 'static> Instance<T> {
         if self.inner.state != InstanceState::Suspended {
             return;
         }
-        let details = AnyValue::new(Box::new(TornDown));
+        let details = crate::exit::TerminationDetails::new(Box::new(TornDown));
         self.inner.resume_action = Some(ResumeAction::Unwind(GuestExit::Terminated(details)));
         let results = self
             .inner

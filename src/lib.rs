@@ -37,6 +37,7 @@ compile_error!(
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+mod backtrace;
 mod engine;
 mod error;
 mod exit;
@@ -52,6 +53,7 @@ mod values;
 mod vm;
 
 pub use backstop_jit::{ExternType, FuncType, GlobalType, MemoryType, TableType, ValType};
+pub use backtrace::{FrameInfo, FrameKind, WasmBacktrace};
 pub use engine::{Config, Engine, OptimizationLevel};
 pub use error::{Error, Trap, TrapCode};
 pub use exit::{AnyValue, TerminationDetails};
@@ -62,3 +64,12 @@ pub use kill::{KillOutcome, KillSwitch};
 pub use linker::{Extern, Linker};
 pub use module::{ExportType, ImportType, Module};
 pub use values::{ExternRef, Func, HostReturn, Val, WasmTy, WasmValues, V128};
+
+/// Names the guest code at a native PC, for embedders who walk the stack
+/// themselves (with `std::backtrace` or the `backtrace` crate): the module,
+/// function and Wasm offset, or `None` if `pc` is not in a compiled Wasm
+/// function. Pass the PC of the instruction (for a return address, the
+/// address minus one).
+pub fn symbolize(pc: usize) -> Option<FrameInfo> {
+    FrameInfo::for_wasm_pc(pc)
+}

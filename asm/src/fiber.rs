@@ -165,6 +165,8 @@ global_asm!(
     // ---- backstop_asm_fiber_base: the fiber's bottom frame. Entered by
     // falling through from backstop_asm_fiber_start (no padding in between),
     // with rsp = T-32, rdx = entry, rcx = arg. Never called.
+    ".globl backstop_asm_fiber_base",               // visible to Rust, which stops backtraces at the bottom frame
+    ".hidden backstop_asm_fiber_base",              // but not exported from a shared object
     ".type backstop_asm_fiber_base, @function",     // an ELF function symbol: names the bottom frame in backtraces
     "backstop_asm_fiber_base:",                     // rsp = T-32, [rsp] = S_R
     ".cfi_startproc",                               // open the FDE for the bottom frame
@@ -332,10 +334,21 @@ extern "C-unwind" {
     /// ABI, `state` in `rdi`.
     pub fn backstop_asm_fiber_suspend(state: *mut FiberState);
 
+    /// The fiber's bottom frame. Never called from Rust: only its address
+    /// is used, see [`fiber_base_address`].
+    fn backstop_asm_fiber_base();
+
     /// The raw routine behind [`fiber_resume`]. Same contract; returns 0 for
     /// [`FiberExit::Returned`] and 1 for [`FiberExit::Suspended`]. System V
     /// ABI, `state` in `rdi`.
     pub fn backstop_asm_fiber_resume(state: *mut FiberState) -> usize;
+}
+
+/// The address of every fiber's bottom frame (the start of its unwind
+/// info): a stack walker that reaches a frame starting here has reached the
+/// bottom of a fiber's stack.
+pub fn fiber_base_address() -> usize {
+    backstop_asm_fiber_base as *const () as usize
 }
 
 /// Maps the raw routines' return value to a [`FiberExit`].

@@ -168,8 +168,8 @@ mod switch;
 pub use fault::{fault_unwind_stub_address, redirect_to_unwind_stub};
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use fiber::{
-    backstop_asm_fiber_resume, backstop_asm_fiber_start, backstop_asm_fiber_suspend, fiber_resume,
-    fiber_start, fiber_suspend, FiberExit, FiberState,
+    backstop_asm_fiber_resume, backstop_asm_fiber_start, backstop_asm_fiber_suspend,
+    fiber_base_address, fiber_resume, fiber_start, fiber_suspend, FiberExit, FiberState,
 };
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use stack::GuestStack;

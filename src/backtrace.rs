@@ -1,0 +1,207 @@
+//! Wasm backtraces: which guest functions (and host segments between them)
+//! were on the guest stack when a run ended.
+//!
+//! Captured with the system unwinder (`_Unwind_Backtrace`, one pass over
+//! the frames, no destructors run) at the moment the run ends, before the
+//! unwind that tears the stack down. The walk starts in the runtime and
+//! stops at the fiber's bottom frame, so it covers exactly this run's guest
+//! stack. Each PC is classified through the code registry: compiled Wasm
+//! functions become named frames with their Wasm offset; runs of other
+//! (Rust) frames become one marked host frame. `Config::wasm_backtrace`
+//! turns capture off.
+
+use std::ffi::c_void;
+use std::fmt;
+use std::os::raw::c_int;
+
+/// What a frame of a `WasmBacktrace` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A compiled Wasm function.
+    Wasm,
+    /// One or more host (Rust) frames: a host function, and whatever it
+    /// called, between guest segments.
+    Host,
+}
+
+/// One frame of a `WasmBacktrace`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameInfo {
+    kind: FrameKind,
+    module_name: Option<String>,
+    func_index: Option<u32>,
+    func_name: Option<String>,
+    wasm_offset: Option<u32>,
+}
+
+impl FrameInfo {
+    pub fn kind(&self) -> FrameKind {
+        self.kind
+    }
+
+    /// The module's name from its name section, if any.
+    pub fn module_name(&self) -> Option<&str> {
+        self.module_name.as_deref()
+    }
+
+    /// The function index in its module (Wasm frames).
+    pub fn func_index(&self) -> Option<u32> {
+        self.func_index
+    }
+
+    /// The function's name from the name section, or `<wasm function N>`.
+    pub fn func_name(&self) -> Option<&str> {
+        self.func_name.as_deref()
+    }
+
+    /// The offset, in the module's binary, of the instruction executing in
+    /// this frame (the call, for outer frames).
+    pub fn wasm_offset(&self) -> Option<u32> {
+        self.wasm_offset
+    }
+
+    /// Describes the frame of guest code at `pc`, if it is one.
+    pub(crate) fn for_wasm_pc(pc: usize) -> Option<FrameInfo> {
+        let info = backstop_unwind::lookup(pc)?;
+        let function = info.function_range()?;
+        if function.index == u32::MAX {
+            return None; // a trampoline or host adapter: not a Wasm frame
+        }
+        Some(FrameInfo {
+            kind: FrameKind::Wasm,
+            module_name: info.region.name.clone(),
+            func_index: Some(function.index),
+            func_name: function.name.clone(),
+            wasm_offset: info.source_offset,
+        })
+    }
+
+    fn host() -> FrameInfo {
+        FrameInfo {
+            kind: FrameKind::Host,
+            module_name: None,
+            func_index: None,
+            func_name: None,
+            wasm_offset: None,
+        }
+    }
+}
+
+impl fmt::Display for FrameInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            FrameKind::Host => f.write_str("<host frames>"),
+            FrameKind::Wasm => {
+                if let Some(module) = &self.module_name {
+                    write!(f, "{module}!")?;
+                }
+                f.write_str(self.func_name.as_deref().unwrap_or("<unknown>"))?;
+                if let Some(offset) = self.wasm_offset {
+                    write!(f, " @ {offset:#x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The guest functions on the stack when a run ended, innermost first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WasmBacktrace {
+    frames: Vec<FrameInfo>,
+}
+
+impl WasmBacktrace {
+    pub fn frames(&self) -> &[FrameInfo] {
+        &self.frames
+    }
+
+    /// Walks the current guest stack. `leading_host` keeps a host frame for
+    /// the frames above the innermost Wasm frame (a host function that
+    /// terminated the run), rather than dropping them (the runtime's own
+    /// frames, when guest code trapped).
+    pub(crate) fn capture(leading_host: bool) -> WasmBacktrace {
+        let mut frames: Vec<FrameInfo> = Vec::new();
+        for pc in walk_guest_stack() {
+            match FrameInfo::for_wasm_pc(pc) {
+                Some(frame) => frames.push(frame),
+                None if backstop_unwind::is_registered_code_signal_safe(pc) => {}
+                None => {
+                    let after_host = frames.last().is_some_and(|f| f.kind == FrameKind::Host);
+                    if !after_host && (leading_host || !frames.is_empty()) {
+                        frames.push(FrameInfo::host());
+                    }
+                }
+            }
+        }
+        // What follows the outermost Wasm frame is the runtime's entry.
+        while frames.last().is_some_and(|f| f.kind == FrameKind::Host) {
+            frames.pop();
+        }
+        WasmBacktrace { frames }
+    }
+}
+
+impl fmt::Display for WasmBacktrace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, frame) in self.frames.iter().enumerate() {
+            writeln!(f, "  {i:>3}: {frame}")?;
+        }
+        Ok(())
+    }
+}
+
+type TraceFn = extern "C" fn(*mut c_void, *mut c_void) -> c_int;
+
+extern "C" {
+    fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> c_int;
+    fn _Unwind_GetIPInfo(context: *mut c_void, ip_before_insn: *mut c_int) -> usize;
+    fn _Unwind_GetRegionStart(context: *mut c_void) -> usize;
+}
+
+const URC_NO_REASON: c_int = 0;
+const URC_NORMAL_STOP: c_int = 4;
+/// More frames than any guest stack holds: a cap against runaway walks.
+const MAX_FRAMES: usize = 1 << 20;
+
+struct Walk {
+    pcs: Vec<usize>,
+    fiber_base: usize,
+}
+
+extern "C" fn visit_frame(context: *mut c_void, arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `Walk` passed by `walk_guest_stack`, alive and
+    // not otherwise borrowed during the walk; `context` is the unwinder's.
+    let (walk, pc, region) = unsafe {
+        let walk = &mut *(arg as *mut Walk);
+        let mut before_insn: c_int = 0;
+        let ip = _Unwind_GetIPInfo(context, &mut before_insn);
+        // A return address points after the call: look up the call itself.
+        // A faulting frame (a signal frame) is at the exact instruction.
+        let pc = if before_insn != 0 {
+            ip
+        } else {
+            ip.saturating_sub(1)
+        };
+        (walk, pc, _Unwind_GetRegionStart(context))
+    };
+    if region == walk.fiber_base || walk.pcs.len() >= MAX_FRAMES {
+        return URC_NORMAL_STOP;
+    }
+    walk.pcs.push(pc);
+    URC_NO_REASON
+}
+
+/// The PCs of every frame from here down to the fiber's bottom frame.
+fn walk_guest_stack() -> Vec<usize> {
+    let mut walk = Walk {
+        pcs: Vec::with_capacity(64),
+        fiber_base: backstop_asm::fiber_base_address(),
+    };
+    // SAFETY: `visit_frame` matches the callback signature and only touches
+    // `walk`, which outlives the call.
+    unsafe {
+        _Unwind_Backtrace(visit_frame, &mut walk as *mut Walk as *mut c_void);
+    }
+    walk.pcs
+}

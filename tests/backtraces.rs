@@ -1,0 +1,131 @@
+//! Wasm backtraces: traps and terminations record the guest functions on
+//! the stack, innermost first, with names from the name section and Wasm
+//! offsets, and marked host frames between guest segments; `Caller::backtrace`
+//! and `backstop::symbolize` name guest frames for embedders.
+
+use backstop::{Caller, Config, Engine, Error, FrameKind, Linker, Module, WasmBacktrace};
+
+const GUEST: &str = r#"
+    (module $demo
+      (import "host" "down" (func $down (param i32)))
+      (func $inner (unreachable))
+      (func $middle (call $inner))
+      (func $outer (export "trap") (call $middle))
+      (func $enter (export "enter") (param i32) (call $down (local.get 0)))
+      (func $deep (export "deep_trap") (call $outer)))
+"#;
+
+/// Compact view: wasm frames by name, host frames as "host".
+fn names(backtrace: &WasmBacktrace) -> Vec<String> {
+    backtrace
+        .frames()
+        .iter()
+        .map(|f| match f.kind() {
+            FrameKind::Wasm => f.func_name().unwrap_or("?").to_string(),
+            FrameKind::Host => "host".to_string(),
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+enum Inner {
+    Trap,
+    Terminate,
+    Record,
+}
+
+fn instance(engine: &Engine, inner: Inner) -> backstop::Instance<Vec<Vec<String>>> {
+    let module = Module::new(engine, GUEST).unwrap();
+    let mut linker = Linker::new(engine);
+    linker
+        .func_wrap(
+            "host",
+            "down",
+            move |mut caller: Caller<'_, Vec<Vec<String>>>, depth: i32| -> Result<(), Error> {
+                if depth > 0 {
+                    return caller.call::<i32, ()>("enter", depth - 1);
+                }
+                match inner {
+                    Inner::Trap => caller.call::<(), ()>("deep_trap", ()),
+                    Inner::Terminate => caller.terminate("stop"),
+                    Inner::Record => {
+                        let recorded = names(&caller.backtrace());
+                        caller.data_mut().push(recorded);
+                        Ok(())
+                    }
+                }
+            },
+        )
+        .unwrap();
+    linker.instantiate(&module, Vec::new()).unwrap()
+}
+
+#[test]
+fn trap_backtrace_names_every_guest_frame() {
+    let engine = Engine::default();
+    let mut instance = instance(&engine, Inner::Trap);
+    let error = instance.call::<(), ()>("trap", ()).unwrap_err();
+    let trap = error.as_trap().unwrap();
+    let backtrace = trap.backtrace().expect("captured by default");
+    assert_eq!(names(backtrace), ["inner", "middle", "outer"]);
+    for frame in backtrace.frames() {
+        assert_eq!(frame.module_name(), Some("demo"));
+        assert!(frame.wasm_offset().is_some());
+        assert!(frame.func_index().is_some());
+    }
+    let shown = error.to_string();
+    assert!(shown.contains("wasm backtrace:"), "{shown}");
+    assert!(shown.contains("demo!inner @ 0x"), "{shown}");
+    // The trap's own PC names the faulting function.
+    let frame = backstop::symbolize(trap.pc().unwrap()).unwrap();
+    assert_eq!(frame.func_name(), Some("inner"));
+    assert_eq!(frame.wasm_offset(), trap.wasm_offset());
+}
+
+#[test]
+fn trap_under_host_segments_marks_the_host_frames() {
+    let engine = Engine::default();
+    let mut instance = instance(&engine, Inner::Trap);
+    let error = instance.call::<i32, ()>("enter", 2).unwrap_err();
+    let backtrace = error.as_trap().unwrap().backtrace().unwrap();
+    assert_eq!(
+        names(backtrace),
+        ["inner", "middle", "outer", "deep", "host", "enter", "host", "enter", "host", "enter"]
+    );
+}
+
+#[test]
+fn termination_backtrace_starts_with_the_host_frame() {
+    let engine = Engine::default();
+    let mut instance = instance(&engine, Inner::Terminate);
+    let details = instance
+        .call::<i32, ()>("enter", 1)
+        .unwrap_err()
+        .into_termination()
+        .unwrap();
+    assert_eq!(
+        names(details.backtrace().unwrap()),
+        ["host", "enter", "host", "enter"]
+    );
+    assert_eq!(*details.downcast::<&str>().unwrap(), "stop");
+}
+
+#[test]
+fn caller_backtrace_inside_a_host_function() {
+    let engine = Engine::default();
+    let mut instance = instance(&engine, Inner::Record);
+    instance.call::<i32, ()>("enter", 2).unwrap();
+    assert_eq!(
+        instance.data()[0],
+        ["host", "enter", "host", "enter", "host", "enter"]
+    );
+}
+
+#[test]
+fn capture_can_be_turned_off() {
+    let engine = Engine::new(Config::new().wasm_backtrace(false)).unwrap();
+    let mut instance = instance(&engine, Inner::Trap);
+    let error = instance.call::<(), ()>("trap", ()).unwrap_err();
+    assert!(error.as_trap().unwrap().backtrace().is_none());
+    assert!(!error.to_string().contains("wasm backtrace"));
+}
