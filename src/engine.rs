@@ -20,6 +20,8 @@ pub struct Config {
     pub(crate) parallel_compilation: bool,
     pub(crate) interruptible: bool,
     pub(crate) wasm_backtrace: bool,
+    pub(crate) gdb_jit: bool,
+    pub(crate) perf_map: bool,
 }
 
 impl Default for Config {
@@ -33,6 +35,8 @@ impl Default for Config {
             parallel_compilation: true,
             interruptible: true,
             wasm_backtrace: true,
+            gdb_jit: true,
+            perf_map: false,
         }
     }
 }
@@ -103,6 +107,21 @@ impl Config {
     /// guest stack once more before it unwinds.
     pub fn wasm_backtrace(&mut self, enable: bool) -> &mut Self {
         self.wasm_backtrace = enable;
+        self
+    }
+
+    /// Whether each module is registered with the GDB JIT interface (an
+    /// in-memory ELF object with a symbol per function), so `gdb` names
+    /// guest frames; default true.
+    pub fn gdb_jit(&mut self, enable: bool) -> &mut Self {
+        self.gdb_jit = enable;
+        self
+    }
+
+    /// Whether each module's functions are appended to `/tmp/perf-<pid>.map`
+    /// (start, size, name), so `perf report` names them; default false.
+    pub fn perf_map(&mut self, enable: bool) -> &mut Self {
+        self.perf_map = enable;
         self
     }
 

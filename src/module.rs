@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 pub(crate) struct ModuleInner {
     // Field order is drop order: registrations go before the code they describe.
+    _gdb: Option<backstop_unwind::GdbJitRegistration>,
     _registry: backstop_unwind::CodeRegistrationHandle,
     _eh_frame: Option<backstop_unwind::EhFrameRegistration>,
     pub(crate) compiled: CompiledModule,
@@ -94,9 +95,18 @@ impl Module {
             ),
             _ => None,
         };
+        if config.perf_map {
+            if let Err(e) = backstop_unwind::write_perf_map(&region) {
+                log::warn!("cannot write the perf map: {e}");
+            }
+        }
+        let gdb = config
+            .gdb_jit
+            .then(|| backstop_unwind::GdbJitRegistration::for_region(&region));
         let registry = backstop_unwind::register_code(region);
         Ok(Module {
             inner: Arc::new(ModuleInner {
+                _gdb: gdb,
                 _registry: registry,
                 _eh_frame: eh_frame,
                 compiled,

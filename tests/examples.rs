@@ -9,3 +9,12 @@ mod hello;
 fn hello_example_runs() {
     hello::main().expect("examples/hello.rs succeeds");
 }
+
+#[allow(dead_code)]
+#[path = "../examples/gdb_backtrace.rs"]
+mod gdb_backtrace;
+
+#[test]
+fn gdb_backtrace_example_runs() {
+    gdb_backtrace::main().expect("examples/gdb_backtrace.rs succeeds");
+}

@@ -127,6 +127,20 @@ impl CodeRegion {
         self.srclocs.get(candidate).map(|loc| loc.source_offset)
     }
 
+    /// The name debuggers and profilers show for `function`: its own name (or `function[INDEX]` if it has none),
+    /// prefixed with `REGION_NAME::` when the region has a name. Used by the GDB JIT images and the perf map, so
+    /// both tools agree.
+    pub fn symbol_name(&self, function: &FunctionRange) -> String {
+        let base = match &function.name {
+            Some(name) => name.clone(),
+            None => format!("function[{}]", function.index),
+        };
+        match &self.name {
+            Some(region_name) => format!("{region_name}::{base}"),
+            None => base,
+        }
+    }
+
     /// Panics with a message if this region breaks the invariants the lookups rely on.
     fn assert_well_formed(&self) {
         assert!(
