@@ -18,3 +18,21 @@ mod gdb_backtrace;
 fn gdb_backtrace_example_runs() {
     gdb_backtrace::main().expect("examples/gdb_backtrace.rs succeeds");
 }
+
+#[allow(dead_code)]
+#[path = "../examples/hostcall_cleanup.rs"]
+mod hostcall_cleanup;
+
+#[test]
+fn hostcall_cleanup_example_runs() {
+    hostcall_cleanup::main().expect("examples/hostcall_cleanup.rs succeeds");
+}
+
+#[allow(dead_code)]
+#[path = "../examples/timeout.rs"]
+mod timeout;
+
+#[test]
+fn timeout_example_runs() {
+    timeout::main().expect("examples/timeout.rs succeeds");
+}
