@@ -32,6 +32,7 @@ pub struct FrameInfo {
     func_index: Option<u32>,
     func_name: Option<String>,
     wasm_offset: Option<u32>,
+    source: Option<(String, u32)>,
 }
 
 impl FrameInfo {
@@ -60,6 +61,14 @@ impl FrameInfo {
         self.wasm_offset
     }
 
+    /// The source file and line, when the module carries DWARF line info
+    /// (e.g. built with `clang -g`).
+    pub fn source_location(&self) -> Option<(&str, u32)> {
+        self.source
+            .as_ref()
+            .map(|(file, line)| (file.as_str(), *line))
+    }
+
     /// Describes the frame of guest code at `pc`, if it is one.
     pub(crate) fn for_wasm_pc(pc: usize) -> Option<FrameInfo> {
         let info = backstop_unwind::lookup(pc)?;
@@ -67,12 +76,16 @@ impl FrameInfo {
         if function.index == u32::MAX {
             return None; // a trampoline or host adapter: not a Wasm frame
         }
+        let source = info
+            .source_offset
+            .and_then(|offset| crate::debug_lines::source_line(info.region.start, offset));
         Some(FrameInfo {
             kind: FrameKind::Wasm,
             module_name: info.region.name.clone(),
             func_index: Some(function.index),
             func_name: function.name.clone(),
             wasm_offset: info.source_offset,
+            source,
         })
     }
 
@@ -83,6 +96,7 @@ impl FrameInfo {
             func_index: None,
             func_name: None,
             wasm_offset: None,
+            source: None,
         }
     }
 }
@@ -98,6 +112,9 @@ impl fmt::Display for FrameInfo {
                 f.write_str(self.func_name.as_deref().unwrap_or("<unknown>"))?;
                 if let Some(offset) = self.wasm_offset {
                     write!(f, " @ {offset:#x}")?;
+                }
+                if let Some((file, line)) = &self.source {
+                    write!(f, " at {file}:{line}")?;
                 }
                 Ok(())
             }

@@ -38,6 +38,7 @@ compile_error!(
 pub struct ReadmeDoctests;
 
 mod backtrace;
+mod debug_lines;
 mod engine;
 mod error;
 mod exit;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 pub(crate) struct ModuleInner {
     // Field order is drop order: registrations go before the code they describe.
     _gdb: Option<backstop_unwind::GdbJitRegistration>,
+    _lines: Option<crate::debug_lines::LineTableRegistration>,
     _registry: backstop_unwind::CodeRegistrationHandle,
     _eh_frame: Option<backstop_unwind::EhFrameRegistration>,
     pub(crate) compiled: CompiledModule,
@@ -103,10 +104,14 @@ impl Module {
         let gdb = config
             .gdb_jit
             .then(|| backstop_unwind::GdbJitRegistration::for_region(&region));
+        let lines = crate::debug_lines::LineTable::from_module(&compiled.info).map(|table| {
+            crate::debug_lines::LineTableRegistration::publish(compiled.code_base, table)
+        });
         let registry = backstop_unwind::register_code(region);
         Ok(Module {
             inner: Arc::new(ModuleInner {
                 _gdb: gdb,
+                _lines: lines,
                 _registry: registry,
                 _eh_frame: eh_frame,
                 compiled,

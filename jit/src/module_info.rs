@@ -116,6 +116,12 @@ pub struct ModuleInfo {
     pub data: Vec<DataSegment>,
     /// Function names from the name section.
     pub function_names: HashMap<u32, String>,
+    /// The DWARF custom sections (`.debug_line`, `.debug_info`, ...), by
+    /// name, when the producer emitted them (e.g. `clang -g`).
+    pub debug_sections: HashMap<String, Vec<u8>>,
+    /// Offset of the code section's contents in the binary: DWARF addresses
+    /// of Wasm code are relative to it.
+    pub code_section_offset: u32,
 }
 
 impl ModuleInfo {
@@ -446,6 +452,7 @@ pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileE
             Payload::CodeSectionStart {
                 count, ref range, ..
             } => {
+                info.code_section_offset = range.start as u32;
                 validator
                     .code_section_start(count, range)
                     .map_err(invalid)?;
@@ -463,6 +470,10 @@ pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileE
                 });
             }
             Payload::CustomSection(reader) => {
+                if reader.name().starts_with(".debug_") {
+                    info.debug_sections
+                        .insert(reader.name().to_string(), reader.data().to_vec());
+                }
                 if let wasmparser::KnownCustom::Name(names) = reader.as_known() {
                     // A malformed name section is not an error: names are
                     // debugging aids, so keep whatever could be read.
