@@ -39,6 +39,9 @@ pub fn main() -> Result<(), Error> {
         result.unwrap_err(),
         stopped_at.saturating_duration_since(fired_at)
     );
-    println!("the instance runs again: quick() = {}", instance.call::<(), i32>("quick", ())?);
+    println!(
+        "the instance runs again: quick() = {}",
+        instance.call::<(), i32>("quick", ())?
+    );
     Ok(())
 }
