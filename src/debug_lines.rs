@@ -14,7 +14,12 @@ use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-/// One module's rows: (code-section offset, file index, line), sorted.
+/// The file index of a row that ends a sequence: addresses from it on have
+/// no line (until the next sequence starts).
+const NO_LINE: u32 = u32::MAX;
+
+/// One module's rows: (code-section offset, file index, line), sorted by
+/// address; at equal addresses a real row sorts after an end marker.
 pub(crate) struct LineTable {
     rows: Vec<(u64, u32, u32)>,
     files: Vec<String>,
@@ -54,6 +59,9 @@ impl LineTable {
             let mut rows = program.rows();
             while let Ok(Some((header, row))) = rows.next_row() {
                 if row.end_sequence() {
+                    // The first address past this sequence: code from here
+                    // on belongs to no line of this sequence.
+                    table.rows.push((row.address(), NO_LINE, 0));
                     continue;
                 }
                 let Some(line) = row.line() else {
@@ -71,7 +79,8 @@ impl LineTable {
                 table.rows.push((row.address(), id, line.get() as u32));
             }
         }
-        table.rows.sort_by_key(|r| r.0);
+        // A sequence may start where another ends: the start must win.
+        table.rows.sort_by_key(|r| (r.0, r.1 != NO_LINE));
         (!table.rows.is_empty()).then_some(table)
     }
 
@@ -84,6 +93,9 @@ impl LineTable {
             .partition_point(|r| r.0 <= address)
             .checked_sub(1)?;
         let (_, file, line) = self.rows[index];
+        if file == NO_LINE {
+            return None;
+        }
         Some((&self.files[file as usize], line))
     }
 }

@@ -52,6 +52,7 @@ mod module;
 mod signals;
 mod values;
 mod vm;
+pub mod wasi;
 
 pub use backstop_jit::{ExternType, FuncType, GlobalType, MemoryType, TableType, ValType};
 pub use backtrace::{FrameInfo, FrameKind, WasmBacktrace};

@@ -38,15 +38,30 @@ fn write_sizes(mem: &GuestMemory, list: &[Vec<u8>], count: u32, size: u32) -> Wa
     mem.write_u32(size, total as u32)
 }
 
-pub(crate) fn args_get(ctx: &mut WasiCtx, mem: &GuestMemory, argv: u32, buf: u32) -> WasiResult<()> {
+pub(crate) fn args_get(
+    ctx: &mut WasiCtx,
+    mem: &GuestMemory,
+    argv: u32,
+    buf: u32,
+) -> WasiResult<()> {
     write_strings(mem, &ctx.args, argv, buf)
 }
 
-pub(crate) fn args_sizes_get(ctx: &mut WasiCtx, mem: &GuestMemory, argc: u32, size: u32) -> WasiResult<()> {
+pub(crate) fn args_sizes_get(
+    ctx: &mut WasiCtx,
+    mem: &GuestMemory,
+    argc: u32,
+    size: u32,
+) -> WasiResult<()> {
     write_sizes(mem, &ctx.args, argc, size)
 }
 
-pub(crate) fn environ_get(ctx: &mut WasiCtx, mem: &GuestMemory, environ: u32, buf: u32) -> WasiResult<()> {
+pub(crate) fn environ_get(
+    ctx: &mut WasiCtx,
+    mem: &GuestMemory,
+    environ: u32,
+    buf: u32,
+) -> WasiResult<()> {
     write_strings(mem, &ctx.env, environ, buf)
 }
 
@@ -83,7 +98,12 @@ pub(crate) fn clock_res_get(mem: &GuestMemory, id: i32, resolution: u32) -> Wasi
     mem.write_u64(resolution, to_nanos(rustix::time::clock_getres(id)).max(1))
 }
 
-pub(crate) fn clock_time_get(mem: &GuestMemory, id: i32, _precision: u64, time: u32) -> WasiResult<()> {
+pub(crate) fn clock_time_get(
+    mem: &GuestMemory,
+    id: i32,
+    _precision: u64,
+    time: u32,
+) -> WasiResult<()> {
     let id = clock_id(id)?;
     mem.check(time, 8)?;
     mem.write_u64(time, to_nanos(rustix::time::clock_gettime(id)))
@@ -220,7 +240,8 @@ pub(crate) fn poll_prepare(
                         Event::failed(userdata, kind, ERRNO_NOTCAPABLE)
                     }
                     Ok(d) => match (&d.kind, tag) {
-                        (Kind::File(mut f), 1) => {
+                        (Kind::File(f), 1) => {
+                            let mut f: &std::fs::File = f;
                             let size = io(f.metadata())?.len();
                             let pos = io(f.stream_position())?;
                             Event::ready(userdata, kind, size.saturating_sub(pos))
@@ -234,9 +255,7 @@ pub(crate) fn poll_prepare(
                             let n = s.readable_bytes().unwrap_or(0);
                             Event::ready(userdata, kind, n)
                         }
-                        (Kind::Stream(s), 2) if !s.is_readable() => {
-                            Event::ready(userdata, kind, 0)
-                        }
+                        (Kind::Stream(s), 2) if !s.is_readable() => Event::ready(userdata, kind, 0),
                         _ => Event::failed(userdata, kind, ERRNO_BADF),
                     },
                 };
@@ -268,7 +287,11 @@ const POLL_SLICE: Duration = Duration::from_millis(10);
 
 /// Waits until some subscription is ready (or `stop()` says the run is
 /// ending), then writes the events.
-pub(crate) fn poll_wait(mut plan: PollPlan, mem: &GuestMemory, stop: impl Fn() -> bool) -> WasiResult<()> {
+pub(crate) fn poll_wait(
+    mut plan: PollPlan,
+    mem: &GuestMemory,
+    stop: impl Fn() -> bool,
+) -> WasiResult<()> {
     loop {
         let now = Instant::now();
         let mut events = std::mem::take(&mut plan.ready);

@@ -228,7 +228,12 @@ pub(crate) fn fd_sync(ctx: &mut WasiCtx, fd: u32) -> WasiResult<()> {
     sync(ctx, fd, RIGHTS_FD_SYNC, false)
 }
 
-pub(crate) fn fd_fdstat_get(ctx: &mut WasiCtx, mem: &GuestMemory, fd: u32, buf: u32) -> WasiResult<()> {
+pub(crate) fn fd_fdstat_get(
+    ctx: &mut WasiCtx,
+    mem: &GuestMemory,
+    fd: u32,
+    buf: u32,
+) -> WasiResult<()> {
     mem.check(buf, 24)?;
     let d = ctx.table.get(fd)?;
     let mut b = [0u8; 24];
@@ -270,7 +275,12 @@ pub(crate) fn fd_fdstat_set_rights(
     Ok(())
 }
 
-pub(crate) fn fd_filestat_get(ctx: &mut WasiCtx, mem: &GuestMemory, fd: u32, buf: u32) -> WasiResult<()> {
+pub(crate) fn fd_filestat_get(
+    ctx: &mut WasiCtx,
+    mem: &GuestMemory,
+    fd: u32,
+    buf: u32,
+) -> WasiResult<()> {
     mem.check(buf, 64)?;
     let d = ctx.table.get(fd)?;
     d.require(RIGHTS_FD_FILESTAT_GET)?;
@@ -336,7 +346,10 @@ pub(crate) fn fd_read(
     d.require(RIGHTS_FD_READ)?;
     let mut buffer = vec![0u8; total_len(&iovecs)];
     let n = match &d.kind {
-        Kind::File(mut f) => io(f.read(&mut buffer))?,
+        Kind::File(f) => {
+            let mut f: &std::fs::File = f;
+            io(f.read(&mut buffer))?
+        }
         Kind::Stream(s) => io(s.read(&mut buffer))?,
         Kind::Dir(_) => return Err(ERRNO_ISDIR),
     };
@@ -389,7 +402,8 @@ pub(crate) fn fd_write(
     d.require(RIGHTS_FD_WRITE)?;
     let data = mem.gather(&iovecs)?;
     let n = match &d.kind {
-        Kind::File(mut f) => {
+        Kind::File(f) => {
+            let mut f: &std::fs::File = f;
             if d.flags & FDFLAGS_APPEND != 0 {
                 io(f.seek(SeekFrom::End(0)))?;
             }
@@ -421,14 +435,22 @@ pub(crate) fn fd_pwrite(
     };
     d.require(RIGHTS_FD_WRITE | RIGHTS_FD_SEEK)?;
     let data = mem.gather(&iovecs)?;
-    if offset.checked_add(data.len() as u64).is_none_or(|end| end > i64::MAX as u64) {
+    if offset
+        .checked_add(data.len() as u64)
+        .is_none_or(|end| end > i64::MAX as u64)
+    {
         return Err(ERRNO_FBIG);
     }
     io(f.write_all_at(&data, offset))?;
     mem.write_u32(nwritten, data.len() as u32)
 }
 
-pub(crate) fn fd_prestat_get(ctx: &mut WasiCtx, mem: &GuestMemory, fd: u32, buf: u32) -> WasiResult<()> {
+pub(crate) fn fd_prestat_get(
+    ctx: &mut WasiCtx,
+    mem: &GuestMemory,
+    fd: u32,
+    buf: u32,
+) -> WasiResult<()> {
     let d = ctx.table.get(fd)?;
     let Kind::Dir(DirDesc {
         preopen: Some(name),
@@ -476,13 +498,7 @@ pub(crate) fn fd_readdir(
     mem.check(buf, buf_len as usize)?;
     mem.check(bufused, 4)?;
     let d = ctx.table.get(fd)?;
-    let dir = d.dir(RIGHTS_FD_READDIR).map_err(|e| {
-        if e == ERRNO_NOTDIR {
-            ERRNO_NOTDIR
-        } else {
-            e
-        }
-    })?;
+    let dir = d.dir(RIGHTS_FD_READDIR)?;
     let self_ino = OsMetadataExt::ino(&io(dir.dir_metadata())?);
     let mut entries: Vec<(Vec<u8>, u64, Filetype)> = Vec::new();
     for entry in io(dir.entries())? {
@@ -561,7 +577,12 @@ pub(crate) fn fd_seek(
     mem.write_u64(newoffset, new)
 }
 
-pub(crate) fn fd_tell(ctx: &mut WasiCtx, mem: &GuestMemory, fd: u32, offset: u32) -> WasiResult<()> {
+pub(crate) fn fd_tell(
+    ctx: &mut WasiCtx,
+    mem: &GuestMemory,
+    fd: u32,
+    offset: u32,
+) -> WasiResult<()> {
     mem.check(offset, 8)?;
     let d = ctx.table.get(fd)?;
     let mut f = match &d.kind {
@@ -679,7 +700,10 @@ pub(crate) fn path_open(
     opened: u32,
 ) -> WasiResult<()> {
     let dirflags = flags16(dirflags, LOOKUPFLAGS_SYMLINK_FOLLOW as u16)?;
-    let oflags = flags16(oflags, OFLAGS_CREAT | OFLAGS_DIRECTORY | OFLAGS_EXCL | OFLAGS_TRUNC)?;
+    let oflags = flags16(
+        oflags,
+        OFLAGS_CREAT | OFLAGS_DIRECTORY | OFLAGS_EXCL | OFLAGS_TRUNC,
+    )?;
     let fdflags = flags16(fdflags, ALL_FDFLAGS)?;
     let path = mem.path(path, path_len)?;
     mem.check(opened, 4)?;
@@ -757,7 +781,7 @@ pub(crate) fn path_open(
             }
         } else {
             let mut rights = base & FILE_RIGHTS;
-            if !(read || !write) {
+            if !read && write {
                 rights &= !RIGHTS_FD_READ;
             }
             if !(write || creates) {

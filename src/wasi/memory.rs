@@ -54,30 +54,6 @@ impl GuestMemory {
             .map_err(|_| wasi::ERRNO_FAULT)
     }
 
-    fn read_array<const N: usize>(&self, ptr: u32) -> WasiResult<[u8; N]> {
-        let mut bytes = [0; N];
-        self.memory()?
-            .read(ptr as usize, &mut bytes)
-            .map_err(|_| wasi::ERRNO_FAULT)?;
-        Ok(bytes)
-    }
-
-    pub(crate) fn read_u8(&self, ptr: u32) -> WasiResult<u8> {
-        Ok(self.read_array::<1>(ptr)?[0])
-    }
-
-    pub(crate) fn read_u16(&self, ptr: u32) -> WasiResult<u16> {
-        Ok(u16::from_le_bytes(self.read_array(ptr)?))
-    }
-
-    pub(crate) fn read_u32(&self, ptr: u32) -> WasiResult<u32> {
-        Ok(u32::from_le_bytes(self.read_array(ptr)?))
-    }
-
-    pub(crate) fn read_u64(&self, ptr: u32) -> WasiResult<u64> {
-        Ok(u64::from_le_bytes(self.read_array(ptr)?))
-    }
-
     pub(crate) fn write_u32(&self, ptr: u32, value: u32) -> WasiResult<()> {
         self.write(ptr, &value.to_le_bytes())
     }
@@ -89,10 +65,7 @@ impl GuestMemory {
     /// An array of `(buf, buf_len)` pairs (`iovec` and `ciovec` have the
     /// same layout), each checked to lie inside the memory.
     pub(crate) fn iovecs(&self, ptr: u32, count: u32) -> WasiResult<Vec<(u32, u32)>> {
-        let bytes = self.read(
-            ptr,
-            count.checked_mul(8).ok_or(wasi::ERRNO_FAULT)?,
-        )?;
+        let bytes = self.read(ptr, count.checked_mul(8).ok_or(wasi::ERRNO_FAULT)?)?;
         let iovecs: Vec<(u32, u32)> = bytes
             .chunks_exact(8)
             .map(|c| {

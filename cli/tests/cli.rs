@@ -1,0 +1,254 @@
+//! The `backstop` binary runs the C test programs (tests/programs/wasi, built
+//! from C with clang-14 for wasm32-wasi) and plain exports, with the expected
+//! output and exit statuses: the guest's code, 134 for a trap, 124 for a
+//! timeout, 1 for other errors.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn program(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/programs/wasi")
+        .join(format!("{name}.wasm"))
+}
+
+fn backstop(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backstop"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the backstop binary runs");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "backstop-cli-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn hello_with_args_and_env() {
+    let hello = program("hello");
+    let out = backstop(
+        &[
+            "run",
+            "--env",
+            "GREETING=hi there",
+            hello.to_str().unwrap(),
+            "one",
+            "--two",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("hello from wasm\n"), "{stdout}");
+    assert!(
+        stdout.contains("arg 1: one\n") && stdout.contains("arg 2: --two\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("GREETING=hi there\n"), "{stdout}");
+}
+
+#[test]
+fn file_io_in_a_preopened_dir() {
+    let dir = TempDir::new("fileio");
+    let mapping = format!("{}::/sandbox", dir.0.display());
+    let out = backstop(
+        &[
+            "run",
+            "--dir",
+            &mapping,
+            program("fileio").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "created note.txt\nread back: backstop was here\nrenamed to renamed.txt\n\
+         entry: renamed.txt\nunlinked renamed.txt\n"
+    );
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0);
+}
+
+#[test]
+fn every_escape_attempt_is_blocked() {
+    let root = TempDir::new("escape");
+    let sandbox = root.0.join("sandbox");
+    std::fs::create_dir(&sandbox).unwrap();
+    std::fs::write(root.0.join("outside.txt"), "secret").unwrap();
+    let mapping = format!("{}::/sandbox", sandbox.display());
+    let out = backstop(
+        &[
+            "run",
+            "--dir",
+            &mapping,
+            program("escape").to_str().unwrap(),
+        ],
+        None,
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(!stdout.contains("ESCAPED"), "{stdout}");
+    assert_eq!(stdout.matches("blocked").count(), 6, "{stdout}");
+    assert!(!root.0.join("moved.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(root.0.join("outside.txt")).unwrap(),
+        "secret"
+    );
+}
+
+#[test]
+fn reads_stdin() {
+    let out = backstop(
+        &["run", program("stdin").to_str().unwrap()],
+        Some("first line\nsecond\n"),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "read 18 bytes, 2 lines\n");
+}
+
+#[test]
+fn clock_and_random() {
+    let out = backstop(&["run", program("clock_random").to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        "monotonic clock advanced: yes\nrealtime after 2020: yes\nrandom bytes: yes\n"
+    );
+}
+
+#[test]
+fn exit_code_comes_through() {
+    let out = backstop(&["run", program("exit3").to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(text(&out.stdout), "exiting with 3\n");
+}
+
+#[test]
+fn trap_exits_134_with_message_and_backtrace() {
+    let out = backstop(&["run", program("trap").to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(134));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("out of bounds memory access"), "{stderr}");
+    assert!(
+        stderr.contains("wasm backtrace:") && stderr.contains("_start"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn timeout_stops_a_loop_with_124() {
+    let started = std::time::Instant::now();
+    let out = backstop(
+        &[
+            "run",
+            "--timeout",
+            "200ms",
+            program("forever").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(text(&out.stderr).contains("--timeout"));
+}
+
+#[test]
+fn invoke_a_plain_export() {
+    let dir = TempDir::new("invoke");
+    let wat = dir.0.join("math.wat");
+    std::fs::write(
+        &wat,
+        r#"(module
+             (func (export "add") (param i32 i64) (result i64)
+               (i64.add (i64.extend_i32_s (local.get 0)) (local.get 1)))
+             (func (export "half") (param f64) (result f64)
+               (f64.div (local.get 0) (f64.const 2))))"#,
+    )
+    .unwrap();
+    let wat = wat.to_str().unwrap();
+    let out = backstop(&["run", "--invoke", "add", wat, "-5", "12"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "7\n");
+    let out = backstop(&["run", "--invoke", "half", wat, "3"], None);
+    assert_eq!(text(&out.stdout), "1.5\n");
+    let out = backstop(&["run", "--invoke", "add", wat, "x", "1"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not a valid i32"));
+    let out = backstop(&["run", "--invoke", "nope", wat], None);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn compile_reports_functions_and_time() {
+    let out = backstop(&["compile", program("hello").to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("functions, compiled in"), "{stdout}");
+    let out = backstop(&["compile", "/nonexistent.wasm"], None);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn bad_modules_and_usage_fail_cleanly() {
+    let dir = TempDir::new("bad");
+    let junk = dir.0.join("junk.wasm");
+    std::fs::write(&junk, b"\0asm\x01\0\0\0\x01\xff").unwrap();
+    let out = backstop(&["run", junk.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("invalid module"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = backstop(&["run", "--timeout", "soon", junk.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+#[test]
+fn help_is_complete() {
+    let out = backstop(&["run", "--help"], None);
+    let help = text(&out.stdout);
+    for flag in [
+        "--dir",
+        "--env",
+        "--invoke",
+        "--timeout",
+        "--max-memory",
+        "--stack-size",
+        "--no-interrupt-checks",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+    let out = backstop(&["--help"], None);
+    assert!(text(&out.stdout).contains("compile"));
+}

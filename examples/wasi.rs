@@ -1,0 +1,40 @@
+//! Embedding a WASI program: run the C "hello" test program with arguments
+//! and an environment variable, capture its stdout in memory, and read its
+//! exit code.
+
+use backstop::wasi::{self, WasiCtx, WasiCtxBuilder, WritePipe};
+use backstop::{Engine, Error, Linker, Module};
+
+struct State {
+    wasi: WasiCtx,
+}
+
+pub fn main() -> Result<(), Error> {
+    let engine = Engine::default();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/programs/wasi/hello.wasm"
+    );
+    let bytes = std::fs::read(path).map_err(|e| Error::msg(format!("{path}: {e}")))?;
+    let module = Module::new(&engine, bytes)?;
+
+    let mut linker: Linker<State> = Linker::new(&engine);
+    wasi::add_to_linker(&mut linker, |state: &mut State| &mut state.wasi)?;
+
+    let stdout = WritePipe::new();
+    let ctx = WasiCtxBuilder::new()
+        .args(["hello", "from", "the", "host"])
+        .env("GREETING", "embedded")
+        .stdout(stdout.clone())
+        .build();
+    let mut instance = linker.instantiate(&module, State { wasi: ctx })?;
+    let code = wasi::run(&mut instance)?;
+
+    let captured = stdout.contents_string();
+    println!("the guest exited with {code} and wrote:");
+    for line in captured.lines() {
+        println!("  | {line}");
+    }
+    assert!(captured.contains("GREETING=embedded"));
+    Ok(())
+}
