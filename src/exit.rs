@@ -115,9 +115,10 @@ pub struct AnyValue {
 }
 
 // SAFETY: the boxed value is only reachable through `&mut self` or by value
-// (`downcast`, `downcast_mut`, `into_inner`); `&self` exposes only its type
-// id. So sharing `&TerminationDetails` across threads cannot share the
-// value, which is therefore never accessed from two threads at once.
+// (`downcast`, `downcast_mut`, `into_inner`), or through `&self` as a `&T`
+// where `T: Sync` (`downcast_ref`); otherwise `&self` exposes only its type
+// id. So sharing `&AnyValue` across threads shares the value only when its
+// type allows that.
 unsafe impl Sync for AnyValue {}
 
 impl AnyValue {
@@ -140,6 +141,13 @@ impl AnyValue {
     /// A mutable view of the details as `T`.
     pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
         self.value.downcast_mut::<T>()
+    }
+
+    /// A shared view of the value as `T`. `T` must be `Sync`: a shared
+    /// reference may cross threads, and only `Sync` values may be reached
+    /// that way (see the `Sync` impl above).
+    pub fn downcast_ref<T: Any + Sync>(&self) -> Option<&T> {
+        self.value.downcast_ref::<T>()
     }
 
     /// The boxed value.
@@ -185,6 +193,12 @@ impl TerminationDetails {
     /// A mutable view of the details as `T`.
     pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
         self.value.downcast_mut::<T>()
+    }
+
+    /// A shared view of the details as `T`. `T` must be `Sync`, since the
+    /// details may be shared across threads.
+    pub fn downcast_ref<T: Any + Sync>(&self) -> Option<&T> {
+        self.value.downcast_ref::<T>()
     }
 
     /// The boxed value.

@@ -198,6 +198,18 @@ impl<T: 'static> Caller<'_, T> {
         Some(unsafe { &mut *(memory.data_mut() as *mut [u8]) })
     }
 
+    /// The embedder's data and the bytes of the calling instance's exported
+    /// memory `name`, both at once (e.g. to copy guest memory into state
+    /// without an intermediate buffer).
+    pub fn data_and_memory_mut(&mut self, name: &str) -> Option<(&mut T, &mut [u8])> {
+        let memory = self.core.export_memory(name)?;
+        // SAFETY: see `Memory::data_mut`; the memory is not part of `T`, so
+        // the two borrows do not overlap, and `&mut self` keeps guest code
+        // of this call from running while they live.
+        let bytes = unsafe { &mut *(memory.data_mut() as *mut [u8]) };
+        Some((&mut self.inner.data, bytes))
+    }
+
     /// The calling instance's exported function named `name`.
     pub fn get_func(&self, name: &str) -> Option<Func> {
         self.core.export_func(name)

@@ -19,6 +19,13 @@ const GUEST: &str = r#"
       (func (export "recurse_forever") (loop $l (call $down (i32.const 5000)) (br $l)))
       (func (export "call_wait") (call $wait))
       (func (export "tick") (call $tick))
+      (func (export "fault") (result i32)
+        (local i32)
+        (loop $l
+          (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get 0) (i32.const 100))))
+        (i32.load (i32.const -4)))
+      (memory 1)
       (func (export "short") (result i32)
         (local i32)
         (loop $l
@@ -216,4 +223,35 @@ fn terminate_races_entry_exit_and_itself() {
         assert_eq!(instance.call::<(), i32>("short", ()).unwrap(), 200);
     }
     println!("{killed} of 2000 racing runs were killed");
+}
+
+#[test]
+fn terminate_races_a_fault() {
+    let engine = Engine::default();
+    let mut instance = instance(&engine, plain_host());
+    let (tx, rx) = mpsc::channel::<backstop::KillSwitch>();
+    let killer = std::thread::spawn(move || {
+        while let Ok(switch) = rx.recv() {
+            let _ = switch.terminate();
+        }
+    });
+    let (mut trapped, mut killed) = (0, 0);
+    for _ in 0..2000 {
+        tx.send(instance.kill_switch()).unwrap();
+        match instance.call::<(), i32>("fault", ()) {
+            Err(Error::Trap(t)) => {
+                assert_eq!(t.code(), backstop::TrapCode::MemoryOutOfBounds);
+                trapped += 1;
+            }
+            Err(Error::Killed) => killed += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(tx);
+    killer.join().unwrap();
+    assert_eq!(trapped + killed, 2000);
+    for _ in 0..10 {
+        assert_eq!(instance.call::<(), i32>("short", ()).unwrap(), 200);
+    }
+    println!("{trapped} faulted, {killed} killed first");
 }
