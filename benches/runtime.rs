@@ -291,6 +291,22 @@ fn traps(c: &mut Criterion) {
     group.bench_function("unreachable", |b| {
         b.iter(|| black_box(boom.call(&mut instance, ()).is_err()))
     });
+
+    // The same trap without the Wasm backtrace capture: the difference is
+    // capture's share of a trap.
+    let quiet = Engine::new(Config::new().wasm_backtrace(false)).unwrap();
+    let mut instance = instantiate(&quiet, r#"(module (func (export "boom") unreachable))"#);
+    let boom: TypedFunc<(), ()> = instance.typed_func("boom").unwrap();
+    assert!(boom
+        .call(&mut instance, ())
+        .unwrap_err()
+        .as_trap()
+        .unwrap()
+        .backtrace()
+        .is_none());
+    group.bench_function("unreachable_no_backtrace", |b| {
+        b.iter(|| black_box(boom.call(&mut instance, ()).is_err()))
+    });
     group.finish();
 }
 

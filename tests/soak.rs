@@ -21,7 +21,7 @@ use backstop::{
     Module, Outcome, TrapCode,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -148,26 +148,8 @@ struct PanicPayload(usize);
 #[derive(Debug, PartialEq)]
 struct Details(usize);
 
-#[derive(Default)]
-struct Counters {
-    created: AtomicUsize,
-    dropped: AtomicUsize,
-}
-
-struct Guard(Arc<Counters>);
-
-impl Guard {
-    fn new(counters: &Arc<Counters>) -> Guard {
-        counters.created.fetch_add(1, Ordering::Relaxed);
-        Guard(counters.clone())
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.0.dropped.fetch_add(1, Ordering::Relaxed);
-    }
-}
+mod common;
+use common::{Counters, Guard};
 
 #[derive(Default)]
 struct Locks {

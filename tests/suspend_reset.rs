@@ -7,27 +7,11 @@
 use backstop::{
     Caller, Engine, Error, Instance, InstanceState, KillOutcome, Linker, Module, Outcome,
 };
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-#[derive(Default)]
-struct Counters {
-    created: AtomicUsize,
-    dropped: AtomicUsize,
-}
-
-struct Guard(Arc<Counters>);
-impl Guard {
-    fn new(c: &Arc<Counters>) -> Guard {
-        c.created.fetch_add(1, Ordering::SeqCst);
-        Guard(c.clone())
-    }
-}
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.0.dropped.fetch_add(1, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::{Counters, Guard};
 
 struct Host {
     counters: Arc<Counters>,

@@ -4,29 +4,11 @@
 //! swallows the unwind cannot stop the teardown.
 
 use backstop::{Caller, Engine, Error, Linker, Module};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-#[derive(Default)]
-struct Counters {
-    created: AtomicUsize,
-    dropped: AtomicUsize,
-}
-
-struct Guard(Arc<Counters>);
-
-impl Guard {
-    fn new(counters: &Arc<Counters>) -> Guard {
-        counters.created.fetch_add(1, Ordering::SeqCst);
-        Guard(counters.clone())
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.0.dropped.fetch_add(1, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::{Counters, Guard};
 
 #[derive(Debug, PartialEq)]
 struct Reason {
