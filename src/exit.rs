@@ -53,6 +53,8 @@ pub(crate) fn set_capture_backtraces(capture: bool) -> bool {
 pub(crate) fn raise(mut exit: GuestExit) -> ! {
     if CAPTURE_BACKTRACES.with(Cell::get) && !is_pending() {
         match &mut exit {
+            // A kill surfaces as Error::Killed, which has no backtrace.
+            GuestExit::Trap(trap) if trap.code() == crate::TrapCode::Interrupt => {}
             GuestExit::Trap(trap) => trap.backtrace = Some(WasmBacktrace::capture(false)),
             GuestExit::Terminated(details) => {
                 details.backtrace = Some(WasmBacktrace::capture(true))

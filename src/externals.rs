@@ -35,9 +35,32 @@ pub(crate) struct MemoryChunks {
 }
 
 const SNAPSHOT_CHUNK: usize = 4096;
-/// Up to this size, reset zeroes a memory with `memset`; above it, with
-/// `madvise(MADV_DONTNEED)`, whose cost follows the pages actually touched.
-const RESET_MEMSET_LIMIT: usize = 256 << 10;
+const PAGE: usize = 4096;
+/// Up to this size, reset asks the kernel which pages are resident
+/// (`mincore`) and zeroes just those with `memset`, keeping them mapped so
+/// the next run does not fault them in again; above it, `madvise` drops the
+/// whole memory (cost follows the pages touched; they fault in again later).
+const RESET_MEMSET_LIMIT: usize = 64 << 20;
+
+/// Zeroes the pages of `[base, base + len)` that are resident (touched
+/// since they were last dropped); pages never touched already read as zero,
+/// and writing them would only allocate them.
+///
+/// # Safety
+/// The range must be mapped read-write, page-aligned, and not in use.
+unsafe fn zero_resident_pages(base: *mut u8, len: usize) {
+    let pages = len.div_ceil(PAGE);
+    let mut resident = vec![0u8; pages];
+    // SAFETY: the range is mapped (contract); `resident` has a byte per page.
+    let known = unsafe { libc::mincore(base.cast(), len, resident.as_mut_ptr()) } == 0;
+    for (page, state) in resident.iter().enumerate() {
+        if !known || state & 1 != 0 {
+            let start = page * PAGE;
+            // SAFETY: within the range, per the contract.
+            unsafe { std::ptr::write_bytes(base.add(start), 0, PAGE.min(len - start)) };
+        }
+    }
+}
 
 /// What compiled code reads of a memory: `{ base, length_bytes }`.
 #[repr(C)]
@@ -287,7 +310,7 @@ impl Memory {
             }
             self.inner.definition.length.store(keep, Ordering::Release);
             if keep <= RESET_MEMSET_LIMIT {
-                std::ptr::write_bytes(base, 0, keep);
+                zero_resident_pages(base, keep);
             } else if libc::madvise(base.cast(), keep, libc::MADV_DONTNEED) != 0 {
                 return Err(failed("madvise"));
             }
