@@ -316,9 +316,11 @@ unsafe fn invoke_in_activation(
     unsafe {
         let func_ref = *raw;
         let callee_vmctx = func_ref.vmctx as *mut usize;
-        for field in VMCTX_PROPAGATED {
-            let word = field as usize / 8;
-            *callee_vmctx.add(word) = *(caller_vmctx as *const usize).add(word);
+        if callee_vmctx as *mut u8 != caller_vmctx {
+            for field in VMCTX_PROPAGATED {
+                let word = field as usize / 8;
+                *callee_vmctx.add(word) = *(caller_vmctx as *const usize).add(word);
+            }
         }
         let trampoline: Trampoline = std::mem::transmute(trampoline);
         trampoline(
