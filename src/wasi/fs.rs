@@ -14,7 +14,7 @@ use cap_fs_ext::{OsMetadataExt, SystemTimeSpec};
 use cap_std::fs::Dir;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirEntryExt, FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{DirEntryExt, FileExt};
 use std::time::{Duration, SystemTime};
 use wasi::*;
 
@@ -53,25 +53,14 @@ fn nanos(sec: i64, nsec: i64) -> u64 {
         .wrapping_add(nsec as u64)
 }
 
-fn filetype_std(ft: std::fs::FileType) -> Filetype {
-    if ft.is_dir() {
-        FILETYPE_DIRECTORY
-    } else if ft.is_file() {
-        FILETYPE_REGULAR_FILE
-    } else if ft.is_symlink() {
-        FILETYPE_SYMBOLIC_LINK
-    } else if ft.is_block_device() {
-        FILETYPE_BLOCK_DEVICE
-    } else if ft.is_char_device() {
-        FILETYPE_CHARACTER_DEVICE
-    } else if ft.is_socket() {
-        FILETYPE_SOCKET_STREAM
-    } else {
-        FILETYPE_UNKNOWN
-    }
+/// The metadata of an open `std` file, in cap-std's form.
+fn cap_metadata(metadata: std::fs::Metadata) -> cap_std::fs::Metadata {
+    cap_std::fs::Metadata::from_just_metadata(metadata)
 }
 
-fn filetype_cap(ft: cap_std::fs::FileType) -> Filetype {
+/// The WASI file type of a file type (from cap-std; std metadata is
+/// converted with `cap_metadata` first).
+fn filetype(ft: cap_std::fs::FileType) -> Filetype {
     use cap_fs_ext::FileTypeExt as _;
     if ft.is_dir() {
         FILETYPE_DIRECTORY
@@ -90,24 +79,12 @@ fn filetype_cap(ft: cap_std::fs::FileType) -> Filetype {
     }
 }
 
-fn filestat_std(m: &std::fs::Metadata) -> Filestat {
-    Filestat {
-        dev: m.dev(),
-        ino: m.ino(),
-        filetype: filetype_std(m.file_type()).raw(),
-        nlink: m.nlink(),
-        size: m.size(),
-        atim: nanos(m.atime(), m.atime_nsec()),
-        mtim: nanos(m.mtime(), m.mtime_nsec()),
-        ctim: nanos(m.ctime(), m.ctime_nsec()),
-    }
-}
-
-fn filestat_cap(m: &cap_std::fs::Metadata) -> Filestat {
+/// What `*_filestat_get` reports for a file's metadata.
+fn filestat(m: &cap_std::fs::Metadata) -> Filestat {
     Filestat {
         dev: OsMetadataExt::dev(m),
         ino: OsMetadataExt::ino(m),
-        filetype: filetype_cap(m.file_type()).raw(),
+        filetype: filetype(m.file_type()).raw(),
         nlink: OsMetadataExt::nlink(m),
         size: m.len(),
         atim: nanos(OsMetadataExt::atime(m), OsMetadataExt::atime_nsec(m)),
@@ -128,7 +105,7 @@ fn descriptor_filetype(d: &Descriptor) -> WasiResult<Filetype> {
     Ok(match &d.kind {
         Kind::Stream(s) => stream_filetype(s),
         Kind::Dir(_) => FILETYPE_DIRECTORY,
-        Kind::File(f) => filetype_std(io(f.metadata())?.file_type()),
+        Kind::File(f) => filetype(cap_metadata(io(f.metadata())?).file_type()),
     })
 }
 
@@ -285,8 +262,8 @@ pub(crate) fn fd_filestat_get(
     let d = ctx.table.get(fd)?;
     d.require(RIGHTS_FD_FILESTAT_GET)?;
     let stat = match &d.kind {
-        Kind::File(f) => filestat_std(&io(f.metadata())?),
-        Kind::Dir(dd) => filestat_cap(&io(dd.dir.dir_metadata())?),
+        Kind::File(f) => filestat(&cap_metadata(io(f.metadata())?)),
+        Kind::Dir(dd) => filestat(&io(dd.dir.dir_metadata())?),
         Kind::Stream(s) => Filestat {
             filetype: stream_filetype(s).raw(),
             ..Filestat::default()
@@ -503,10 +480,7 @@ pub(crate) fn fd_readdir(
     let mut entries: Vec<(Vec<u8>, u64, Filetype)> = Vec::new();
     for entry in io(dir.entries())? {
         let entry = io(entry)?;
-        let filetype = entry
-            .file_type()
-            .map(filetype_cap)
-            .unwrap_or(FILETYPE_UNKNOWN);
+        let filetype = entry.file_type().map(filetype).unwrap_or(FILETYPE_UNKNOWN);
         entries.push((entry.file_name().as_bytes().to_vec(), entry.ino(), filetype));
     }
     // A stable order, so cookies (entry indexes) stay meaningful between
@@ -627,7 +601,7 @@ pub(crate) fn path_filestat_get(
     } else {
         io(dir.symlink_metadata(path))?
     };
-    mem.write(buf, &filestat_cap(&meta).to_bytes())
+    mem.write(buf, &filestat(&meta).to_bytes())
 }
 
 #[allow(clippy::too_many_arguments)]
