@@ -8,6 +8,7 @@
 //! DWARF unwind info (as gimli FDEs) that the unwind registry needs. It knows
 //! nothing of instances, stacks or signals.
 
+mod divconst;
 pub mod func_env;
 pub mod module_info;
 mod trampolines;
@@ -579,6 +580,7 @@ impl FunctionCompiler<'_> {
             &mut ctx.func,
             &mut env,
         )?;
+        divconst::rewrite(&mut ctx.func);
         compile_context(self.isa, ctx)
     }
 }
