@@ -124,8 +124,21 @@ fn termination(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     // The `_no_backtrace` variants use `Config::wasm_backtrace(false)`;
     // the difference is the backtrace capture's share.
-    let cases: [(&str, Ending, i32, &Engine); 7] = [
+    let cases: [(&str, Ending, i32, &Engine); 10] = [
         ("terminate_depth_1", Ending::Terminate, 1, &engine),
+        (
+            "terminate_depth_1_no_backtrace",
+            Ending::Terminate,
+            1,
+            &quiet,
+        ),
+        ("terminate_depth_100", Ending::Terminate, 100, &engine),
+        (
+            "terminate_depth_100_no_backtrace",
+            Ending::Terminate,
+            100,
+            &quiet,
+        ),
         ("terminate_depth_50", Ending::Terminate, 50, &engine),
         (
             "terminate_depth_50_no_backtrace",

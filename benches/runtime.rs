@@ -292,6 +292,20 @@ fn traps(c: &mut Criterion) {
         b.iter(|| black_box(boom.call(&mut instance, ()).is_err()))
     });
 
+    // The SIGSEGV path: an out-of-bounds load faults on the memory guard.
+    let mut oob_instance = instantiate(
+        &engine,
+        r#"(module (memory 1) (func (export "oob") (result i32) (i32.load (i32.const 70000))))"#,
+    );
+    let oob: TypedFunc<(), i32> = oob_instance.typed_func("oob").unwrap();
+    assert_eq!(
+        oob.call(&mut oob_instance, ()).unwrap_err().trap_code(),
+        Some(backstop::TrapCode::MemoryOutOfBounds)
+    );
+    group.bench_function("oob_load", |b| {
+        b.iter(|| black_box(oob.call(&mut oob_instance, ()).is_err()))
+    });
+
     // The same trap without the Wasm backtrace capture: the difference is
     // capture's share of a trap.
     let quiet = Engine::new(Config::new().wasm_backtrace(false)).unwrap();
