@@ -45,13 +45,19 @@ unsafe impl<T> Send for HostFunc<T> {}
 unsafe impl<T> Sync for HostFunc<T> {}
 
 impl<T: 'static> HostFunc<T> {
-    pub(crate) fn new(engine: &Engine, ty: FuncType, closure: Box<HostClosure<T>>) -> Self {
+    /// A host function running `closure`. The adapter's entry point is
+    /// monomorphised for the closure's type, so a hostcall calls it directly
+    /// (no indirect call, no extra frame); the box only owns it.
+    pub(crate) fn new<F>(engine: &Engine, ty: FuncType, closure: F) -> Self
+    where
+        F: Fn(Caller<'_, T>, &mut [u128]) -> Result<(), Error> + Send + Sync + 'static,
+    {
         HostFunc {
             _scratch: std::array::from_fn(|_| UnsafeCell::new(0)),
-            array_call: array_call::<T> as *const () as usize,
+            array_call: array_call::<T, F> as *const () as usize,
             type_id: engine.type_id(&ty),
             ty,
-            closure,
+            closure: Box::new(closure),
         }
     }
 }
@@ -62,12 +68,14 @@ const _: () = assert!(
 );
 
 /// The entry every host adapter calls: `(host_ctx, caller_vmctx, values, count)`.
-unsafe extern "C-unwind" fn array_call<T: 'static>(
+unsafe extern "C-unwind" fn array_call<T: 'static, F>(
     host: *const HostFunc<T>,
     caller_vmctx: *mut u8,
     values: *mut u128,
     count: u32,
-) {
+) where
+    F: Fn(Caller<'_, T>, &mut [u128]) -> Result<(), Error>,
+{
     // SAFETY: the adapter passes the HostFunc this function was created with
     // (kept alive by the importing instance), the caller's vmctx (whose
     // activation is the running root Instance<T>: host functions of a
@@ -105,7 +113,10 @@ unsafe extern "C-unwind" fn array_call<T: 'static>(
     }
     let outer_in_host = kill.in_host.load(Ordering::Relaxed);
     kill.in_host.store(1, Ordering::Relaxed);
-    let result = (host.closure)(caller, slots);
+    // SAFETY: `HostFunc::new` stored a `Box<F>` (as a `Box<dyn ..>`) and
+    // chose this `array_call::<T, F>` for it, so the box's data is an `F`.
+    let closure = unsafe { &*(&*host.closure as *const HostClosure<T> as *const F) };
+    let result = closure(caller, slots);
     kill.in_host.store(outer_in_host, Ordering::Relaxed);
     if let Err(error) = result {
         exit::raise(GuestExit::HostError(error));
@@ -290,7 +301,7 @@ macro_rules! into_func {
                     values.store(slots);
                     Ok(())
                 };
-                HostFunc::new(engine, ty, Box::new(closure))
+                HostFunc::new(engine, ty, closure)
             }
         }
 
@@ -307,7 +318,7 @@ macro_rules! into_func {
                     values.store(slots);
                     Ok(())
                 };
-                HostFunc::new(engine, ty, Box::new(closure))
+                HostFunc::new(engine, ty, closure)
             }
         }
     };
@@ -352,5 +363,5 @@ pub(crate) fn dynamic_host_func<T: 'static>(
         }
         Ok(())
     };
-    HostFunc::new(engine, ty, Box::new(closure))
+    HostFunc::new(engine, ty, closure)
 }
