@@ -233,7 +233,7 @@ impl<T: 'static> Caller<'_, T> {
         name: &str,
         params: P,
     ) -> Result<R, Error> {
-        let func = self.core.typed_export::<P, R>(name)?;
+        let (raw, trampoline) = self.core.export_entry::<P, R>(name)?;
         let mut slots = [0u128; 16];
         let mut heap;
         let slots: &mut [u128] = if P::TYPES.len().max(R::TYPES.len()) <= slots.len() {
@@ -243,25 +243,34 @@ impl<T: 'static> Caller<'_, T> {
             &mut heap
         };
         params.store(slots);
-        self.run_nested(func.func(), slots);
+        self.run_nested(raw, trampoline, slots);
         Ok(R::load(slots))
     }
 
     /// Runs `func` as a nested guest segment on this guest stack: the
     /// arguments are in `slots`, and so are the results afterwards.
-    fn run_nested(&mut self, func: &Func, slots: &mut [u128]) {
+    fn run_nested(
+        &mut self,
+        raw: *const crate::vm::VMFuncRef,
+        trampoline: usize,
+        slots: &mut [u128],
+    ) {
         // If this host function swallowed the unwind that ends the run, the
         // guest must not run again: end it now.
         exit::reraise_if_pending();
         // While the nested segment runs, the guest is in Wasm, not in a
         // hostcall (that is what a kill switch reports).
-        let kill = self.inner.kill.clone();
-        let outer_in_host = kill.in_host.swap(0, Ordering::Relaxed);
+        let outer_in_host = self.inner.kill.in_host.swap(0, Ordering::Relaxed);
         // SAFETY: we run on the guest stack of the root call, inside a host
-        // function, with the caller's vmctx; `func` is alive and the slots
-        // have room for its arguments and results.
-        unsafe { self.core.invoke_nested(func, slots.as_mut_ptr()) };
-        kill.in_host.store(outer_in_host, Ordering::Relaxed);
+        // function, with the caller's vmctx; `raw` lies in the calling
+        // instance's vmctx (or in a `Func` our caller holds), so it is live,
+        // `trampoline` is its type's entry, and the slots have room for its
+        // arguments and results.
+        unsafe { self.core.invoke_nested(raw, trampoline, slots.as_mut_ptr()) };
+        self.inner
+            .kill
+            .in_host
+            .store(outer_in_host, Ordering::Relaxed);
     }
 
     /// Calls an export of the calling instance with dynamically typed values.
@@ -272,7 +281,7 @@ impl<T: 'static> Caller<'_, T> {
             .ok_or_else(|| Error::InvalidArgument(format!("no exported function `{name}`")))?;
         let ty = func.ty();
         let mut slots = crate::instance::args_to_slots(&ty, args)?;
-        self.run_nested(&func, &mut slots);
+        self.run_nested(func.raw, func.trampoline(), &mut slots);
         // SAFETY: the callee stored results of its declared types.
         Ok(unsafe { crate::instance::slots_to_results(&ty, &slots) })
     }

@@ -286,14 +286,45 @@ impl InstanceCore {
         TypedFunc::new(func)
     }
 
-    /// Runs `func` directly on the current (guest) stack.
+    /// The `VMFuncRef` and entry trampoline of the exported function `name`,
+    /// after checking its type against `P -> R`. Reads only this module's
+    /// own tables: no handle, no lock, no allocation (for calls by name).
+    pub(crate) fn export_entry<P: WasmValues, R: WasmValues>(
+        &self,
+        name: &str,
+    ) -> Result<(*const VMFuncRef, usize), Error> {
+        let index = match self.export(name) {
+            Some((ExportKind::Func, index)) => index,
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "no exported function `{name}`"
+                )))
+            }
+        };
+        let info = self.module.info();
+        let ty = info.func_type(index);
+        check_typed::<P, R>(ty)?;
+        let trampoline =
+            self.module.compiled().entry_trampolines[info.functions[index as usize] as usize];
+        Ok((self.func_ref(index), trampoline))
+    }
+
+    /// Runs the function `raw` (with its entry `trampoline`) directly on the
+    /// current (guest) stack.
     ///
     /// # Safety
-    /// Must run on the guest stack of a root call (inside a host function),
-    /// with `slots` holding the arguments and room for the results.
-    pub(crate) unsafe fn invoke_nested(&self, func: &Func, slots: *mut u128) {
-        // SAFETY: forwarded from the contract; `func` keeps its code alive.
-        unsafe { invoke_in_activation(func.raw, func.trampoline(), self.vmctx_ptr(), slots) }
+    /// Must run on the guest stack of a root call (inside a host function);
+    /// `raw` must be a live `VMFuncRef` reachable from this instance and
+    /// `trampoline` its type's entry trampoline; `slots` holds the arguments
+    /// and has room for the results.
+    pub(crate) unsafe fn invoke_nested(
+        &self,
+        raw: *const VMFuncRef,
+        trampoline: usize,
+        slots: *mut u128,
+    ) {
+        // SAFETY: forwarded from the contract.
+        unsafe { invoke_in_activation(raw, trampoline, self.vmctx_ptr(), slots) }
     }
 }
 
@@ -989,18 +1020,42 @@ impl<T: 'static> Instance<T> {
         name: &str,
         params: P,
     ) -> Result<Outcome<R>, Error> {
-        let func = self.inner.core.typed_export::<P, R>(name)?;
-        func.call_resumable(self, params)
+        let (raw, trampoline) = self.inner.core.export_entry::<P, R>(name)?;
+        self.run_typed(raw, trampoline, params)
     }
 
     /// Calls the exported function `name` with typed parameters and results.
+    /// If a host function suspends the guest, this returns `Error::Yielded`
+    /// and the instance stays suspended.
     pub fn call<P: WasmValues, R: WasmValues>(
         &mut self,
         name: &str,
         params: P,
     ) -> Result<R, Error> {
-        let func = self.inner.core.typed_export::<P, R>(name)?;
-        func.call(self, params)
+        match self.call_resumable(name, params)? {
+            Outcome::Returned(results) => Ok(results),
+            Outcome::Yielded(value) => Err(Error::Yielded(value)),
+        }
+    }
+
+    /// A root call of `raw` with typed parameters and results, through this
+    /// instance's slots.
+    fn run_typed<P: WasmValues, R: WasmValues>(
+        &mut self,
+        raw: *const VMFuncRef,
+        trampoline: usize,
+        params: P,
+    ) -> Result<Outcome<R>, Error> {
+        let count = P::TYPES.len().max(R::TYPES.len()).max(1);
+        let slots = &mut self.inner.slots;
+        if slots.len() < count {
+            slots.resize(count, 0);
+        }
+        params.store(slots);
+        Ok(match self.begin(raw, trampoline, R::TYPES)? {
+            Outcome::Returned(()) => Outcome::Returned(R::load(&self.inner.slots)),
+            Outcome::Yielded(value) => Outcome::Yielded(value),
+        })
     }
 
     /// A typed handle for the exported function `name`, checked once, for
@@ -1153,6 +1208,18 @@ impl<T: 'static> Drop for Instance<T> {
     }
 }
 
+/// Fails unless a function of type `ty` can be called as `P -> R`.
+fn check_typed<P: WasmValues, R: WasmValues>(ty: &FuncType) -> Result<(), Error> {
+    if ty.params() != P::TYPES || ty.results() != R::TYPES {
+        return Err(Error::InvalidArgument(format!(
+            "function has type {ty}, but was used as {} -> {}",
+            type_list(P::TYPES),
+            type_list(R::TYPES)
+        )));
+    }
+    Ok(())
+}
+
 /// A function handle with its type checked once, for hot loops.
 pub struct TypedFunc<P, R> {
     raw: *const VMFuncRef,
@@ -1168,14 +1235,7 @@ unsafe impl<P, R> Sync for TypedFunc<P, R> {}
 
 impl<P: WasmValues, R: WasmValues> TypedFunc<P, R> {
     fn new(func: Func) -> Result<Self, Error> {
-        let ty = func.ty();
-        if ty.params() != P::TYPES || ty.results() != R::TYPES {
-            return Err(Error::InvalidArgument(format!(
-                "function has type {ty}, but was used as {} -> {}",
-                type_list(P::TYPES),
-                type_list(R::TYPES)
-            )));
-        }
+        check_typed::<P, R>(&func.ty())?;
         Ok(TypedFunc {
             raw: func.raw,
             trampoline: func.trampoline(),
@@ -1213,16 +1273,7 @@ impl<P: WasmValues, R: WasmValues> TypedFunc<P, R> {
                 "the function belongs to another engine".into(),
             ));
         }
-        let count = P::TYPES.len().max(R::TYPES.len()).max(1);
-        let slots = &mut instance.inner.slots;
-        if slots.len() < count {
-            slots.resize(count, 0);
-        }
-        params.store(slots);
-        Ok(match instance.begin(self.raw, self.trampoline, R::TYPES)? {
-            Outcome::Returned(()) => Outcome::Returned(R::load(&instance.inner.slots)),
-            Outcome::Yielded(value) => Outcome::Yielded(value),
-        })
+        instance.run_typed(self.raw, self.trampoline, params)
     }
 
     /// The underlying function.
