@@ -1,9 +1,10 @@
 //! Wasm backtraces: which guest functions (and host segments between them)
 //! were on the guest stack when a run ended.
 //!
-//! Captured with the system unwinder (`_Unwind_Backtrace`, one pass over
-//! the frames, no destructors run) at the moment the run ends, before the
-//! unwind that tears the stack down. The walk starts in the runtime and
+//! A trap or a termination records the frames its unwind passes, as the
+//! unwind passes them (`UnwindWalk`, the stop function of the one-phase
+//! unwind), so it costs no walk of its own; `Caller::backtrace` walks with
+//! `_Unwind_Backtrace` (one pass, no destructors run). The walk starts in the runtime and
 //! stops at the fiber's bottom frame, so it covers exactly this run's guest
 //! stack. Each PC is classified through the code registry: compiled Wasm
 //! functions become named frames with their Wasm offset; runs of other
@@ -138,8 +139,13 @@ impl WasmBacktrace {
     /// terminated the run), rather than dropping them (the runtime's own
     /// frames, when guest code trapped).
     pub(crate) fn capture(leading_host: bool) -> WasmBacktrace {
+        Self::from_pcs(&walk_guest_stack(), leading_host)
+    }
+
+    /// Classifies the PCs of a walk, innermost first (see `capture`).
+    fn from_pcs(pcs: &[usize], leading_host: bool) -> WasmBacktrace {
         let mut frames: Vec<FrameInfo> = Vec::new();
-        for pc in walk_guest_stack() {
+        for &pc in pcs {
             match FrameInfo::for_wasm_pc(pc) {
                 Some(frame) => frames.push(frame),
                 None if backstop_unwind::is_registered_code_signal_safe(pc) => {}
@@ -206,6 +212,59 @@ extern "C" fn visit_frame(context: *mut c_void, arg: *mut c_void) -> c_int {
         return URC_NORMAL_STOP;
     }
     walk.pcs.push(pc);
+    URC_NO_REASON
+}
+
+/// The frames a run-ending unwind passes, recorded as it passes them (see
+/// `backstop_asm::resume_unwind_one_phase_observed`): the backtrace of a
+/// trap or a termination costs no walk of its own. It lives on the heap,
+/// with the pending end of the run, because landing pads reuse the stack of
+/// the frames already unwound.
+pub(crate) struct UnwindWalk {
+    walk: Walk,
+    /// Set at the fiber's bottom frame: what follows is the embedder's.
+    finished: bool,
+    leading_host: bool,
+}
+
+impl UnwindWalk {
+    /// A walk for a backtrace like `WasmBacktrace::capture(leading_host)`.
+    pub(crate) fn new(leading_host: bool) -> UnwindWalk {
+        UnwindWalk {
+            walk: Walk {
+                pcs: Vec::with_capacity(64),
+                fiber_base: backstop_asm::fiber_base_address(),
+            },
+            finished: false,
+            leading_host,
+        }
+    }
+
+    pub(crate) fn into_backtrace(self) -> WasmBacktrace {
+        WasmBacktrace::from_pcs(&self.walk.pcs, self.leading_host)
+    }
+}
+
+const UA_END_OF_STACK: c_int = 16;
+
+/// The stop function of a run-ending unwind with a backtrace: records each
+/// frame (`arg` is the `UnwindWalk`) and always lets the unwind go on.
+pub(crate) extern "C" fn record_unwound_frame(
+    _version: c_int,
+    actions: c_int,
+    _class: u64,
+    _exception: *mut c_void,
+    context: *mut c_void,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: `arg` is the `UnwindWalk` that `exit::raise` boxed with the
+    // pending end of the run, which lives until the root call takes it
+    // after the unwind; nothing else touches it meanwhile.
+    let walk = unsafe { &mut *(arg as *mut UnwindWalk) };
+    if !walk.finished && actions & UA_END_OF_STACK == 0 {
+        let walk_ptr = &mut walk.walk as *mut Walk as *mut c_void;
+        walk.finished = visit_frame(context, walk_ptr) == URC_NORMAL_STOP;
+    }
     URC_NO_REASON
 }
 

@@ -1,8 +1,8 @@
 //! How the runtime ends a guest's run: every runtime-initiated end (a trap,
 //! `Caller::terminate`, an `Err` from a host function) stores its reason in
-//! a thread-local slot and unwinds with the marker payload `ExitUnwind`,
-//! raised by `resume_unwind` so no panic hook runs and no backtrace is
-//! captured. The root call's `catch_unwind` takes the reason back out.
+//! a thread-local slot and unwinds with the marker payload `ExitUnwind`: a
+//! Rust panic raised without the panic hook (nothing is printed, no std
+//! backtrace is captured), in one phase. The root call's `catch_unwind` takes the reason back out.
 //!
 //! Keeping the reason out of the payload makes teardown robust against host
 //! code that catches the unwind and swallows it: the reason is still
@@ -10,7 +10,7 @@
 //! function returns to the guest or calls back into it, and the details
 //! survive intact.
 
-use crate::backtrace::WasmBacktrace;
+use crate::backtrace::{record_unwound_frame, UnwindWalk, WasmBacktrace};
 use crate::{Error, Trap};
 use std::any::Any;
 use std::cell::Cell;
@@ -27,10 +27,17 @@ pub(crate) enum GuestExit {
 /// The unwind payload of every runtime-initiated end of a run.
 pub(crate) struct ExitUnwind;
 
+/// A pending end of a run: its reason, and the backtrace its unwind is
+/// recording (when the run captures one).
+pub(crate) struct PendingExit {
+    exit: GuestExit,
+    walk: Option<UnwindWalk>,
+}
+
 thread_local! {
-    /// The pending reason, boxed (null when none): checking and taking it
-    /// are a load and a pointer swap, cheap enough for every call.
-    static PENDING_EXIT: Cell<*mut GuestExit> = const { Cell::new(std::ptr::null_mut()) };
+    /// The pending end, boxed (null when none): checking and taking it are
+    /// a load and a pointer swap, cheap enough for every call.
+    static PENDING_EXIT: Cell<*mut PendingExit> = const { Cell::new(std::ptr::null_mut()) };
     /// Whether the running root call captures Wasm backtraces.
     static CAPTURE_BACKTRACES: Cell<bool> = const { Cell::new(false) };
 }
@@ -44,30 +51,47 @@ pub(crate) fn set_capture_backtraces(capture: bool) -> bool {
 }
 
 /// Ends the running guest: records `exit` (unless an earlier reason is
-/// still pending, which wins) and unwinds.
+/// still pending, which wins) and unwinds in one phase (see
+/// `backstop_asm::resume_unwind_one_phase`): the search phase would walk
+/// the whole guest stack only to find the root call's `catch_unwind`.
+/// A trap or a termination records its backtrace on the way.
 ///
 /// These thread-local accessors are never inlined: after a guest resumes on
 /// another thread, a thread-local address computed before the suspend must
 /// not be reused.
 #[inline(never)]
-pub(crate) fn raise(mut exit: GuestExit) -> ! {
-    if CAPTURE_BACKTRACES.with(Cell::get) && !is_pending() {
-        match &mut exit {
-            // A kill surfaces as Error::Killed, which has no backtrace.
-            GuestExit::Trap(trap) if trap.code() == crate::TrapCode::Interrupt => {}
-            GuestExit::Trap(trap) => trap.backtrace = Some(WasmBacktrace::capture(false)),
-            GuestExit::Terminated(details) => {
-                details.backtrace = Some(WasmBacktrace::capture(true))
-            }
-            GuestExit::HostError(_) | GuestExit::Killed => {}
+pub(crate) fn raise(exit: GuestExit) -> ! {
+    let leading_host = match &exit {
+        // A kill surfaces as Error::Killed, which has no backtrace.
+        GuestExit::Trap(trap) if trap.code() == crate::TrapCode::Interrupt => None,
+        GuestExit::Trap(_) => Some(false),
+        GuestExit::Terminated(_) => Some(true),
+        GuestExit::HostError(_) | GuestExit::Killed => None,
+    };
+    let capture = CAPTURE_BACKTRACES.with(Cell::get);
+    let recorder = PENDING_EXIT.with(|pending| {
+        if !pending.get().is_null() {
+            return None;
         }
-    }
-    PENDING_EXIT.with(|pending| {
-        if pending.get().is_null() {
-            pending.set(Box::into_raw(Box::new(exit)));
-        }
+        let walk = leading_host.filter(|_| capture).map(UnwindWalk::new);
+        let record = Box::into_raw(Box::new(PendingExit { exit, walk }));
+        pending.set(record);
+        // SAFETY: `record` was just boxed; the walk stays at this heap
+        // address until the root call takes the record after the unwind.
+        unsafe { (*record).walk.as_mut() }.map(|walk| walk as *mut UnwindWalk)
     });
-    std::panic::resume_unwind(Box::new(ExitUnwind))
+    match recorder {
+        // SAFETY: `record_unwound_frame` always continues the unwind and
+        // never unwinds; the walk outlives the unwind (see above).
+        Some(walk) => unsafe {
+            backstop_asm::resume_unwind_one_phase_observed(
+                Box::new(ExitUnwind),
+                record_unwound_frame,
+                walk.cast(),
+            )
+        },
+        None => backstop_asm::resume_unwind_one_phase(Box::new(ExitUnwind)),
+    }
 }
 
 /// Whether an end of the run is pending on this thread (then the unwind
@@ -90,23 +114,37 @@ pub(crate) fn reraise_if_pending() {
     }
 }
 
-/// Swaps the raw pending reason, for the root call: at entry it sets aside
-/// an outer run's reason (null in the common case), at exit it takes its
-/// own and puts the outer one back. The root call runs on the host side,
-/// which never changes thread within a function, so this may be inlined.
+/// Swaps the raw pending end, for the root call: at entry it sets aside an
+/// outer run's end (null in the common case), at exit it takes its own and
+/// puts the outer one back. The root call runs on the host side, which
+/// never changes thread within a function, so this may be inlined.
 #[inline]
-pub(crate) fn swap_pending_raw(new: *mut GuestExit) -> *mut GuestExit {
+pub(crate) fn swap_pending_raw(new: *mut PendingExit) -> *mut PendingExit {
     PENDING_EXIT.with(|pending| pending.replace(new))
 }
 
-/// Turns a raw reason from `swap_pending_raw` into the value.
+/// Turns a raw pending end from `swap_pending_raw` into its reason, with the
+/// backtrace its unwind recorded.
 ///
 /// # Safety
-/// `raw` must come from `swap_pending_raw` and not have been used since.
-pub(crate) unsafe fn from_raw_pending(raw: *mut GuestExit) -> Option<GuestExit> {
+/// `raw` must come from `swap_pending_raw` and not have been used since, and
+/// the unwind that carried it must be over.
+pub(crate) unsafe fn from_raw_pending(raw: *mut PendingExit) -> Option<GuestExit> {
+    if raw.is_null() {
+        return None;
+    }
     // SAFETY: per the contract, a non-null `raw` came from `Box::into_raw`
     // in `raise` and left the cell in the swap, so we are its only owner.
-    (!raw.is_null()).then(|| *unsafe { Box::from_raw(raw) })
+    let PendingExit { mut exit, walk } = *unsafe { Box::from_raw(raw) };
+    if let Some(walk) = walk {
+        let backtrace = Some(walk.into_backtrace());
+        match &mut exit {
+            GuestExit::Trap(trap) => trap.backtrace = backtrace,
+            GuestExit::Terminated(details) => details.backtrace = backtrace,
+            GuestExit::HostError(_) | GuestExit::Killed => {}
+        }
+    }
+    Some(exit)
 }
 
 /// A `Send + 'static` value of any type, given back to the embedder: what

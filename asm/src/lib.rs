@@ -24,6 +24,8 @@
 //!   contract for a signal handler that turns a synchronous fault (SIGSEGV,
 //!   SIGBUS, SIGILL, SIGFPE) into an ordinary unwind that starts at the
 //!   faulting instruction.
+//! * [`resume_unwind_one_phase`]: `resume_unwind` without the search
+//!   phase, for unwinds through deep stacks.
 //!
 //! # The switch frame
 //!
@@ -160,6 +162,8 @@ mod fault;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod fiber;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod one_phase;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod stack;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod switch;
@@ -171,6 +175,8 @@ pub use fiber::{
     backstop_asm_fiber_resume, backstop_asm_fiber_start, backstop_asm_fiber_suspend,
     fiber_base_address, fiber_resume, fiber_start, fiber_suspend, FiberExit, FiberState,
 };
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub use one_phase::{resume_unwind_one_phase, resume_unwind_one_phase_observed, UnwindStopFn};
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use stack::GuestStack;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
