@@ -215,6 +215,43 @@ extern "C" fn visit_frame(context: *mut c_void, arg: *mut c_void) -> c_int {
     URC_NO_REASON
 }
 
+impl WasmBacktrace {
+    /// The backtrace of a fault at `pc` in compiled code whose frame
+    /// pointer is `fp`, when only compiled code (which always keeps frame
+    /// pointers) lies between it and the root's entry: follows the chain
+    /// of frame records while their return addresses are compiled code.
+    /// Every record read must lie inside `stack` (`bottom..top`), and each
+    /// must be older than the last, so a broken chain ends the walk early
+    /// rather than reading anything else.
+    pub(crate) fn from_frame_pointers(
+        pc: usize,
+        fp: usize,
+        stack: (usize, usize),
+    ) -> WasmBacktrace {
+        let mut pcs = Vec::with_capacity(16);
+        pcs.push(pc);
+        let mut fp = fp;
+        while fp >= stack.0 && fp <= stack.1.saturating_sub(16) && fp.is_multiple_of(8) {
+            // SAFETY: `fp..fp + 16` lies inside the guest stack, which is
+            // mapped and readable while its run is current.
+            let (caller_fp, return_address) =
+                unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+            if !backstop_unwind::is_registered_code_signal_safe(return_address)
+                || pcs.len() >= MAX_FRAMES
+            {
+                break;
+            }
+            // A return address points after the call: name the call.
+            pcs.push(return_address - 1);
+            if caller_fp <= fp {
+                break;
+            }
+            fp = caller_fp;
+        }
+        WasmBacktrace::from_pcs(&pcs, false)
+    }
+}
+
 /// The frames a run-ending unwind passes, recorded as it passes them (see
 /// `backstop_asm::resume_unwind_one_phase_observed`): the backtrace of a
 /// trap or a termination costs no walk of its own. It lives on the heap,

@@ -11,10 +11,12 @@
 //! survive intact.
 
 use crate::backtrace::{record_unwound_frame, UnwindWalk, WasmBacktrace};
+use crate::kill::KillShared;
 use crate::{Error, Trap};
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::Ordering;
 
 /// Why the runtime ended a run.
 pub(crate) enum GuestExit {
@@ -92,6 +94,72 @@ pub(crate) fn raise(exit: GuestExit) -> ! {
         },
         None => backstop_asm::resume_unwind_one_phase(Box::new(ExitUnwind)),
     }
+}
+
+/// The run on this thread's innermost guest stack: what a trap in compiled
+/// code needs to leave that stack without unwinding it.
+#[derive(Clone, Copy)]
+pub(crate) struct CurrentRun {
+    pub(crate) fiber: *mut backstop_asm::FiberState,
+    pub(crate) kill: *const KillShared,
+    /// The guest stack's usable range, `bottom..top`.
+    pub(crate) stack: (usize, usize),
+}
+
+impl CurrentRun {
+    pub(crate) const NONE: CurrentRun = CurrentRun {
+        fiber: std::ptr::null_mut(),
+        kill: std::ptr::null(),
+        stack: (0, 0),
+    };
+}
+
+thread_local! {
+    static CURRENT_RUN: Cell<CurrentRun> = const { Cell::new(CurrentRun::NONE) };
+}
+
+/// Makes `run` this thread's current run; returns the one it replaces (an
+/// outer run, to put back afterwards). The root call runs on the host side,
+/// which never changes thread within a function, so this may be inlined.
+#[inline]
+pub(crate) fn swap_current_run(run: CurrentRun) -> CurrentRun {
+    CURRENT_RUN.with(|current| current.replace(run))
+}
+
+/// Ends the run for a trap in compiled code: a fault at `pc` whose frame
+/// pointer was `fp`, reported by the signal handler.
+///
+/// When no host function is on the guest stack, every frame between the
+/// fault and the root is compiled code or the runtime's own entry, and
+/// none of them owns anything: the run leaves the guest stack outright
+/// (`fiber_abandon`), and the backtrace follows the frame pointers that
+/// compiled code always keeps. That skips the unwinder, whose walk is most
+/// of a trap's cost. With host frames on the stack, it unwinds like any
+/// other end of the run, so their destructors run.
+#[inline(never)]
+pub(crate) fn trap_in_guest_code(mut trap: Trap, pc: usize, fp: usize) -> ! {
+    let run = CURRENT_RUN.with(Cell::get);
+    // SAFETY: `kill` is the running root's kill state (an Arc the instance
+    // holds for the whole run), set by `swap_current_run` before the run.
+    let nothing_to_unwind = !run.fiber.is_null()
+        && unsafe { (*run.kill).host_frames.load(Ordering::Relaxed) } == 0
+        && !is_pending();
+    if !nothing_to_unwind {
+        raise(GuestExit::Trap(trap));
+    }
+    if CAPTURE_BACKTRACES.with(Cell::get) && trap.code() != crate::TrapCode::Interrupt {
+        trap.backtrace = Some(WasmBacktrace::from_frame_pointers(pc, fp, run.stack));
+    }
+    let record = Box::new(PendingExit {
+        exit: GuestExit::Trap(trap),
+        walk: None,
+    });
+    PENDING_EXIT.with(|pending| pending.set(Box::into_raw(record)));
+    // SAFETY: we run on the fiber of the current run (the fault happened
+    // in its compiled code), and no host function is on it: the frames
+    // above its base are compiled code, the root's entry (`guest_entry`),
+    // and this fault path, none of which owns anything to drop.
+    unsafe { backstop_asm::fiber_abandon(run.fiber) }
 }
 
 /// Whether an end of the run is pending on this thread (then the unwind

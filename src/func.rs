@@ -113,10 +113,14 @@ unsafe extern "C-unwind" fn array_call<T: 'static, F>(
     }
     let outer_in_host = kill.in_host.load(Ordering::Relaxed);
     kill.in_host.store(1, Ordering::Relaxed);
+    let outer_host_frames = kill.host_frames.load(Ordering::Relaxed);
+    kill.host_frames
+        .store(outer_host_frames + 1, Ordering::Relaxed);
     // SAFETY: `HostFunc::new` stored a `Box<F>` (as a `Box<dyn ..>`) and
     // chose this `array_call::<T, F>` for it, so the box's data is an `F`.
     let closure = unsafe { &*(&*host.closure as *const HostClosure<T> as *const F) };
     let result = closure(caller, slots);
+    kill.host_frames.store(outer_host_frames, Ordering::Relaxed);
     kill.in_host.store(outer_in_host, Ordering::Relaxed);
     if let Err(error) = result {
         exit::raise(GuestExit::HostError(error));

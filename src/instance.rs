@@ -833,6 +833,14 @@ impl<T: 'static> Instance<T> {
         // a destructor during its unwind): keep its reason apart.
         let outer_exit = exit::swap_pending_raw(std::ptr::null_mut());
         let outer_capture = exit::set_capture_backtraces(self.inner.capture_backtraces);
+        let outer_run = exit::swap_current_run(exit::CurrentRun {
+            fiber: &mut self.inner.fiber,
+            kill: Arc::as_ptr(&self.inner.kill),
+            stack: (
+                self.inner.stack.usable_bottom() as usize,
+                self.inner.stack.top() as usize,
+            ),
+        });
         // SAFETY: the fiber state and stack live in `inner`, which outlives
         // the fiber; `args` satisfies `guest_entry`; a resume only happens
         // when the fiber is suspended (checked by the callers).
@@ -849,12 +857,22 @@ impl<T: 'static> Instance<T> {
         }));
         let own_exit = exit::swap_pending_raw(outer_exit);
         exit::set_capture_backtraces(outer_capture);
+        exit::swap_current_run(outer_run);
+        // A trap with nothing to unwind left the guest stack directly
+        // (`exit::trap_in_guest_code`); it ends the run like an unwind.
+        let result = match result {
+            Ok(backstop_asm::FiberExit::Abandoned) => {
+                Err(Box::new(ExitUnwind) as Box<dyn Any + Send>)
+            }
+            other => other,
+        };
         if result.is_ok() && !own_exit.is_null() {
             // SAFETY: from the swap above; a reason left pending by a run
             // that still returned normally is stale: drop it.
             drop(unsafe { exit::from_raw_pending(own_exit) });
         }
         match result {
+            Ok(backstop_asm::FiberExit::Abandoned) => unreachable!("mapped to an unwind above"),
             Ok(backstop_asm::FiberExit::Returned) => {
                 self.inner.state = InstanceState::Ready;
                 self.inner.kill.end_run();

@@ -43,6 +43,12 @@ pub(crate) struct KillShared {
     status: AtomicU64,
     /// Non-zero while a host function called by the guest is running.
     pub(crate) in_host: AtomicU32,
+    /// How many host functions called by the guest are on the guest stack
+    /// (entered and not yet returned, at any nesting depth). Exact while
+    /// the run goes normally; an unwind skips the decrements, so it can
+    /// only be too high, never too low, until the next run resets it. A
+    /// trap in compiled code while it is 0 has nothing to unwind.
+    pub(crate) host_frames: AtomicU32,
 }
 
 #[inline]
@@ -56,6 +62,7 @@ impl KillShared {
             flag: AtomicU32::new(0),
             status: AtomicU64::new(PHASE_IDLE),
             in_host: AtomicU32::new(0),
+            host_frames: AtomicU32::new(0),
         })
     }
 
@@ -71,6 +78,7 @@ impl KillShared {
         let run = (self.status.load(Ordering::Relaxed) >> 2) + 1;
         self.status
             .store(run << 2 | PHASE_RUNNING, Ordering::Release);
+        self.host_frames.store(0, Ordering::Relaxed);
         let flag = self.flag.load(Ordering::Acquire);
         if flag != 0 {
             if flag == flag_value(run) {
@@ -91,6 +99,7 @@ impl KillShared {
         let run = self.status.load(Ordering::Relaxed) >> 2;
         self.status.store(run << 2 | PHASE_IDLE, Ordering::Release);
         self.in_host.store(0, Ordering::Relaxed);
+        self.host_frames.store(0, Ordering::Relaxed);
         if self.flag.load(Ordering::Relaxed) == flag_value(run) {
             let _ =
                 self.flag

@@ -10,7 +10,9 @@
 //!    context so that, on return from the handler, the thread enters the
 //!    fault-unwind stub of `backstop-asm` as if the faulting instruction had
 //!    called it. The stub calls `raise_fault`, which (now outside any signal
-//!    handler) starts the unwind that ends the guest's run.
+//!    handler) ends the guest's run: by leaving the guest stack outright
+//!    when no host frame is on it, otherwise by the unwind that runs their
+//!    destructors (`exit::trap_in_guest_code`).
 //!
 //! The handler never unwinds, allocates, locks or symbolizes.
 
@@ -36,10 +38,13 @@ static INSTALL: Once = Once::new();
 struct FaultRecord {
     code: u8,
     pc: usize,
+    /// rbp at the fault: the faulting function's frame pointer (compiled
+    /// code sets up its frame before any instruction that can trap).
+    fp: usize,
 }
 
 thread_local! {
-    static LAST_FAULT: Cell<FaultRecord> = const { Cell::new(FaultRecord { code: 0, pc: 0 }) };
+    static LAST_FAULT: Cell<FaultRecord> = const { Cell::new(FaultRecord { code: 0, pc: 0, fp: 0 }) };
     static ALTSTACK_READY: Cell<bool> = const { Cell::new(false) };
     static OWN_ALTSTACK: Cell<Option<AltStack>> = const { Cell::new(None) };
 }
@@ -154,7 +159,13 @@ extern "C" fn handle_signal(
 ) {
     let uc = context.cast::<libc::ucontext_t>();
     // SAFETY: the kernel passes a valid ucontext to an SA_SIGINFO handler.
-    let pc = unsafe { (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] as usize };
+    let (pc, fp) = unsafe {
+        let gregs = &(*uc).uc_mcontext.gregs;
+        (
+            gregs[libc::REG_RIP as usize] as usize,
+            gregs[libc::REG_RBP as usize] as usize,
+        )
+    };
     match backstop_unwind::lookup_trap_signal_safe(pc) {
         Some((code, _owner)) => {
             let code = code
@@ -163,6 +174,7 @@ extern "C" fn handle_signal(
             LAST_FAULT.set(FaultRecord {
                 code: code as u8,
                 pc,
+                fp,
             });
             // SAFETY: the fault is in guest code, whose stack has room
             // below rsp (the prologue stack check keeps guest frames above
@@ -208,9 +220,9 @@ unsafe fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut l
 }
 
 /// Called by the fault-unwind stub on the guest stack, outside the signal
-/// handler: turns the recorded fault into a trap and unwinds.
+/// handler: turns the recorded fault into a trap that ends the run.
 extern "C-unwind" fn raise_fault(_arg: *mut u8) -> ! {
     let record = LAST_FAULT.get();
     let code = TrapCode::from_u8(record.code).unwrap_or(TrapCode::MemoryOutOfBounds);
-    crate::exit::raise(crate::exit::GuestExit::Trap(Trap::at_pc(code, record.pc)))
+    crate::exit::trap_in_guest_code(Trap::at_pc(code, record.pc), record.pc, record.fp)
 }

@@ -6,7 +6,9 @@
 //! float-to-int conversions, stack overflow (and that the instance stays
 //! usable after it). Also the trap's details (name-section name, function
 //! index, Wasm offset, Display), a trap at a function's first instruction
-//! 1000 times, and traps under nested host segments dropping host guards.
+//! 1000 times, and traps under nested host segments dropping host guards;
+//! traps before and after host calls (with no host frame on the stack a
+//! trap skips the unwinder) and in a root nested in a host function.
 
 use backstop::{Caller, Config, Engine, Error, Instance, Linker, Module, TrapCode};
 use std::hint::black_box;
@@ -721,4 +723,109 @@ fn trap_names_stay_right_as_modules_come_and_go() {
             Some(format!("f{n}").as_str())
         );
     }
+}
+
+/// Counts its drops.
+struct DropCounter(Arc<AtomicUsize>);
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A trap with no host function on the guest stack leaves the stack without
+/// unwinding it; one that comes after host calls have returned must still
+/// name every guest frame, and one under a host function that swallowed an
+/// earlier unwind must still unwind it.
+#[test]
+fn traps_before_and_after_host_calls() {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "host" "h" (func $h (param i32)))
+             (func $inner (param i32) (result i32)
+               (call $h (local.get 0))
+               (i32.div_u (i32.const 1) (local.get 0)))
+             (func $middle (export "middle") (param i32) (result i32)
+               (call $inner (local.get 0)))
+             (func (export "outer") (param i32) (result i32)
+               (i32.add (call $middle (local.get 0)) (i32.const 1))))"#,
+    )
+    .unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut linker = Linker::new(&engine);
+    let counter = drops.clone();
+    linker
+        .func_wrap("host", "h", move |mut caller: Caller<'_, ()>, n: i32| {
+            let _guard = DropCounter(counter.clone());
+            if n == 7 {
+                // A nested trap unwinds (this frame is below it), and this
+                // frame swallows the unwind: the run still ends with that
+                // trap when this returns, and both guards drop.
+                let nested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    caller.call::<i32, i32>("middle", 0)
+                }));
+                assert!(nested.is_err());
+            }
+        })
+        .unwrap();
+    let mut instance = linker.instantiate(&module, ()).unwrap();
+    for round in 0..100 {
+        // The host call returns, then the guest divides by zero.
+        let error = expect_trap(
+            instance.call::<i32, i32>("outer", 0),
+            TrapCode::IntegerDivisionByZero,
+        );
+        let backtrace = error.as_trap().unwrap().backtrace().unwrap();
+        let names: Vec<_> = backtrace
+            .frames()
+            .iter()
+            .map(|f| f.func_index().unwrap())
+            .collect();
+        assert_eq!(names, [1, 2, 3], "round {round}");
+        assert_eq!(instance.call::<i32, i32>("outer", 1).unwrap(), 2);
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 200);
+    let error = instance.call::<i32, i32>("outer", 7).unwrap_err();
+    assert_eq!(error.trap_code(), Some(TrapCode::IntegerDivisionByZero));
+    // The swallowing frame and the nested one both dropped their guards.
+    assert_eq!(drops.load(Ordering::SeqCst), 202);
+    assert_eq!(instance.call::<i32, i32>("outer", 1).unwrap(), 2);
+}
+
+/// A trap in an instance called from another instance's host function
+/// leaves only the inner instance's guest stack; the host function goes on.
+#[test]
+fn trap_in_a_nested_root_returns_to_the_host_function() {
+    let engine = Engine::default();
+    let inner = std::sync::Mutex::new(instantiate_with(
+        &engine,
+        r#"(module (func (export "boom") (result i32) unreachable))"#,
+    ));
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "host" "h" (func $h (result i32)))
+             (func (export "run") (result i32) (i32.add (call $h) (i32.const 1))))"#,
+    )
+    .unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let counter = drops.clone();
+    let mut linker = Linker::new(&engine);
+    linker
+        .func_wrap("host", "h", move || -> i32 {
+            let _guard = DropCounter(counter.clone());
+            let mut inner = inner.lock().unwrap();
+            let error = inner.call::<(), i32>("boom", ()).unwrap_err();
+            assert_eq!(error.trap_code(), Some(TrapCode::UnreachableCodeReached));
+            41
+        })
+        .unwrap();
+    let mut outer = linker.instantiate(&module, ()).unwrap();
+    for _ in 0..100 {
+        assert_eq!(outer.call::<(), i32>("run", ()).unwrap(), 42);
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 100);
 }

@@ -47,6 +47,9 @@ pub enum FiberExit {
     /// Code on the fiber called [`fiber_suspend`]; the fiber can be
     /// continued with [`fiber_resume`].
     Suspended,
+    /// Code on the fiber called [`fiber_abandon`]: the fiber is finished,
+    /// its frames were dropped without unwinding, and its stack is free.
+    Abandoned,
 }
 
 /// Per-fiber state: where the fiber's stack top is, and the fiber's saved
@@ -314,6 +317,48 @@ global_asm!(
     "ret",                                          // return from the fiber's fiber_suspend, on the fiber
     ".cfi_endproc",                                 // close the FDE
     ".size backstop_asm_fiber_resume, . - backstop_asm_fiber_resume", // symbol size, for symbolizers
+    "",                                             //
+    // ---- backstop_asm_fiber_abandon(state: rdi): never returns
+    // Runs on the fiber: switches to R's save area without saving anything
+    // of the fiber's, and returns Abandoned to R. The fiber's frames are
+    // left as they are, dead: its stack is free for the next fiber_start.
+    ".globl backstop_asm_fiber_abandon",            // visible to the Rust declaration below
+    ".hidden backstop_asm_fiber_abandon",           // but not exported from a shared object
+    ".type backstop_asm_fiber_abandon, @function",  // an ELF function symbol, for symbolizers
+    ".p2align 4",                                   // 16-byte aligned entry point
+    "backstop_asm_fiber_abandon:",                  // rdi = state
+    ".cfi_startproc",                               // open the FDE: CFA = rsp+8, RA at CFA-8
+    "mov rax, [rdi + {top}]",                       // rax = T
+    "mov rsp, [rax - 32]",                          // switch: rsp = S_R, R's save area
+    ".cfi_def_cfa rsp, 56",                         // CFA = rsp+56: from here on, this is R's switch frame
+    ".cfi_offset rbp, -16",                         // R's rbp at CFA-16
+    ".cfi_offset rbx, -24",                         // R's rbx at CFA-24
+    ".cfi_offset r12, -32",                         // R's r12 at CFA-32
+    ".cfi_offset r13, -40",                         // R's r13 at CFA-40
+    ".cfi_offset r14, -48",                         // R's r14 at CFA-48
+    ".cfi_offset r15, -56",                         // R's r15 at CFA-56
+    "mov eax, 2",                                   // return value 2 = FiberExit::Abandoned
+    "pop r15",                                      // restore R's r15
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+48
+    ".cfi_restore r15",                             // r15 is R's again
+    "pop r14",                                      // restore R's r14
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+40
+    ".cfi_restore r14",                             // r14 is R's again
+    "pop r13",                                      // restore R's r13
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+32
+    ".cfi_restore r13",                             // r13 is R's again
+    "pop r12",                                      // restore R's r12
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+24
+    ".cfi_restore r12",                             // r12 is R's again
+    "pop rbx",                                      // restore R's rbx
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+16
+    ".cfi_restore rbx",                             // rbx is R's again
+    "pop rbp",                                      // restore R's rbp
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+8
+    ".cfi_restore rbp",                             // rbp is R's again
+    "ret",                                          // return Abandoned from R's fiber_start/fiber_resume
+    ".cfi_endproc",                                 // close the FDE
+    ".size backstop_asm_fiber_abandon, . - backstop_asm_fiber_abandon", // symbol size, for symbolizers
     top = const TOP,
     guest_rsp = const GUEST_RSP,
 );
@@ -344,6 +389,12 @@ extern "C-unwind" {
     pub fn backstop_asm_fiber_resume(state: *mut FiberState) -> usize;
 }
 
+extern "C" {
+    /// The raw routine behind [`fiber_abandon`]. Same contract; System V
+    /// ABI, `state` in `rdi`. Makes the runner's switch return 2.
+    pub fn backstop_asm_fiber_abandon(state: *mut FiberState) -> !;
+}
+
 /// The address of every fiber's bottom frame (the start of its unwind
 /// info): a stack walker that reaches a frame starting here has reached the
 /// bottom of a fiber's stack.
@@ -354,10 +405,10 @@ pub fn fiber_base_address() -> usize {
 /// Maps the raw routines' return value to a [`FiberExit`].
 #[inline(always)]
 fn exit_from_raw(raw: usize) -> FiberExit {
-    if raw == 0 {
-        FiberExit::Returned
-    } else {
-        FiberExit::Suspended
+    match raw {
+        0 => FiberExit::Returned,
+        1 => FiberExit::Suspended,
+        _ => FiberExit::Abandoned,
     }
 }
 
@@ -444,6 +495,30 @@ pub unsafe fn fiber_suspend(state: *mut FiberState) {
     // the System V ABI (all callee-saved registers are preserved across the
     // suspension) and has CFI at every instruction.
     unsafe { backstop_asm_fiber_suspend(state) }
+}
+
+/// Leaves the fiber this is called on for good: switches back to whoever
+/// last started or resumed it, whose [`fiber_start`] or [`fiber_resume`]
+/// then returns [`FiberExit::Abandoned`], as if `entry` had returned. The
+/// fiber's frames are not unwound: no destructor on the fiber runs, and
+/// its stack is reused by the next [`fiber_start`].
+///
+/// This is for leaving a fiber whose frames own nothing (for example,
+/// JIT-compiled code that faulted, with no host frame on the fiber), where
+/// an unwind would only cost time.
+///
+/// # Safety
+///
+/// * `state` must be the [`FiberState`] of the *innermost* fiber running on
+///   this thread, and this must be called on that fiber.
+/// * No frame on the fiber may own anything that needs dropping, nor hold a
+///   borrow or a pinned value that outlives it: they all vanish unannounced.
+#[inline(always)]
+pub unsafe fn fiber_abandon(state: *mut FiberState) -> ! {
+    // SAFETY: forwarded from this function's contract; the routine restores
+    // the runner's callee-saved registers from its save area and returns
+    // into it, as fiber_suspend does.
+    unsafe { backstop_asm_fiber_abandon(state) }
 }
 
 /// Continues a suspended fiber where its [`fiber_suspend`] left off, from

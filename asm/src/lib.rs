@@ -15,7 +15,7 @@
 //!   panic, `resume_unwind`, any `_Unwind_RaiseException`) leaving `entry`
 //!   continues into the caller's frames on the original stack, and
 //!   `std::backtrace` walks across the switch too.
-//! * [`fiber_start`], [`fiber_suspend`], [`fiber_resume`] and
+//! * [`fiber_start`], [`fiber_suspend`], [`fiber_resume`], [`fiber_abandon`] and
 //!   [`FiberState`]: the same, on a stack that can be suspended from any
 //!   depth and resumed later from any host frame on any thread. The
 //!   fiber's bottom frame always names its *current* runner as its caller,
@@ -172,8 +172,9 @@ mod switch;
 pub use fault::{fault_unwind_stub_address, redirect_to_unwind_stub};
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use fiber::{
-    backstop_asm_fiber_resume, backstop_asm_fiber_start, backstop_asm_fiber_suspend,
-    fiber_base_address, fiber_resume, fiber_start, fiber_suspend, FiberExit, FiberState,
+    backstop_asm_fiber_abandon, backstop_asm_fiber_resume, backstop_asm_fiber_start,
+    backstop_asm_fiber_suspend, fiber_abandon, fiber_base_address, fiber_resume, fiber_start,
+    fiber_suspend, FiberExit, FiberState,
 };
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use one_phase::{resume_unwind_one_phase, resume_unwind_one_phase_observed, UnwindStopFn};

@@ -3,7 +3,8 @@
 //! passed through shared cells over many cycles; resume from another
 //! function and on another thread; tear-down of a suspended fiber by an
 //! unwind raised at its suspend point; backtraces that name the latest
-//! resumer; callee-saved registers on both sides of every switch; nesting
+//! resumer; abandoning a fiber from deep inside it, fresh or resumed;
+//! callee-saved registers on both sides of every switch; nesting
 //! with other fibers and with `call_on_stack`; and rough timings (printed,
 //! run with `--nocapture` to see them).
 
@@ -19,7 +20,7 @@ use std::time::Instant;
 
 use backstop_asm::{
     backstop_asm_fiber_resume, backstop_asm_fiber_start, backstop_asm_fiber_suspend, call_on_stack,
-    fiber_resume, fiber_start, fiber_suspend, FiberExit, FiberState, GuestStack,
+    fiber_abandon, fiber_resume, fiber_start, fiber_suspend, FiberExit, FiberState, GuestStack,
 };
 
 /// Big enough for a panic hook or a backtrace symbolized on the fiber.
@@ -228,6 +229,63 @@ fn start_then_return() {
             "entry ran at {seen:#x}, off the fiber stack"
         );
     }
+}
+
+/// Recurses `depth` frames deep, then abandons the fiber of `state`.
+#[inline(never)]
+fn abandon_at_depth(state: *mut FiberState, depth: u32, reached: &Cell<u32>) {
+    reached.set(reached.get().max(depth));
+    if depth == 0 {
+        // SAFETY: the test runs this on the fiber of `state`, and no frame
+        // above the fiber's base owns anything.
+        unsafe { fiber_abandon(state) }
+    }
+    abandon_at_depth(state, black_box(depth - 1), reached);
+}
+
+#[test]
+fn abandon_leaves_the_fiber_and_the_stack_is_reusable() {
+    let stack = GuestStack::new(256 * 1024, 4096).unwrap();
+    let state = FiberState::new();
+    for round in 0..1_000u32 {
+        let reached = Cell::new(0);
+        let depth = round % 50;
+        // Locals of this frame that live across the switch: they must be
+        // intact after it (callee-saved registers restored).
+        let (a, b, c) = (black_box(round), black_box(round * 3), black_box(!round));
+        let exit = if round % 2 == 0 {
+            // SAFETY: our own stack; the closure borrows only what outlives
+            // the fiber, and owns nothing that needs dropping.
+            unsafe {
+                start_fn(sp(&state), &stack, || {
+                    abandon_at_depth(sp(&state), depth, &reached)
+                })
+            }
+        } else {
+            // Suspend first, then abandon from the resumed fiber: the
+            // switch must go back to the resumer.
+            let f = || {
+                // SAFETY: on the fiber of `state`.
+                unsafe { fiber_suspend(sp(&state)) };
+                abandon_at_depth(sp(&state), depth, &reached);
+            };
+            // SAFETY: as above.
+            let first = unsafe { start_fn(sp(&state), &stack, f) };
+            assert_eq!(first, FiberExit::Suspended);
+            // SAFETY: suspended just above.
+            unsafe { fiber_resume(sp(&state)) }
+        };
+        assert_eq!(exit, FiberExit::Abandoned);
+        assert!(!state.is_suspended());
+        assert_eq!(reached.get(), depth);
+        assert_eq!((a, b, c), (round, round * 3, !round));
+    }
+    // The stack serves an ordinary fiber afterwards.
+    let ran = Cell::new(false);
+    // SAFETY: as above.
+    let exit = unsafe { start_fn(sp(&state), &stack, || ran.set(true)) };
+    assert_eq!(exit, FiberExit::Returned);
+    assert!(ran.get());
 }
 
 #[test]
