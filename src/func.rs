@@ -16,12 +16,41 @@ use crate::{Engine, Error, Func, Memory};
 use backstop_jit::vmoffsets::{VMCTX_ACTIVATION, VMCTX_INSTANCE};
 use backstop_jit::{FuncType, ValType};
 use std::cell::UnsafeCell;
+use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// The closure of a host function, type-erased over its signature.
-pub(crate) type HostClosure<T> =
-    dyn Fn(Caller<'_, T>, &mut [u128]) -> Result<(), Error> + Send + Sync + 'static;
+/// A host function's body, over the values buffer of its adapter: reads
+/// the arguments from the slots, runs, and stores the results there.
+/// Implemented by `TypedHostFn` (the closures of `IntoFunc`) and
+/// `DynamicHostFn`.
+#[doc(hidden)]
+pub trait HostBody<T>: Send + Sync + 'static {
+    fn call(&self, caller: Caller<'_, T>, slots: &mut [u128]) -> Result<(), Error>;
+}
+
+/// A Rust closure with a typed signature (`Params` are its argument types,
+/// with or without a leading `Caller`, and `R` its return type). Its
+/// `HostBody::call` is always inlined into `array_call`, so a hostcall puts
+/// a single Rust frame on the guest stack: fewer frames for every unwind
+/// to walk.
+#[doc(hidden)]
+pub struct TypedHostFn<F, Params, R> {
+    f: F,
+    signature: PhantomData<fn(Params) -> R>,
+}
+
+/// A host function with a signature known only at run time.
+struct DynamicHostFn<F>(F);
+
+impl<T: 'static, F> HostBody<T> for DynamicHostFn<F>
+where
+    F: Fn(Caller<'_, T>, &mut [u128]) -> Result<(), Error> + Send + Sync + 'static,
+{
+    fn call(&self, caller: Caller<'_, T>, slots: &mut [u128]) -> Result<(), Error> {
+        (self.0)(caller, slots)
+    }
+}
 
 /// A host function's context. `#[repr(C)]` because compiled code reaches
 /// its first three words (see `vmoffsets`).
@@ -35,7 +64,7 @@ pub struct HostFunc<T> {
     array_call: usize,
     pub(crate) ty: FuncType,
     pub(crate) type_id: u32,
-    closure: Box<HostClosure<T>>,
+    body: Box<dyn HostBody<T>>,
 }
 
 // SAFETY: the scratch words are only ever written (by compiled code), never
@@ -45,19 +74,16 @@ unsafe impl<T> Send for HostFunc<T> {}
 unsafe impl<T> Sync for HostFunc<T> {}
 
 impl<T: 'static> HostFunc<T> {
-    /// A host function running `closure`. The adapter's entry point is
-    /// monomorphised for the closure's type, so a hostcall calls it directly
+    /// A host function running `body`. The adapter's entry point is
+    /// monomorphised for the body's type, so a hostcall calls it directly
     /// (no indirect call, no extra frame); the box only owns it.
-    pub(crate) fn new<F>(engine: &Engine, ty: FuncType, closure: F) -> Self
-    where
-        F: Fn(Caller<'_, T>, &mut [u128]) -> Result<(), Error> + Send + Sync + 'static,
-    {
+    pub(crate) fn new<B: HostBody<T>>(engine: &Engine, ty: FuncType, body: B) -> Self {
         HostFunc {
             _scratch: std::array::from_fn(|_| UnsafeCell::new(0)),
-            array_call: array_call::<T, F> as *const () as usize,
+            array_call: array_call::<T, B> as *const () as usize,
             type_id: engine.type_id(&ty),
             ty,
-            closure: Box::new(closure),
+            body: Box::new(body),
         }
     }
 }
@@ -68,14 +94,12 @@ const _: () = assert!(
 );
 
 /// The entry every host adapter calls: `(host_ctx, caller_vmctx, values, count)`.
-unsafe extern "C-unwind" fn array_call<T: 'static, F>(
+unsafe extern "C-unwind" fn array_call<T: 'static, B: HostBody<T>>(
     host: *const HostFunc<T>,
     caller_vmctx: *mut u8,
     values: *mut u128,
     count: u32,
-) where
-    F: Fn(Caller<'_, T>, &mut [u128]) -> Result<(), Error>,
-{
+) {
     // SAFETY: the adapter passes the HostFunc this function was created with
     // (kept alive by the importing instance), the caller's vmctx (whose
     // activation is the running root Instance<T>: host functions of a
@@ -116,10 +140,10 @@ unsafe extern "C-unwind" fn array_call<T: 'static, F>(
     let outer_host_frames = kill.host_frames.load(Ordering::Relaxed);
     kill.host_frames
         .store(outer_host_frames + 1, Ordering::Relaxed);
-    // SAFETY: `HostFunc::new` stored a `Box<F>` (as a `Box<dyn ..>`) and
-    // chose this `array_call::<T, F>` for it, so the box's data is an `F`.
-    let closure = unsafe { &*(&*host.closure as *const HostClosure<T> as *const F) };
-    let result = closure(caller, slots);
+    // SAFETY: `HostFunc::new` stored a `Box<B>` (as a `Box<dyn ..>`) and
+    // chose this `array_call::<T, B>` for it, so the box's data is a `B`.
+    let body = unsafe { &*(&*host.body as *const dyn HostBody<T> as *const B) };
+    let result = body.call(caller, slots);
     kill.host_frames.store(outer_host_frames, Ordering::Relaxed);
     kill.in_host.store(outer_in_host, Ordering::Relaxed);
     if let Err(error) = result {
@@ -162,6 +186,7 @@ impl<T: 'static> Caller<'_, T> {
     /// A `std::sync::Mutex` held by a host frame while the unwind passes is
     /// poisoned (as by any unwind); use `parking_lot` locks or
     /// `PoisonError::into_inner` where that matters.
+    #[inline(never)]
     pub fn terminate(&mut self, details: impl std::any::Any + Send) -> ! {
         exit::raise(GuestExit::Terminated(TerminationDetails::new(Box::new(
             details,
@@ -301,41 +326,63 @@ pub trait IntoFunc<T, Params, Results>: Send + Sync + 'static {
 
 macro_rules! into_func {
     ($($p:ident $i:tt),*) => {
+        impl<T: 'static, F, R, $($p: WasmTy,)*> HostBody<T> for TypedHostFn<F, ($($p,)*), R>
+        where
+            F: Fn($($p),*) -> R + Send + Sync + 'static,
+            R: HostReturn + 'static,
+        {
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn call(&self, _caller: Caller<'_, T>, slots: &mut [u128]) -> Result<(), Error> {
+                let values = (self.f)($($p::from_raw(slots[$i])),*).into_values()?;
+                values.store(slots);
+                Ok(())
+            }
+        }
+
         impl<T: 'static, F, R, $($p: WasmTy,)*> IntoFunc<T, ($($p,)*), R> for F
         where
             F: Fn($($p),*) -> R + Send + Sync + 'static,
-            R: HostReturn,
+            R: HostReturn + 'static,
         {
             fn into_host_func(self, engine: &Engine) -> HostFunc<T> {
                 let ty = FuncType::new([$($p::TYPE),*], R::Values::TYPES.iter().copied());
-                #[allow(unused_variables)]
-                let closure = move |_caller: Caller<'_, T>, slots: &mut [u128]| {
-                    let values = self($($p::from_raw(slots[$i])),*).into_values()?;
-                    values.store(slots);
-                    Ok(())
-                };
-                HostFunc::new(engine, ty, closure)
+                let body: TypedHostFn<F, ($($p,)*), R> =
+                    TypedHostFn { f: self, signature: PhantomData };
+                HostFunc::new(engine, ty, body)
+            }
+        }
+
+        impl<T: 'static, F, R, $($p: WasmTy,)*> HostBody<T>
+            for TypedHostFn<F, (Caller<'static, T>, $($p,)*), R>
+        where
+            F: for<'a> Fn(Caller<'a, T>, $($p),*) -> R + Send + Sync + 'static,
+            R: HostReturn + 'static,
+        {
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn call(&self, caller: Caller<'_, T>, slots: &mut [u128]) -> Result<(), Error> {
+                let values = (self.f)(caller, $($p::from_raw(slots[$i])),*).into_values()?;
+                values.store(slots);
+                Ok(())
             }
         }
 
         impl<T: 'static, F, R, $($p: WasmTy,)*> IntoFunc<T, (Caller<'static, T>, $($p,)*), R> for F
         where
             F: for<'a> Fn(Caller<'a, T>, $($p),*) -> R + Send + Sync + 'static,
-            R: HostReturn,
+            R: HostReturn + 'static,
         {
             fn into_host_func(self, engine: &Engine) -> HostFunc<T> {
                 let ty = FuncType::new([$($p::TYPE),*], R::Values::TYPES.iter().copied());
-                #[allow(unused_variables)]
-                let closure = move |caller: Caller<'_, T>, slots: &mut [u128]| {
-                    let values = self(caller, $($p::from_raw(slots[$i])),*).into_values()?;
-                    values.store(slots);
-                    Ok(())
-                };
-                HostFunc::new(engine, ty, closure)
+                let body: TypedHostFn<F, (Caller<'static, T>, $($p,)*), R> =
+                    TypedHostFn { f: self, signature: PhantomData };
+                HostFunc::new(engine, ty, body)
             }
         }
     };
 }
+
 into_func!();
 into_func!(A 0);
 into_func!(A 0, B 1);
@@ -376,5 +423,5 @@ pub(crate) fn dynamic_host_func<T: 'static>(
         }
         Ok(())
     };
-    HostFunc::new(engine, ty, closure)
+    HostFunc::new(engine, ty, DynamicHostFn(closure))
 }

@@ -182,6 +182,7 @@ extern "C-unwind" fn raise_payload(slot: *mut u8) {
 ///
 /// A `catch_unwind` must be somewhere below, as for any panic; without one
 /// the process aborts, as it would for a panic.
+#[inline]
 pub fn resume_unwind_one_phase(payload: Box<dyn Any + Send>) -> ! {
     // SAFETY: `keep_unwinding` follows the contract of
     // `resume_unwind_one_phase_observed` and ignores its argument.
@@ -199,6 +200,7 @@ pub fn resume_unwind_one_phase(payload: Box<dyn Any + Send>) -> ! {
 /// and the process aborts. It must not unwind. `stop_arg` must stay valid
 /// until the unwind ends, and so must not point into the frames being
 /// unwound: landing pads reuse their stack.
+#[inline]
 pub unsafe fn resume_unwind_one_phase_observed(
     payload: Box<dyn Any + Send>,
     stop: UnwindStopFn,
