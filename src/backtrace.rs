@@ -11,9 +11,12 @@
 //! (Rust) frames become one marked host frame. `Config::wasm_backtrace`
 //! turns capture off.
 
+use crate::debug_lines::LineTable;
+use backstop_unwind::CodeRegion;
 use std::ffi::c_void;
 use std::fmt;
 use std::os::raw::c_int;
+use std::sync::Arc;
 
 /// What a frame of a `WasmBacktrace` is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,9 +32,9 @@ pub enum FrameKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrameInfo {
     kind: FrameKind,
-    module_name: Option<String>,
+    module_name: Option<Arc<str>>,
     func_index: Option<u32>,
-    func_name: Option<String>,
+    func_name: Option<Arc<str>>,
     wasm_offset: Option<u32>,
     source: Option<(String, u32)>,
 }
@@ -72,22 +75,10 @@ impl FrameInfo {
 
     /// Describes the frame of guest code at `pc`, if it is one.
     pub(crate) fn for_wasm_pc(pc: usize) -> Option<FrameInfo> {
-        let info = backstop_unwind::lookup(pc)?;
-        let function = info.function_range()?;
-        if function.index == u32::MAX {
-            return None; // a trampoline or host adapter: not a Wasm frame
+        match Symbolizer::default().classify(pc) {
+            Pc::Wasm(frame) => Some(frame),
+            Pc::OtherCompiled | Pc::Host => None,
         }
-        let source = info
-            .source_offset
-            .and_then(|offset| crate::debug_lines::source_line(info.region.start, offset));
-        Some(FrameInfo {
-            kind: FrameKind::Wasm,
-            module_name: info.region.name.clone(),
-            func_index: Some(function.index),
-            func_name: function.name.clone(),
-            wasm_offset: info.source_offset,
-            source,
-        })
     }
 
     fn host() -> FrameInfo {
@@ -123,6 +114,79 @@ impl fmt::Display for FrameInfo {
     }
 }
 
+/// What a PC of a walk is.
+enum Pc {
+    /// In a compiled Wasm function.
+    Wasm(FrameInfo),
+    /// In other compiled code: a trampoline or a host adapter.
+    OtherCompiled,
+    /// Anywhere else: the host's frames.
+    Host,
+}
+
+/// Names the PCs of one walk. It keeps the code region of the last PC and
+/// its line table, and shares function names between frames, so a deep
+/// stack of a few functions costs one registry lookup per change of region
+/// and no allocation per frame for names.
+#[derive(Default)]
+struct Symbolizer {
+    region: Option<Arc<CodeRegion>>,
+    module_name: Option<Arc<str>>,
+    lines: Option<Arc<LineTable>>,
+    /// Function names already made.
+    names: Vec<(FunctionKey, Option<Arc<str>>)>,
+}
+
+/// A compiled function: its region's start and its index.
+type FunctionKey = (usize, u32);
+
+impl Symbolizer {
+    fn classify(&mut self, pc: usize) -> Pc {
+        let known = self
+            .region
+            .as_ref()
+            .is_some_and(|region| pc >= region.start && pc < region.end());
+        if !known {
+            let Some(info) = backstop_unwind::lookup(pc) else {
+                return Pc::Host;
+            };
+            self.module_name = info.region.name.as_deref().map(Arc::from);
+            self.lines = crate::debug_lines::line_table(info.region.start);
+            self.region = Some(info.region);
+        }
+        let Some(region) = self.region.as_ref() else {
+            return Pc::Host;
+        };
+        let offset = (pc - region.start) as u32;
+        let function = match region.function_at(offset).map(|i| &region.functions[i]) {
+            Some(function) if function.index != u32::MAX => function,
+            // A trampoline or host adapter (or padding): not a Wasm frame.
+            _ => return Pc::OtherCompiled,
+        };
+        let key = (region.start, function.index);
+        let func_name = match self.names.iter().find(|(k, _)| *k == key) {
+            Some((_, name)) => name.clone(),
+            None => {
+                let name: Option<Arc<str>> = function.name.as_deref().map(Arc::from);
+                self.names.push((key, name.clone()));
+                name
+            }
+        };
+        let wasm_offset = region.source_offset_at(offset);
+        let source = wasm_offset
+            .and_then(|offset| self.lines.as_ref()?.lookup(offset))
+            .map(|(file, line)| (file.to_string(), line));
+        Pc::Wasm(FrameInfo {
+            kind: FrameKind::Wasm,
+            module_name: self.module_name.clone(),
+            func_index: Some(function.index),
+            func_name,
+            wasm_offset,
+            source,
+        })
+    }
+}
+
 /// The guest functions on the stack when a run ended, innermost first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WasmBacktrace {
@@ -144,12 +208,13 @@ impl WasmBacktrace {
 
     /// Classifies the PCs of a walk, innermost first (see `capture`).
     fn from_pcs(pcs: &[usize], leading_host: bool) -> WasmBacktrace {
-        let mut frames: Vec<FrameInfo> = Vec::new();
+        let mut frames: Vec<FrameInfo> = Vec::with_capacity(pcs.len());
+        let mut symbolizer = Symbolizer::default();
         for &pc in pcs {
-            match FrameInfo::for_wasm_pc(pc) {
-                Some(frame) => frames.push(frame),
-                None if backstop_unwind::is_registered_code_signal_safe(pc) => {}
-                None => {
+            match symbolizer.classify(pc) {
+                Pc::Wasm(frame) => frames.push(frame),
+                Pc::OtherCompiled => {}
+                Pc::Host => {
                     let after_host = frames.last().is_some_and(|f| f.kind == FrameKind::Host);
                     if !after_host && (leading_host || !frames.is_empty()) {
                         frames.push(FrameInfo::host());

@@ -146,11 +146,8 @@ impl Drop for LineTableRegistration {
     }
 }
 
-/// File and line of `wasm_offset` in the module whose code starts at
-/// `code_base`, if it carries DWARF.
-pub(crate) fn source_line(code_base: usize, wasm_offset: u32) -> Option<(String, u32)> {
-    let table = tables().read().get(&code_base)?.clone();
-    table
-        .lookup(wasm_offset)
-        .map(|(file, line)| (file.to_string(), line))
+/// The line table of the module whose code starts at `code_base`, if it
+/// carries DWARF.
+pub(crate) fn line_table(code_base: usize) -> Option<Arc<LineTable>> {
+    tables().read().get(&code_base).cloned()
 }
