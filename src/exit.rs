@@ -106,6 +106,13 @@ pub(crate) struct CurrentRun {
     pub(crate) stack: (usize, usize),
 }
 
+// SAFETY: the pointers lead into the instance that holds this record (its
+// fiber state and its kill state), which moves between threads as a whole;
+// they are only dereferenced by the thread that runs that instance.
+unsafe impl Send for CurrentRun {}
+// SAFETY: a shared record only hands out copies of the pointers; see above.
+unsafe impl Sync for CurrentRun {}
+
 impl CurrentRun {
     pub(crate) const NONE: CurrentRun = CurrentRun {
         fiber: std::ptr::null_mut(),
@@ -115,14 +122,15 @@ impl CurrentRun {
 }
 
 thread_local! {
-    static CURRENT_RUN: Cell<CurrentRun> = const { Cell::new(CurrentRun::NONE) };
+    /// The current run's record (in its instance), or null.
+    static CURRENT_RUN: Cell<*const CurrentRun> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Makes `run` this thread's current run; returns the one it replaces (an
 /// outer run, to put back afterwards). The root call runs on the host side,
 /// which never changes thread within a function, so this may be inlined.
 #[inline]
-pub(crate) fn swap_current_run(run: CurrentRun) -> CurrentRun {
+pub(crate) fn swap_current_run(run: *const CurrentRun) -> *const CurrentRun {
     CURRENT_RUN.with(|current| current.replace(run))
 }
 
@@ -138,12 +146,17 @@ pub(crate) fn swap_current_run(run: CurrentRun) -> CurrentRun {
 /// other end of the run, so their destructors run.
 #[inline(never)]
 pub(crate) fn trap_in_guest_code(mut trap: Trap, pc: usize, fp: usize) -> ! {
-    let run = CURRENT_RUN.with(Cell::get);
-    // SAFETY: `kill` is the running root's kill state (an Arc the instance
-    // holds for the whole run), set by `swap_current_run` before the run.
-    let nothing_to_unwind = !run.fiber.is_null()
-        && unsafe { (*run.kill).host_frames.load(Ordering::Relaxed) } == 0
-        && !is_pending();
+    // SAFETY: a non-null record is the running root's, in its instance,
+    // which outlives the run (`swap_current_run` puts the outer one back
+    // when the run returns); its `kill` is an Arc the instance holds.
+    let run = unsafe { CURRENT_RUN.with(Cell::get).as_ref() }.copied();
+    let run = match run {
+        Some(run) if !run.fiber.is_null() => run,
+        _ => raise(GuestExit::Trap(trap)),
+    };
+    // SAFETY: see above.
+    let nothing_to_unwind =
+        unsafe { (*run.kill).host_frames.load(Ordering::Relaxed) } == 0 && !is_pending();
     if !nothing_to_unwind {
         raise(GuestExit::Trap(trap));
     }

@@ -612,6 +612,9 @@ pub(crate) struct InstanceInner<T> {
     capture_backtraces: bool,
     group: Group,
     pub(crate) kill: Arc<KillShared>,
+    /// What a trap needs to leave this instance's guest stack; made once the
+    /// instance is boxed (its fields' addresses are final then).
+    run: exit::CurrentRun,
     pub(crate) data: T,
 }
 
@@ -753,8 +756,18 @@ impl<T: 'static> Instance<T> {
                 capture_backtraces: config.wasm_backtrace,
                 group,
                 kill: KillShared::new(),
+                run: exit::CurrentRun::NONE,
                 data,
             }),
+        };
+        let inner = &mut *instance.inner;
+        inner.run = exit::CurrentRun {
+            fiber: &mut inner.fiber,
+            kill: Arc::as_ptr(&inner.kill),
+            stack: (
+                inner.stack.usable_bottom() as usize,
+                inner.stack.top() as usize,
+            ),
         };
         if let Some(start) = instance.inner.core.module.info().start {
             let func = instance.inner.core.func(start);
@@ -833,14 +846,7 @@ impl<T: 'static> Instance<T> {
         // a destructor during its unwind): keep its reason apart.
         let outer_exit = exit::swap_pending_raw(std::ptr::null_mut());
         let outer_capture = exit::set_capture_backtraces(self.inner.capture_backtraces);
-        let outer_run = exit::swap_current_run(exit::CurrentRun {
-            fiber: &mut self.inner.fiber,
-            kill: Arc::as_ptr(&self.inner.kill),
-            stack: (
-                self.inner.stack.usable_bottom() as usize,
-                self.inner.stack.top() as usize,
-            ),
-        });
+        let outer_run = exit::swap_current_run(&self.inner.run);
         // SAFETY: the fiber state and stack live in `inner`, which outlives
         // the fiber; `args` satisfies `guest_entry`; a resume only happens
         // when the fiber is suspended (checked by the callers).
