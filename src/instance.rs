@@ -959,6 +959,9 @@ impl<T: 'static> Instance<T> {
             )));
         }
         crate::signals::ensure_ready();
+        // Running first, then the kill check: a kill switch that still saw
+        // the run suspended has set the flag by now (see `KillSwitch`).
+        self.inner.kill.set_suspended(false);
         let action = if self.inner.kill.is_requested() {
             ResumeAction::Unwind(GuestExit::Killed)
         } else {
@@ -967,7 +970,6 @@ impl<T: 'static> Instance<T> {
         self.inner.resume_action = Some(action);
         let results = self.inner.suspension.take().expect("suspended").results;
         self.inner.state = InstanceState::Running;
-        self.inner.kill.set_suspended(false);
         Ok(match self.switch(None, &results)? {
             Outcome::Returned(()) => Outcome::Returned(R::load(&self.inner.slots)),
             Outcome::Yielded(value) => Outcome::Yielded(value),

@@ -1,11 +1,21 @@
 //! The kill switch: stopping a guest from another thread (for timeouts).
 //!
-//! Compiled code checks an interrupt flag at every loop header and function
-//! entry (`Config::interruptible`, on by default); a set flag traps with
-//! `Interrupt` within a few instructions, and the trap ends the run like any
-//! other: it unwinds every host frame on the guest stack, or, with none
-//! there, leaves the guest stack directly (about 3 µs from `terminate()` to
-//! the embedder's `Err`, however deep the guest's own recursion). Host functions see the flag when they
+//! Compiled code checks for a kill at every loop header and function entry
+//! (`Config::interruptible`, on by default). The check reads a process-wide
+//! word, `INTERRUPTS_PENDING` (a load from a constant address and a branch,
+//! which costs about nothing), and only while that is non-zero goes out of
+//! line to read its own run's flag. A kill of a run that may be in compiled
+//! code sets the run's flag and counts the instance in that word ("arms"
+//! it) until the run ends; a set flag traps with `Interrupt` within a few
+//! instructions, and the trap ends the run like any other: it unwinds every
+//! host frame on the guest stack, or, with none there, leaves the guest
+//! stack directly (about 3 µs from `terminate()` to the embedder's `Err`,
+//! however deep the guest's own recursion). While any instance is armed,
+//! every check in the process takes the out-of-line path, which can double
+//! the time of a tight loop; that lasts microseconds for a kill in Wasm,
+//! but as long as the host function runs for a kill in a hostcall, and until
+//! the run starts (or the instance is reset or dropped) for a cancelled run.
+//! A kill of a suspended run does not arm: `resume` checks the flag. Host functions see the flag when they
 //! return to the guest (`array_call`), and can poll it
 //! (`Caller::is_termination_pending`).
 //!
@@ -27,7 +37,8 @@
 //! reads it and sets the flag to the target run's number, so a stale
 //! request can never stop a later run.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use backstop_jit::vmoffsets::INTERRUPTS_PENDING;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 const PHASE_IDLE: u64 = 0;
@@ -51,6 +62,13 @@ pub(crate) struct KillShared {
     /// only be too high, never too low, until the next run resets it. A
     /// trap in compiled code while it is 0 has nothing to unwind.
     pub(crate) host_frames: AtomicU32,
+    /// Whether this instance counts itself in `INTERRUPTS_PENDING`, the
+    /// process-wide word compiled code checks before it looks at `flag`
+    /// (while it is non-zero, every check in the process takes a slower,
+    /// out-of-line path). Armed right after the flag is set for a run that
+    /// is running or about to run; a suspended run is not armed (`resume`
+    /// checks the flag). Disarmed when a run ends, and on reset and drop.
+    armed: AtomicBool,
 }
 
 #[inline]
@@ -65,6 +83,7 @@ impl KillShared {
             status: AtomicU64::new(PHASE_IDLE),
             in_host: AtomicU32::new(0),
             host_frames: AtomicU32::new(0),
+            armed: AtomicBool::new(false),
         })
     }
 
@@ -102,6 +121,7 @@ impl KillShared {
         self.status.store(run << 2 | PHASE_IDLE, Ordering::Release);
         self.in_host.store(0, Ordering::Relaxed);
         self.host_frames.store(0, Ordering::Relaxed);
+        self.disarm();
         if self.flag.load(Ordering::Relaxed) == flag_value(run) {
             let _ =
                 self.flag
@@ -125,16 +145,40 @@ impl KillShared {
         let run = (self.status.load(Ordering::Relaxed) >> 2) + 1;
         self.status.store(run << 2 | PHASE_IDLE, Ordering::SeqCst);
         self.flag.store(0, Ordering::SeqCst);
+        self.disarm();
     }
 
     /// Called when the instance is dropped.
     pub(crate) fn mark_dead(&self) {
         self.status.store(PHASE_DEAD, Ordering::SeqCst);
+        self.disarm();
     }
 
-    /// Whether a kill of the current run is requested.
+    /// Sets the flag to stop `run`; with `arm`, then makes compiled code
+    /// look at it (see `armed`). Arming after the store means a concurrent
+    /// disarm (a run ending, whose stale flag this may be) cannot leave a
+    /// fresh request unarmed; at worst a stale arming lasts until this
+    /// instance's next run ends.
+    fn request(&self, run: u64, arm: bool) {
+        self.flag.store(flag_value(run), Ordering::SeqCst);
+        if arm && !self.armed.swap(true, Ordering::SeqCst) {
+            INTERRUPTS_PENDING.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Stops counting this instance in `INTERRUPTS_PENDING`.
+    #[inline]
+    fn disarm(&self) {
+        if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::SeqCst) {
+            INTERRUPTS_PENDING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a kill of the current run is requested. (A sequentially
+    /// consistent load, a plain `mov` on x86-64: `resume` pairs it with its
+    /// status store, see `terminate`.)
     pub(crate) fn is_requested(&self) -> bool {
-        self.flag.load(Ordering::Relaxed) != 0
+        self.flag.load(Ordering::SeqCst) != 0
     }
 
     /// A switch aimed at the current run, or the next one if idle.
@@ -194,9 +238,11 @@ impl KillSwitch {
         match phase {
             PHASE_DEAD => KillOutcome::NothingToTerminate,
             PHASE_RUNNING if run == self.target => {
-                self.shared
-                    .flag
-                    .store(flag_value(self.target), Ordering::SeqCst);
+                // In a hostcall too: it may return to Wasm before it sees
+                // the flag (its check is a relaxed load on the hot path),
+                // so compiled code must look. The cost, slower checks for
+                // every guest in the process, lasts until the run ends.
+                self.shared.request(self.target, true);
                 if self.shared.in_host.load(Ordering::SeqCst) != 0 {
                     KillOutcome::PendingInHostcall
                 } else {
@@ -204,15 +250,23 @@ impl KillSwitch {
                 }
             }
             PHASE_SUSPENDED if run == self.target => {
-                self.shared
-                    .flag
-                    .store(flag_value(self.target), Ordering::SeqCst);
+                // Not armed: `resume` publishes the running status and then
+                // reads the flag (both sequentially consistent), so either
+                // it sees the flag, or the status read below sees it
+                // running and arms.
+                self.shared.request(self.target, false);
+                let now = self.shared.status.load(Ordering::SeqCst);
+                if now == run << 2 | PHASE_RUNNING {
+                    self.shared.request(self.target, true);
+                }
                 KillOutcome::PendingUntilResume
             }
             PHASE_IDLE if run + 1 == self.target => {
-                self.shared
-                    .flag
-                    .store(flag_value(self.target), Ordering::SeqCst);
+                // Armed: `begin_run` reads the flag with a relaxed load, so
+                // a run starting now may miss it and must be stopped by
+                // compiled code. It stays armed until that run ends (or
+                // the instance is reset or dropped).
+                self.shared.request(self.target, true);
                 // The run may have started meanwhile; it still sees the
                 // flag at its first check.
                 let now = self.shared.status.load(Ordering::SeqCst);

@@ -67,6 +67,14 @@ pub use linker::{Extern, Linker};
 pub use module::{ExportType, ImportType, Module};
 pub use values::{ExternRef, Func, HostReturn, Val, WasmTy, WasmValues, V128};
 
+/// How many instances in this process have a kill request that compiled
+/// code must look for (every interrupt check takes a slower path while this
+/// is non-zero). For tests of the kill switch; not a stable API.
+#[doc(hidden)]
+pub fn interrupts_pending() -> u32 {
+    backstop_jit::vmoffsets::INTERRUPTS_PENDING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Names the guest code at a native PC, for embedders who walk the stack
 /// themselves (with `std::backtrace` or the `backtrace` crate): the module,
 /// function and Wasm offset, or `None` if `pc` is not in a compiled Wasm

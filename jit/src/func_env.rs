@@ -179,12 +179,41 @@ impl<'a> FuncEnv<'a> {
     }
 
     /// Traps `Interrupt` if the running root call's interrupt flag is set.
-    /// The flag pointer is fixed for the whole call, so Cranelift may hoist
-    /// its load out of loops; the flag itself is loaded every time.
+    ///
+    /// ```text
+    ///   pending = atomic_load [&INTERRUPTS_PENDING]   ; a constant address
+    ///   brif pending, check_own_flag, continue
+    /// check_own_flag:                                   ; only while a kill is pending somewhere
+    ///   flag = atomic_load [vmctx.interrupt]
+    ///   trapnz flag, Interrupt
+    ///   jump continue
+    /// continue:
+    /// ```
+    ///
+    /// The loads are atomic: plain ones would be merged by Cranelift's
+    /// redundant-load elimination with the one at function entry (no store
+    /// intervenes in a tight loop), and the loop would never see a change.
+    /// On x86-64 they are still plain `mov`s.
     fn emit_interrupt_check(&mut self, builder: &mut FunctionBuilder) {
         if !self.interrupt_checks {
             return;
         }
+        let pending_address = builder.ins().iconst(
+            types::I64,
+            &INTERRUPTS_PENDING as *const std::sync::atomic::AtomicU32 as i64,
+        );
+        let pending = builder
+            .ins()
+            .atomic_load(types::I32, trusted(), pending_address);
+        let check_own_flag = builder.create_block();
+        let continue_block = builder.create_block();
+        builder
+            .ins()
+            .brif(pending, check_own_flag, &[], continue_block, &[]);
+        builder.set_cold_block(check_own_flag);
+
+        builder.switch_to_block(check_own_flag);
+        builder.seal_block(check_own_flag);
         let vmctx = Self::vmctx_value(builder.func);
         let flag_ptr = builder.ins().load(
             types::I64,
@@ -192,12 +221,12 @@ impl<'a> FuncEnv<'a> {
             vmctx,
             VMCTX_INTERRUPT as i32,
         );
-        // An atomic load: a plain load would be merged by Cranelift's
-        // redundant-load elimination with the one at function entry (no
-        // store intervenes in a tight loop), and the loop would never see
-        // the flag change. On x86-64 this is still a plain `mov`.
         let flag = builder.ins().atomic_load(types::I32, trusted(), flag_ptr);
         builder.ins().trapnz(flag, TrapCode::Interrupt);
+        builder.ins().jump(continue_block, &[]);
+
+        builder.switch_to_block(continue_block);
+        builder.seal_block(continue_block);
     }
 
     fn builtin_sig(&mut self, func: &mut ir::Function, builtin: Builtin) -> ir::SigRef {

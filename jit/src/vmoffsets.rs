@@ -151,3 +151,11 @@ pub enum Builtin {
 impl Builtin {
     pub const COUNT: usize = 10;
 }
+
+/// How many runs in this process have a kill request that compiled code
+/// must notice (the runtime's kill switches count themselves in and out).
+/// Every interrupt check first loads this word, at an address baked into
+/// the code, and looks at its own run's flag (`vmctx + interrupt`) only
+/// when it is non-zero: in steady state a check is a load from a constant
+/// address and a branch, with no pointer kept alive across the loop.
+pub static INTERRUPTS_PENDING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

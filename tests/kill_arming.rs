@@ -1,0 +1,125 @@
+//! The kill switch's process-wide pending word (`interrupts_pending`): every
+//! interrupt check in compiled code reads it first and looks at its own
+//! run's flag only while it is non-zero. A kill must arm it exactly while
+//! compiled code has to notice the request, and every way a run or an
+//! instance ends must disarm it, or every guest in the process pays for the
+//! slower check. Its own test binary, so no other test's kills interfere.
+
+use backstop::{interrupts_pending, Caller, Engine, Error, KillOutcome, Linker, Module, Outcome};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const GUEST: &str = r#"
+    (module
+      (import "host" "wait" (func $wait))
+      (import "host" "yield" (func $yield))
+      (func (export "spin") (loop $l (br $l)))
+      (func (export "call_wait") (call $wait) (loop $l (br $l)))
+      (func (export "call_yield") (call $yield) (loop $l (br $l)))
+      (func (export "short")))
+"#;
+
+/// Waits for the guest thread to report that it is in a host function.
+fn wait_for(receiver: &mpsc::Receiver<()>) {
+    receiver
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the guest reached its host function");
+}
+
+#[test]
+fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
+    let engine = Engine::default();
+    let module = Module::new(&engine, GUEST).unwrap();
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let mut linker = Linker::new(&engine);
+    linker
+        .func_wrap("host", "wait", move || {
+            entered_tx.send(()).unwrap();
+            release_rx.lock().unwrap().recv().unwrap();
+        })
+        .unwrap();
+    linker
+        .func_wrap("host", "yield", |mut caller: Caller<'_, ()>| {
+            let () = caller.suspend(());
+        })
+        .unwrap();
+    assert_eq!(interrupts_pending(), 0);
+
+    // 1. In Wasm: armed until the run ends, which it does at once.
+    let mut instance = linker.instantiate(&module, ()).unwrap();
+    for _ in 0..20 {
+        let switch = instance.kill_switch();
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            switch.terminate()
+        });
+        assert!(matches!(
+            instance.call::<(), ()>("spin", ()),
+            Err(Error::Killed)
+        ));
+        assert_eq!(killer.join().unwrap(), KillOutcome::Interrupted);
+        assert_eq!(interrupts_pending(), 0);
+    }
+
+    // 2. In a hostcall: armed while it runs (it may return to Wasm before
+    // it looks), disarmed when the run ends.
+    let switch = instance.kill_switch();
+    let guest = std::thread::spawn(move || {
+        let result = instance.call::<(), ()>("call_wait", ());
+        (instance, result)
+    });
+    wait_for(&entered);
+    assert_eq!(switch.terminate(), KillOutcome::PendingInHostcall);
+    assert_eq!(interrupts_pending(), 1);
+    release.send(()).unwrap();
+    let (mut instance, result) = guest.join().unwrap();
+    assert!(matches!(result, Err(Error::Killed)), "{result:?}");
+    assert_eq!(interrupts_pending(), 0);
+
+    // 3. Suspended: not armed at all; resume sees the flag.
+    assert!(matches!(
+        instance.call_resumable::<(), ()>("call_yield", ()).unwrap(),
+        Outcome::Yielded(_)
+    ));
+    assert_eq!(
+        instance.kill_switch().terminate(),
+        KillOutcome::PendingUntilResume
+    );
+    assert_eq!(interrupts_pending(), 0);
+    assert!(matches!(instance.resume::<()>(()), Err(Error::Killed)));
+    assert_eq!(interrupts_pending(), 0);
+
+    // 4. Before the run: armed until that run ends (cancelled at its start).
+    let switch = instance.kill_switch();
+    assert_eq!(switch.terminate(), KillOutcome::CancelledBeforeStart);
+    assert_eq!(interrupts_pending(), 1);
+    assert!(matches!(
+        instance.call::<(), ()>("short", ()),
+        Err(Error::Killed)
+    ));
+    assert_eq!(interrupts_pending(), 0);
+
+    // 5. After the run: nothing to do, nothing armed.
+    let switch = instance.kill_switch();
+    instance.call::<(), ()>("short", ()).unwrap();
+    assert_eq!(switch.terminate(), KillOutcome::NothingToTerminate);
+    assert_eq!(interrupts_pending(), 0);
+
+    // 6. A cancelled run that never comes: reset and drop disarm.
+    assert_eq!(
+        instance.kill_switch().terminate(),
+        KillOutcome::CancelledBeforeStart
+    );
+    assert_eq!(interrupts_pending(), 1);
+    instance.reset().unwrap();
+    assert_eq!(interrupts_pending(), 0);
+    assert_eq!(
+        instance.kill_switch().terminate(),
+        KillOutcome::CancelledBeforeStart
+    );
+    assert_eq!(interrupts_pending(), 1);
+    drop(instance);
+    assert_eq!(interrupts_pending(), 0);
+}
