@@ -27,6 +27,19 @@ use std::sync::Arc;
 #[doc(hidden)]
 pub trait HostBody<T>: Send + Sync + 'static {
     fn call(&self, caller: Caller<'_, T>, slots: &mut [u128]) -> Result<(), Error>;
+
+    /// An entry point with the function's native (System V) signature,
+    /// `(host_ctx, caller_vmctx, params...) -> result`, which compiled code
+    /// can call directly instead of through the module's host adapter and
+    /// `array_call`: one frame and a spill of the arguments fewer per
+    /// hostcall. `None` when the signature has no plain Rust equivalent
+    /// (two or more results, or a V128).
+    fn native_entry() -> Option<usize>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// A Rust closure with a typed signature (`Params` are its argument types,
@@ -62,6 +75,8 @@ pub struct HostFunc<T> {
     _scratch: [UnsafeCell<usize>; 5],
     /// `array_call::<T>`, called by the host adapter.
     array_call: usize,
+    /// See `HostBody::native_entry`.
+    pub(crate) native_entry: Option<usize>,
     pub(crate) ty: FuncType,
     pub(crate) type_id: u32,
     body: Box<dyn HostBody<T>>,
@@ -81,6 +96,7 @@ impl<T: 'static> HostFunc<T> {
         HostFunc {
             _scratch: std::array::from_fn(|_| UnsafeCell::new(0)),
             array_call: array_call::<T, B> as *const () as usize,
+            native_entry: B::native_entry(),
             type_id: engine.type_id(&ty),
             ty,
             body: Box::new(body),
@@ -100,13 +116,39 @@ unsafe extern "C-unwind" fn array_call<T: 'static, B: HostBody<T>>(
     values: *mut u128,
     count: u32,
 ) {
-    // SAFETY: the adapter passes the HostFunc this function was created with
-    // (kept alive by the importing instance), the caller's vmctx (whose
-    // activation is the running root Instance<T>: host functions of a
-    // Linker<T> are only reachable from instances of type T), and a buffer
-    // of `count` slots on its own frame.
-    let (host, caller, slots, kill) = unsafe {
-        let host = &*host;
+    // SAFETY: the adapter passes the HostFunc this function was created
+    // with (kept alive by the importing instance) and a buffer of `count`
+    // slots on its own frame; `HostFunc::new` stored a `Box<B>` (as a
+    // `Box<dyn ..>`) and chose this `array_call::<T, B>` for it, so the
+    // box's data is a `B`.
+    let (body, slots) = unsafe {
+        (
+            &*(&*(*host).body as *const dyn HostBody<T> as *const B),
+            std::slice::from_raw_parts_mut(values, count as usize),
+        )
+    };
+    // SAFETY: forwarded from the adapter's contract.
+    unsafe { run_host_call::<T, ()>(caller_vmctx, |caller| body.call(caller, slots)) }
+}
+
+/// Runs a host function's body on the guest stack, inside the bookkeeping
+/// every hostcall does: the host-reserve check, the in-hostcall marks of the
+/// kill state, and on the way back the end of the run if the body returned
+/// `Err`, swallowed an unwind, or a kill switch fired meanwhile.
+///
+/// # Safety
+/// `caller_vmctx` must be the calling instance's vmctx, whose activation is
+/// the running root `Instance<T>` (host functions of a `Linker<T>` are only
+/// reachable from instances of type `T`), and this must run on its guest
+/// stack, called from compiled code.
+#[inline(always)]
+unsafe fn run_host_call<T: 'static, V>(
+    caller_vmctx: *mut u8,
+    body: impl FnOnce(Caller<'_, T>) -> Result<V, Error>,
+) -> V {
+    // SAFETY: per the contract, the vmctx's activation and instance words
+    // point to the running root and the calling instance.
+    let (caller, kill) = unsafe {
         let activation =
             *(caller_vmctx.add(VMCTX_ACTIVATION as usize) as *const *mut InstanceInner<T>);
         let core = *(caller_vmctx.add(VMCTX_INSTANCE as usize) as *const *const InstanceCore);
@@ -117,12 +159,7 @@ unsafe extern "C-unwind" fn array_call<T: 'static, B: HostBody<T>>(
             inner: &mut *activation,
             core: &*core,
         };
-        (
-            host,
-            caller,
-            std::slice::from_raw_parts_mut(values, count as usize),
-            kill,
-        )
+        (caller, kill)
     };
     // Host code runs in the reserve below the Wasm stack limit. Guest code
     // can only call in from above the limit, but host functions re-entered
@@ -140,15 +177,13 @@ unsafe extern "C-unwind" fn array_call<T: 'static, B: HostBody<T>>(
     let outer_host_frames = kill.host_frames.load(Ordering::Relaxed);
     kill.host_frames
         .store(outer_host_frames + 1, Ordering::Relaxed);
-    // SAFETY: `HostFunc::new` stored a `Box<B>` (as a `Box<dyn ..>`) and
-    // chose this `array_call::<T, B>` for it, so the box's data is a `B`.
-    let body = unsafe { &*(&*host.body as *const dyn HostBody<T> as *const B) };
-    let result = body.call(caller, slots);
+    let result = body(caller);
     kill.host_frames.store(outer_host_frames, Ordering::Relaxed);
     kill.in_host.store(outer_in_host, Ordering::Relaxed);
-    if let Err(error) = result {
-        exit::raise(GuestExit::HostError(error));
-    }
+    let value = match result {
+        Ok(value) => value,
+        Err(error) => exit::raise(GuestExit::HostError(error)),
+    };
     // The closure may have caught and swallowed the unwind of an end of the
     // run; it must not return into the guest as if nothing happened.
     exit::reraise_if_pending();
@@ -156,6 +191,7 @@ unsafe extern "C-unwind" fn array_call<T: 'static, B: HostBody<T>>(
     if kill.is_requested() {
         exit::raise(GuestExit::Killed);
     }
+    value
 }
 
 /// The calling instance, as a host function sees it.
@@ -325,7 +361,7 @@ pub trait IntoFunc<T, Params, Results>: Send + Sync + 'static {
 }
 
 macro_rules! into_func {
-    ($($p:ident $i:tt),*) => {
+    ($($p:ident $i:tt $a:ident),*) => {
         impl<T: 'static, F, R, $($p: WasmTy,)*> HostBody<T> for TypedHostFn<F, ($($p,)*), R>
         where
             F: Fn($($p),*) -> R + Send + Sync + 'static,
@@ -337,6 +373,37 @@ macro_rules! into_func {
                 let values = (self.f)($($p::from_raw(slots[$i])),*).into_values()?;
                 values.store(slots);
                 Ok(())
+            }
+
+            fn native_entry() -> Option<usize> {
+                /// The native entry (see `HostBody::native_entry`).
+                #[allow(clippy::too_many_arguments)]
+                unsafe extern "C-unwind" fn entry<T: 'static, F, R, $($p: WasmTy,)*>(
+                    host: *const HostFunc<T>,
+                    caller_vmctx: *mut u8,
+                    $($a: $p::Native,)*
+                ) -> <R::Values as WasmValues>::NativeResult
+                where
+                    F: Fn($($p),*) -> R + Send + Sync + 'static,
+                    R: HostReturn + 'static,
+                {
+                    // SAFETY: compiled code calls this, as the import's
+                    // `native_call`, with the HostFunc it was made for (whose
+                    // box holds this `TypedHostFn`) and the caller's vmctx;
+                    // its signature is the import's native signature, which
+                    // the linker checked equals the closure's.
+                    unsafe {
+                        let body = &*(&*(*host).body as *const dyn HostBody<T>
+                            as *const TypedHostFn<F, ($($p,)*), R>);
+                        run_host_call::<T, _>(caller_vmctx, |_caller| {
+                            Ok((body.f)($($p::from_native($a)),*)
+                                .into_values()?
+                                .into_native_result())
+                        })
+                    }
+                }
+                let exact = true $(&& $p::HAS_NATIVE)* && R::Values::HAS_NATIVE_RESULT;
+                exact.then_some(entry::<T, F, R, $($p,)*> as *const () as usize)
             }
         }
 
@@ -366,6 +433,33 @@ macro_rules! into_func {
                 values.store(slots);
                 Ok(())
             }
+
+            fn native_entry() -> Option<usize> {
+                /// The native entry (see `HostBody::native_entry`).
+                #[allow(clippy::too_many_arguments)]
+                unsafe extern "C-unwind" fn entry<T: 'static, F, R, $($p: WasmTy,)*>(
+                    host: *const HostFunc<T>,
+                    caller_vmctx: *mut u8,
+                    $($a: $p::Native,)*
+                ) -> <R::Values as WasmValues>::NativeResult
+                where
+                    F: for<'a> Fn(Caller<'a, T>, $($p),*) -> R + Send + Sync + 'static,
+                    R: HostReturn + 'static,
+                {
+                    // SAFETY: as for the entry without a Caller above.
+                    unsafe {
+                        let body = &*(&*(*host).body as *const dyn HostBody<T>
+                            as *const TypedHostFn<F, (Caller<'static, T>, $($p,)*), R>);
+                        run_host_call::<T, _>(caller_vmctx, |caller| {
+                            Ok((body.f)(caller, $($p::from_native($a)),*)
+                                .into_values()?
+                                .into_native_result())
+                        })
+                    }
+                }
+                let exact = true $(&& $p::HAS_NATIVE)* && R::Values::HAS_NATIVE_RESULT;
+                exact.then_some(entry::<T, F, R, $($p,)*> as *const () as usize)
+            }
         }
 
         impl<T: 'static, F, R, $($p: WasmTy,)*> IntoFunc<T, (Caller<'static, T>, $($p,)*), R> for F
@@ -382,16 +476,15 @@ macro_rules! into_func {
         }
     };
 }
-
 into_func!();
-into_func!(A 0);
-into_func!(A 0, B 1);
-into_func!(A 0, B 1, C 2);
-into_func!(A 0, B 1, C 2, D 3);
-into_func!(A 0, B 1, C 2, D 3, E 4);
-into_func!(A 0, B 1, C 2, D 3, E 4, F5 5);
-into_func!(A 0, B 1, C 2, D 3, E 4, F5 5, G 6);
-into_func!(A 0, B 1, C 2, D 3, E 4, F5 5, G 6, H 7);
+into_func!(A 0 a);
+into_func!(A 0 a, B 1 b);
+into_func!(A 0 a, B 1 b, C 2 c);
+into_func!(A 0 a, B 1 b, C 2 c, D 3 d);
+into_func!(A 0 a, B 1 b, C 2 c, D 3 d, E 4 e);
+into_func!(A 0 a, B 1 b, C 2 c, D 3 d, E 4 e, F5 5 f5);
+into_func!(A 0 a, B 1 b, C 2 c, D 3 d, E 4 e, F5 5 f5, G 6 g);
+into_func!(A 0 a, B 1 b, C 2 c, D 3 d, E 4 e, F5 5 f5, G 6 g, H 7 h);
 
 /// A host function with a signature known only at run time.
 pub(crate) fn dynamic_host_func<T: 'static>(

@@ -210,7 +210,11 @@ impl<T: 'static> Linker<T> {
                         return Err(incompatible(host.ty.to_string()));
                     }
                     Resolved::Func(FuncImport {
-                        native_call: module.compiled().host_adapters[*type_index as usize],
+                        // Straight to the closure when its signature allows,
+                        // else through the module's adapter and array_call.
+                        native_call: host
+                            .native_entry
+                            .unwrap_or(module.compiled().host_adapters[*type_index as usize]),
                         type_id: host.type_id,
                         vmctx: Arc::as_ptr(host) as usize,
                         keepalive: host.clone(),

@@ -233,6 +233,18 @@ pub trait WasmTy: Sized + Send + 'static {
     fn to_raw(self) -> u128;
     #[doc(hidden)]
     fn from_raw(raw: u128) -> Self;
+    /// How compiled code passes the value in its native (System V)
+    /// signature, as a Rust scalar of the same class and width.
+    #[doc(hidden)]
+    type Native: Copy;
+    /// Whether `Native` is exact (false for `V128`, which travels in an
+    /// XMM register that no plain Rust scalar stands for).
+    #[doc(hidden)]
+    const HAS_NATIVE: bool = true;
+    #[doc(hidden)]
+    fn from_native(native: Self::Native) -> Self;
+    #[doc(hidden)]
+    fn to_native(self) -> Self::Native;
 }
 
 macro_rules! wasm_ty {
@@ -248,6 +260,18 @@ macro_rules! wasm_ty {
             fn from_raw($r: u128) -> Self {
                 $from
             }
+            // Every scalar here travels natively as its raw bits, in the
+            // low bits of a general or XMM register, exactly like the
+            // Rust scalar of the same width and class.
+            type Native = $t;
+            #[inline]
+            fn from_native(native: $t) -> Self {
+                native
+            }
+            #[inline]
+            fn to_native(self) -> $t {
+                self
+            }
         }
     )*};
 }
@@ -258,8 +282,52 @@ wasm_ty! {
     u64 => I64, |v| u128::from(v), |r| r as u64;
     f32 => F32, |v| u128::from(v.to_bits()), |r| f32::from_bits(r as u32);
     f64 => F64, |v| u128::from(v.to_bits()), |r| f64::from_bits(r as u64);
-    V128 => V128, |v| v.0, |r| V128(r);
-    Option<ExternRef> => ExternRef, |v| v.map_or(0, |e| u128::from(e.0.get())), |r| NonZeroU64::new(r as u64).map(ExternRef);
+}
+
+impl WasmTy for V128 {
+    const TYPE: ValType = ValType::V128;
+    #[inline]
+    fn to_raw(self) -> u128 {
+        self.0
+    }
+    #[inline]
+    fn from_raw(raw: u128) -> Self {
+        V128(raw)
+    }
+    // Never used natively (see `HAS_NATIVE`): host functions with a V128
+    // in their signature go through the compiled host adapter.
+    type Native = u128;
+    const HAS_NATIVE: bool = false;
+    #[inline]
+    fn from_native(native: u128) -> Self {
+        V128(native)
+    }
+    #[inline]
+    fn to_native(self) -> u128 {
+        self.0
+    }
+}
+
+impl WasmTy for Option<ExternRef> {
+    const TYPE: ValType = ValType::ExternRef;
+    #[inline]
+    fn to_raw(self) -> u128 {
+        u128::from(self.to_native())
+    }
+    #[inline]
+    fn from_raw(raw: u128) -> Self {
+        Self::from_native(raw as u64)
+    }
+    /// A reference travels as a 64-bit word, 0 for null.
+    type Native = u64;
+    #[inline]
+    fn from_native(native: u64) -> Self {
+        NonZeroU64::new(native).map(ExternRef)
+    }
+    #[inline]
+    fn to_native(self) -> u64 {
+        self.map_or(0, |e| e.0.get())
+    }
 }
 
 /// A list of Wasm values as Rust types: a single `WasmTy`, `()`, or a tuple.
@@ -270,6 +338,16 @@ pub trait WasmValues: Sized + Send + 'static {
     fn store(self, slots: &mut [u128]);
     #[doc(hidden)]
     fn load(slots: &[u128]) -> Self;
+    /// What a native (System V) function returning these values returns:
+    /// `()` for none, the value's `WasmTy::Native` for one.
+    #[doc(hidden)]
+    type NativeResult: Copy;
+    /// Whether `NativeResult` is exact (false for two or more values, which
+    /// compiled code returns through memory, and for a V128).
+    #[doc(hidden)]
+    const HAS_NATIVE_RESULT: bool;
+    #[doc(hidden)]
+    fn into_native_result(self) -> Self::NativeResult;
 }
 
 impl<A: WasmTy> WasmValues for A {
@@ -282,11 +360,27 @@ impl<A: WasmTy> WasmValues for A {
     fn load(slots: &[u128]) -> Self {
         A::from_raw(slots[0])
     }
+    type NativeResult = A::Native;
+    const HAS_NATIVE_RESULT: bool = A::HAS_NATIVE;
+    #[inline]
+    fn into_native_result(self) -> A::Native {
+        self.to_native()
+    }
 }
 
 macro_rules! wasm_values_tuple {
     ($($t:ident $i:tt),*) => {
+        wasm_values_tuple!(@impl [$($t $i),*] [()] [false] [|_values| ()]);
+    };
+    (@impl [$($t:ident $i:tt),*] [$native:ty] [$has_native:expr] [|$v:ident| $into:expr]) => {
         impl<$($t: WasmTy),*> WasmValues for ($($t,)*) {
+            type NativeResult = $native;
+            const HAS_NATIVE_RESULT: bool = $has_native;
+            #[inline]
+            fn into_native_result(self) -> $native {
+                let $v = self;
+                $into
+            }
             const TYPES: &'static [ValType] = &[$($t::TYPE),*];
             #[inline]
             #[allow(unused_variables)]
@@ -301,8 +395,8 @@ macro_rules! wasm_values_tuple {
         }
     };
 }
-wasm_values_tuple!();
-wasm_values_tuple!(A 0);
+wasm_values_tuple!(@impl [] [()] [true] [|_values| ()]);
+wasm_values_tuple!(@impl [A 0] [A::Native] [A::HAS_NATIVE] [|values| values.0.to_native()]);
 wasm_values_tuple!(A 0, B 1);
 wasm_values_tuple!(A 0, B 1, C 2);
 wasm_values_tuple!(A 0, B 1, C 2, D 3);
