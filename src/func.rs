@@ -299,6 +299,14 @@ impl<T: 'static> Caller<'_, T> {
         params: P,
     ) -> Result<R, Error> {
         let (raw, trampoline) = self.core.export_entry::<P, R>(name)?;
+        if P::HAS_NATIVE_PARAMS && R::HAS_NATIVE_RESULT {
+            // Straight into the callee with its native signature: no entry
+            // trampoline, so one frame fewer on the guest stack.
+            // SAFETY: see `nested_segment`; `export_entry` checked that the
+            // function's type is `P -> R`, which have native types.
+            return Ok(self
+                .nested_segment(|core| unsafe { core.invoke_nested_native::<P, R>(raw, params) }));
+        }
         let mut slots = [0u128; 16];
         let mut heap;
         let slots: &mut [u128] = if P::TYPES.len().max(R::TYPES.len()) <= slots.len() {
@@ -320,22 +328,33 @@ impl<T: 'static> Caller<'_, T> {
         trampoline: usize,
         slots: &mut [u128],
     ) {
+        // SAFETY: see `nested_segment`; `trampoline` is the entry of the
+        // type of `raw`, and the slots have room for its arguments and
+        // results.
+        self.nested_segment(|core| unsafe {
+            core.invoke_nested(raw, trampoline, slots.as_mut_ptr())
+        })
+    }
+
+    /// Runs `enter` (which calls into the guest) as a nested guest segment.
+    /// `enter` runs on the guest stack of the root call, inside a host
+    /// function, with the calling instance; any `VMFuncRef` it calls lies in
+    /// that instance's vmctx (or in a `Func` our caller holds), so it is
+    /// live.
+    #[inline(always)]
+    fn nested_segment<V>(&mut self, enter: impl FnOnce(&InstanceCore) -> V) -> V {
         // If this host function swallowed the unwind that ends the run, the
         // guest must not run again: end it now.
         exit::reraise_if_pending();
         // While the nested segment runs, the guest is in Wasm, not in a
         // hostcall (that is what a kill switch reports).
         let outer_in_host = self.inner.kill.in_host.swap(0, Ordering::Relaxed);
-        // SAFETY: we run on the guest stack of the root call, inside a host
-        // function, with the caller's vmctx; `raw` lies in the calling
-        // instance's vmctx (or in a `Func` our caller holds), so it is live,
-        // `trampoline` is its type's entry, and the slots have room for its
-        // arguments and results.
-        unsafe { self.core.invoke_nested(raw, trampoline, slots.as_mut_ptr()) };
+        let results = enter(self.core);
         self.inner
             .kill
             .in_host
             .store(outer_in_host, Ordering::Relaxed);
+        results
     }
 
     /// Calls an export of the calling instance with dynamically typed values.

@@ -326,6 +326,30 @@ impl InstanceCore {
         // SAFETY: forwarded from the contract.
         unsafe { invoke_in_activation(raw, trampoline, self.vmctx_ptr(), slots) }
     }
+
+    /// Calls the function `raw`, whose type is `P -> R`, directly with its
+    /// native signature (no entry trampoline) on the current (guest) stack.
+    ///
+    /// # Safety
+    /// As `invoke_nested`; the function's type must be `P -> R`, and
+    /// `P::HAS_NATIVE_PARAMS` and `R::HAS_NATIVE_RESULT` must hold.
+    #[inline(always)]
+    pub(crate) unsafe fn invoke_nested_native<P: WasmValues, R: WasmValues>(
+        &self,
+        raw: *const VMFuncRef,
+        params: P,
+    ) -> R {
+        // SAFETY: forwarded from the contract.
+        unsafe {
+            let caller_vmctx = self.vmctx_ptr();
+            let func_ref = propagate_activation(raw, caller_vmctx);
+            R::from_native_result(params.call_native::<R>(
+                func_ref.native_call,
+                func_ref.vmctx,
+                caller_vmctx as usize,
+            ))
+        }
+    }
 }
 
 /// Hands the caller's stack limit and activation to the callee's vmctx and
@@ -342,8 +366,28 @@ unsafe fn invoke_in_activation(
     slots: *mut u128,
 ) {
     type Trampoline = unsafe extern "C-unwind" fn(usize, usize, usize, *mut u128);
-    // SAFETY: forwarded from the contract; every callee vmctx starts with the
-    // stack-limit and activation words.
+    // SAFETY: forwarded from the contract.
+    unsafe {
+        let func_ref = propagate_activation(raw, caller_vmctx);
+        let trampoline: Trampoline = std::mem::transmute(trampoline);
+        trampoline(
+            func_ref.native_call,
+            func_ref.vmctx,
+            caller_vmctx as usize,
+            slots,
+        );
+    }
+}
+
+/// Reads a `VMFuncRef` and hands the caller's propagated vmctx words
+/// (stack limit, activation, interrupt flag) to its callee's vmctx.
+///
+/// # Safety
+/// `raw` must be a live `VMFuncRef` and `caller_vmctx` a live vmctx whose
+/// words are current; every callee vmctx starts with those words.
+#[inline(always)]
+unsafe fn propagate_activation(raw: *const VMFuncRef, caller_vmctx: *mut u8) -> VMFuncRef {
+    // SAFETY: forwarded from the contract.
     unsafe {
         let func_ref = *raw;
         let callee_vmctx = func_ref.vmctx as *mut usize;
@@ -353,13 +397,7 @@ unsafe fn invoke_in_activation(
                 *callee_vmctx.add(word) = *(caller_vmctx as *const usize).add(word);
             }
         }
-        let trampoline: Trampoline = std::mem::transmute(trampoline);
-        trampoline(
-            func_ref.native_call,
-            func_ref.vmctx,
-            caller_vmctx as usize,
-            slots,
-        );
+        func_ref
     }
 }
 

@@ -348,6 +348,27 @@ pub trait WasmValues: Sized + Send + 'static {
     const HAS_NATIVE_RESULT: bool;
     #[doc(hidden)]
     fn into_native_result(self) -> Self::NativeResult;
+    /// The values back from a native result (when `HAS_NATIVE_RESULT`).
+    #[doc(hidden)]
+    fn from_native_result(native: Self::NativeResult) -> Self;
+    /// Whether every value has an exact native type, so a function taking
+    /// these values can be called through a Rust function pointer.
+    #[doc(hidden)]
+    const HAS_NATIVE_PARAMS: bool;
+    /// Calls `native`, a compiled function whose native signature is
+    /// `(callee_vmctx, caller_vmctx, these values...) -> R`, and returns
+    /// its native result.
+    ///
+    /// # Safety
+    /// `native` must be such a function (with `HAS_NATIVE_PARAMS` and
+    /// `R::HAS_NATIVE_RESULT` true), callable with these vmctx words now.
+    #[doc(hidden)]
+    unsafe fn call_native<R: WasmValues>(
+        self,
+        native: usize,
+        callee_vmctx: usize,
+        caller_vmctx: usize,
+    ) -> R::NativeResult;
 }
 
 impl<A: WasmTy> WasmValues for A {
@@ -366,13 +387,34 @@ impl<A: WasmTy> WasmValues for A {
     fn into_native_result(self) -> A::Native {
         self.to_native()
     }
+    #[inline]
+    fn from_native_result(native: A::Native) -> Self {
+        A::from_native(native)
+    }
+    const HAS_NATIVE_PARAMS: bool = A::HAS_NATIVE;
+    #[inline]
+    unsafe fn call_native<R: WasmValues>(
+        self,
+        native: usize,
+        callee_vmctx: usize,
+        caller_vmctx: usize,
+    ) -> R::NativeResult {
+        // SAFETY: per the contract, `native` has this signature.
+        unsafe {
+            let f: unsafe extern "C-unwind" fn(usize, usize, A::Native) -> R::NativeResult =
+                std::mem::transmute(native);
+            f(callee_vmctx, caller_vmctx, self.to_native())
+        }
+    }
 }
 
 macro_rules! wasm_values_tuple {
     ($($t:ident $i:tt),*) => {
-        wasm_values_tuple!(@impl [$($t $i),*] [()] [false] [|_values| ()]);
+        wasm_values_tuple!(@impl [$($t $i),*] [()] [false] [|_values| ()]
+            [|_native| unreachable!("two or more results are never returned natively")]);
     };
-    (@impl [$($t:ident $i:tt),*] [$native:ty] [$has_native:expr] [|$v:ident| $into:expr]) => {
+    (@impl [$($t:ident $i:tt),*] [$native:ty] [$has_native:expr] [|$v:ident| $into:expr]
+        [|$n:ident| $from:expr]) => {
         impl<$($t: WasmTy),*> WasmValues for ($($t,)*) {
             type NativeResult = $native;
             const HAS_NATIVE_RESULT: bool = $has_native;
@@ -380,6 +422,26 @@ macro_rules! wasm_values_tuple {
             fn into_native_result(self) -> $native {
                 let $v = self;
                 $into
+            }
+            #[inline]
+            #[allow(clippy::unused_unit)]
+            fn from_native_result($n: $native) -> Self {
+                $from
+            }
+            const HAS_NATIVE_PARAMS: bool = true $(&& $t::HAS_NATIVE)*;
+            #[inline]
+            unsafe fn call_native<R: WasmValues>(
+                self,
+                native: usize,
+                callee_vmctx: usize,
+                caller_vmctx: usize,
+            ) -> R::NativeResult {
+                // SAFETY: per the contract, `native` has this signature.
+                unsafe {
+                    let f: unsafe extern "C-unwind" fn(usize, usize, $($t::Native),*)
+                        -> R::NativeResult = std::mem::transmute(native);
+                    f(callee_vmctx, caller_vmctx, $(self.$i.to_native()),*)
+                }
             }
             const TYPES: &'static [ValType] = &[$($t::TYPE),*];
             #[inline]
@@ -395,8 +457,9 @@ macro_rules! wasm_values_tuple {
         }
     };
 }
-wasm_values_tuple!(@impl [] [()] [true] [|_values| ()]);
-wasm_values_tuple!(@impl [A 0] [A::Native] [A::HAS_NATIVE] [|values| values.0.to_native()]);
+wasm_values_tuple!(@impl [] [()] [true] [|_values| ()] [|_native| ()]);
+wasm_values_tuple!(@impl [A 0] [A::Native] [A::HAS_NATIVE] [|values| values.0.to_native()]
+    [|native| (A::from_native(native),)]);
 wasm_values_tuple!(A 0, B 1);
 wasm_values_tuple!(A 0, B 1, C 2);
 wasm_values_tuple!(A 0, B 1, C 2, D 3);
