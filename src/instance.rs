@@ -674,6 +674,8 @@ impl<T: 'static> std::fmt::Debug for Instance<T> {
 /// What the guest-stack entry function needs, passed by pointer. Read once,
 /// when the fiber starts.
 struct EntryArgs {
+    /// The first frame's function: `guest_entry`, or a `typed_guest_entry`.
+    entry: unsafe extern "C-unwind" fn(*mut u8),
     raw: *const VMFuncRef,
     trampoline: usize,
     caller_vmctx: *mut u8,
@@ -688,6 +690,28 @@ unsafe extern "C-unwind" fn guest_entry(arg: *mut u8) {
     unsafe {
         let args = &*(arg as *const EntryArgs);
         invoke_in_activation(args.raw, args.trampoline, args.caller_vmctx, args.slots);
+    }
+}
+
+/// The first frame on the guest stack for a typed call whose types all
+/// have native equivalents: calls the function with its native signature,
+/// without the entry trampoline (one frame fewer on the guest stack).
+unsafe extern "C-unwind" fn typed_guest_entry<P: WasmValues, R: WasmValues>(arg: *mut u8) {
+    // SAFETY: as for `guest_entry`; the slots hold a `P` and have room for
+    // an `R` (`run_typed` sized them), and the function's type is `P -> R`
+    // (checked when the call was set up), whose types are native. The
+    // EntryArgs are only read here, before the guest runs (it may suspend,
+    // and then they are gone), so the slot pointer is copied first.
+    unsafe {
+        let args = &*(arg as *const EntryArgs);
+        let count = P::TYPES.len().max(R::TYPES.len()).max(1);
+        let slots = std::slice::from_raw_parts_mut(args.slots, count);
+        let caller_vmctx = args.caller_vmctx;
+        let func_ref = propagate_activation(args.raw, caller_vmctx);
+        let params = P::load(slots);
+        let results =
+            params.call_native::<R>(func_ref.native_call, func_ref.vmctx, caller_vmctx as usize);
+        R::from_native_result(results).store(slots);
     }
 }
 
@@ -810,7 +834,7 @@ impl<T: 'static> Instance<T> {
         if let Some(start) = instance.inner.core.module.info().start {
             let func = instance.inner.core.func(start);
             let trampoline = func.trampoline();
-            if let Outcome::Yielded(_) = instance.begin(func.raw, trampoline, &[])? {
+            if let Outcome::Yielded(_) = instance.begin(guest_entry, func.raw, trampoline, &[])? {
                 instance.tear_down_suspended();
                 return Err(Error::InstanceState(
                     "the start function tried to suspend the guest".into(),
@@ -843,6 +867,7 @@ impl<T: 'static> Instance<T> {
     /// once it returns.
     fn begin(
         &mut self,
+        entry: unsafe extern "C-unwind" fn(*mut u8),
         raw: *const VMFuncRef,
         trampoline: usize,
         results: &[ValType],
@@ -862,6 +887,7 @@ impl<T: 'static> Instance<T> {
             *(vmctx.add(VMCTX_INTERRUPT as usize) as *mut usize) =
                 &(*Arc::as_ptr(&(*inner).kill)).flag as *const _ as usize;
             EntryArgs {
+                entry,
                 raw,
                 trampoline,
                 caller_vmctx: vmctx,
@@ -893,7 +919,7 @@ impl<T: 'static> Instance<T> {
                 Some(args) => backstop_asm::fiber_start(
                     &mut (*inner).fiber,
                     (*inner).stack.top(),
-                    guest_entry,
+                    args.entry,
                     args as *mut EntryArgs as *mut u8,
                 ),
                 None => backstop_asm::fiber_resume(&mut (*inner).fiber),
@@ -1116,7 +1142,12 @@ impl<T: 'static> Instance<T> {
             slots.resize(count, 0);
         }
         params.store(slots);
-        Ok(match self.begin(raw, trampoline, R::TYPES)? {
+        let entry = if P::HAS_NATIVE_PARAMS && R::HAS_NATIVE_RESULT {
+            typed_guest_entry::<P, R>
+        } else {
+            guest_entry
+        };
+        Ok(match self.begin(entry, raw, trampoline, R::TYPES)? {
             Outcome::Returned(()) => Outcome::Returned(R::load(&self.inner.slots)),
             Outcome::Yielded(value) => Outcome::Yielded(value),
         })
@@ -1165,7 +1196,7 @@ impl<T: 'static> Instance<T> {
         }
         self.inner.group.merge(&func.group);
         self.inner.slots = slots;
-        match self.begin(func.raw, func.trampoline(), ty.results())? {
+        match self.begin(guest_entry, func.raw, func.trampoline(), ty.results())? {
             // SAFETY: the function stored results of its declared types.
             Outcome::Returned(()) => Ok(unsafe { slots_to_results(&ty, &self.inner.slots) }),
             Outcome::Yielded(value) => Err(Error::Yielded(value)),
