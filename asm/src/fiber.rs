@@ -239,6 +239,7 @@ global_asm!(
     "mov rax, [rdi + {top}]",                       // rax = T
     "mov rsp, [rax - 32]",                          // switch: rsp = S_R; same layout, so CFA = rsp+56 still holds
     "mov eax, 1",                                   // return value 1 = FiberExit::Suspended
+    "backstop_asm_fiber_return_to_runner:",         // rsp = S_R, eax = exit code; fiber_abandon jumps here too
     "pop r15",                                      // restore R's r15
     ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+48
     ".cfi_restore r15",                             // r15 is R's again
@@ -338,25 +339,7 @@ global_asm!(
     ".cfi_offset r14, -48",                         // R's r14 at CFA-48
     ".cfi_offset r15, -56",                         // R's r15 at CFA-56
     "mov eax, 2",                                   // return value 2 = FiberExit::Abandoned
-    "pop r15",                                      // restore R's r15
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+48
-    ".cfi_restore r15",                             // r15 is R's again
-    "pop r14",                                      // restore R's r14
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+40
-    ".cfi_restore r14",                             // r14 is R's again
-    "pop r13",                                      // restore R's r13
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+32
-    ".cfi_restore r13",                             // r13 is R's again
-    "pop r12",                                      // restore R's r12
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+24
-    ".cfi_restore r12",                             // r12 is R's again
-    "pop rbx",                                      // restore R's rbx
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+16
-    ".cfi_restore rbx",                             // rbx is R's again
-    "pop rbp",                                      // restore R's rbp
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+8
-    ".cfi_restore rbp",                             // rbp is R's again
-    "ret",                                          // return Abandoned from R's fiber_start/fiber_resume
+    "jmp backstop_asm_fiber_return_to_runner",      // pop R's registers and return, as fiber_suspend does
     ".cfi_endproc",                                 // close the FDE
     ".size backstop_asm_fiber_abandon, . - backstop_asm_fiber_abandon", // symbol size, for symbolizers
     top = const TOP,
