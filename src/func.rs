@@ -1,10 +1,18 @@
 //! Host functions: `IntoFunc` turns Rust closures into them, `HostFunc<T>`
 //! is their context (what a `VMFuncRef` of a host import points to), and
-//! `array_call` is the `extern "C-unwind"` shim every host adapter calls. It
-//! builds the `Caller`, runs the closure on the guest stack, and stores the
-//! results. `Caller` is the closure's view of the running instance.
+//! two `extern "C-unwind"` ways in from compiled code:
 //!
-//! A host function that returns `Err(e)` ends the guest's run: the shim
+//! - a typed closure's **native entry** (`HostBody::native_entry`), with the
+//!   import's own System V signature, which compiled code calls directly;
+//! - `array_call`, which the module's compiled host adapter calls with the
+//!   arguments in slots (dynamic host functions, V128, several results).
+//!
+//! Both build the `Caller`, run the closure on the guest stack inside the
+//! hostcall bookkeeping (`run_host_call`), and hand the results back.
+//! `Caller` is the closure's view of the running instance, and its `call`
+//! enters typed exports natively too.
+//!
+//! A host function that returns `Err(e)` ends the guest's run: the entry
 //! starts an unwind carrying `e`, which runs every destructor on the guest
 //! stack and comes back from the embedder's call as `e`.
 

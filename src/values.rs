@@ -3,8 +3,10 @@
 //! and the traits that map Rust types and tuples onto Wasm value types for
 //! typed calls and host functions (`WasmTy`, `WasmValues`, `HostReturn`).
 //!
-//! Every value travels through a 16-byte slot (`u128`), the layout compiled
-//! entry trampolines and host adapters use.
+//! A value travels either through a 16-byte slot (`u128`), the layout the
+//! compiled entry trampolines and host adapters use, or, for typed calls,
+//! as its native scalar (`WasmTy::Native`) in the registers of a System V
+//! call, straight between Rust and compiled code.
 
 use crate::group::Group;
 use crate::instance::InstanceCore;

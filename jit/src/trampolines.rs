@@ -11,6 +11,10 @@
 //!   like any Wasm function. It spills the arguments into 16-byte slots on its
 //!   own frame and calls `host_ctx.array_call(host_ctx, caller_vmctx, values,
 //!   count)`, then loads the results from the same slots.
+//!
+//! The runtime skips both when a call is typed with plain scalar types: it
+//! calls compiled functions, and compiled code calls its host functions,
+//! with the native signature directly (one frame fewer each way).
 
 use crate::func_env::{ir_type, native_signature};
 use crate::types::FuncType;
