@@ -355,8 +355,16 @@ impl<T: 'static> Caller<'_, T> {
         // guest must not run again: end it now.
         exit::reraise_if_pending();
         // While the nested segment runs, the guest is in Wasm, not in a
-        // hostcall (that is what a kill switch reports).
+        // hostcall (that is what a kill switch reports). A kill that found
+        // it in this hostcall did not make compiled code look: see it now.
         let outer_in_host = self.inner.kill.in_host.swap(0, Ordering::Relaxed);
+        if self.inner.kill.is_requested() {
+            self.inner
+                .kill
+                .in_host
+                .store(outer_in_host, Ordering::Relaxed);
+            exit::raise(GuestExit::Killed);
+        }
         let results = enter(self.core);
         self.inner
             .kill

@@ -12,10 +12,13 @@
 //! stack directly (about 3 µs from `terminate()` to the embedder's `Err`,
 //! however deep the guest's own recursion). While any instance is armed,
 //! every check in the process takes the out-of-line path, which can double
-//! the time of a tight loop; that lasts microseconds for a kill in Wasm,
-//! but as long as the host function runs for a kill in a hostcall, and until
-//! the run starts (or the instance is reset or dropped) for a cancelled run.
-//! A kill of a suspended run does not arm: `resume` checks the flag. Host functions see the flag when they
+//! the time of a tight loop, so only a kill of a run in compiled code arms,
+//! and only until that run ends (microseconds). The owner's side checks the
+//! flag itself wherever a run goes back into Wasm: at its start, on every
+//! hostcall return, on every nested entry (`Caller::call`) and at `resume`.
+//! Those checks are relaxed loads after relaxed stores; a kill that finds
+//! the run in a hostcall or not yet started orders them with a process-wide
+//! fence (`membarrier`) instead of arming. Without `membarrier`, it arms. Host functions see the flag when they
 //! return to the guest (`array_call`), and can poll it
 //! (`Caller::is_termination_pending`).
 //!
@@ -66,8 +69,10 @@ pub(crate) struct KillShared {
     /// process-wide word compiled code checks before it looks at `flag`
     /// (while it is non-zero, every check in the process takes a slower,
     /// out-of-line path). Armed right after the flag is set for a run that
-    /// is running or about to run; a suspended run is not armed (`resume`
-    /// checks the flag). Disarmed when a run ends, and on reset and drop.
+    /// is in compiled code now; not for a run in a hostcall, a suspended
+    /// run or a run not started yet, which the owner's side checks on its
+    /// way back into Wasm (see `terminate`). Disarmed when a run ends, and
+    /// on reset and drop.
     armed: AtomicBool,
 }
 
@@ -196,6 +201,40 @@ impl KillShared {
     }
 }
 
+/// `membarrier(2)` commands (linux/membarrier.h).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+/// Whether this process can use `process_wide_fence` (registered once).
+pub(crate) fn has_process_wide_fence() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        // SAFETY: a plain system call with integer arguments; it only
+        // registers this process for expedited private membarriers.
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                0,
+                0,
+            ) == 0
+        }
+    })
+}
+
+/// A full memory barrier on every thread of this process that is running
+/// now (`membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`): the owner's
+/// relaxed store-then-load pairs on the hot path act as if they were
+/// sequentially consistent against the kill switch, which pays a system
+/// call instead. False if the kernel does not offer it.
+fn process_wide_fence() -> bool {
+    has_process_wide_fence()
+        // SAFETY: as above; the process is registered.
+        && unsafe {
+            libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0
+        }
+}
+
 /// What `KillSwitch::terminate` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KillOutcome {
@@ -238,15 +277,28 @@ impl KillSwitch {
         match phase {
             PHASE_DEAD => KillOutcome::NothingToTerminate,
             PHASE_RUNNING if run == self.target => {
-                // In a hostcall too: it may return to Wasm before it sees
-                // the flag (its check is a relaxed load on the hot path),
-                // so compiled code must look. The cost, slower checks for
-                // every guest in the process, lasts until the run ends.
-                self.shared.request(self.target, true);
-                if self.shared.in_host.load(Ordering::SeqCst) != 0 {
+                // The owner's side marks "in a hostcall" and then reads the
+                // flag with relaxed atomics (on every hostcall return and
+                // nested entry). After the flag store, a process-wide fence
+                // makes that pair behave as sequentially consistent: if the
+                // mark still reads "in a hostcall" below, the owner reads
+                // the flag when it goes back to Wasm, so compiled code need
+                // not look (no arming, no slower checks elsewhere). Without
+                // the fence (an old kernel), arm anyway.
+                // The fence (a system call with inter-processor interrupts,
+                // about 10 µs here) is only paid when the run looks to be in
+                // a hostcall; a run in Wasm is armed at once.
+                self.shared.request(self.target, false);
+                let in_host = || self.shared.in_host.load(Ordering::SeqCst) != 0;
+                if in_host() && process_wide_fence() && in_host() {
                     KillOutcome::PendingInHostcall
                 } else {
-                    KillOutcome::Interrupted
+                    self.shared.request(self.target, true);
+                    if in_host() {
+                        KillOutcome::PendingInHostcall
+                    } else {
+                        KillOutcome::Interrupted
+                    }
                 }
             }
             PHASE_SUSPENDED if run == self.target => {
@@ -262,15 +314,19 @@ impl KillSwitch {
                 KillOutcome::PendingUntilResume
             }
             PHASE_IDLE if run + 1 == self.target => {
-                // Armed: `begin_run` reads the flag with a relaxed load, so
-                // a run starting now may miss it and must be stopped by
-                // compiled code. It stays armed until that run ends (or
-                // the instance is reset or dropped).
-                self.shared.request(self.target, true);
-                // The run may have started meanwhile; it still sees the
-                // flag at its first check.
+                // `begin_run` publishes the running status and then reads
+                // the flag, with plain atomics; after the fence, either the
+                // status below still reads idle and the run will see the
+                // flag when it starts (no arming), or the run has started
+                // and compiled code must look. Without the fence, arm.
+                self.shared.request(self.target, false);
+                let fenced = process_wide_fence();
                 let now = self.shared.status.load(Ordering::SeqCst);
-                if now == status {
+                if fenced && now == status {
+                    return KillOutcome::CancelledBeforeStart;
+                }
+                self.shared.request(self.target, true);
+                if self.shared.status.load(Ordering::SeqCst) == status {
                     KillOutcome::CancelledBeforeStart
                 } else {
                     KillOutcome::Interrupted

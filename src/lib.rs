@@ -75,6 +75,14 @@ pub fn interrupts_pending() -> u32 {
     backstop_jit::vmoffsets::INTERRUPTS_PENDING.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Whether kill switches can use a process-wide fence (`membarrier`), so
+/// that a kill of a run in a hostcall or not yet started does not arm
+/// `interrupts_pending`. For tests of the kill switch; not a stable API.
+#[doc(hidden)]
+pub fn kill_switch_fences() -> bool {
+    kill::has_process_wide_fence()
+}
+
 /// Names the guest code at a native PC, for embedders who walk the stack
 /// themselves (with `std::backtrace` or the `backtrace` crate): the module,
 /// function and Wasm offset, or `None` if `pc` is not in a compiled Wasm

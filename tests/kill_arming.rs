@@ -5,7 +5,10 @@
 //! instance ends must disarm it, or every guest in the process pays for the
 //! slower check. Its own test binary, so no other test's kills interfere.
 
-use backstop::{interrupts_pending, Caller, Engine, Error, KillOutcome, Linker, Module, Outcome};
+use backstop::{
+    interrupts_pending, kill_switch_fences, Caller, Engine, Error, KillOutcome, Linker, Module,
+    Outcome,
+};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -13,8 +16,10 @@ const GUEST: &str = r#"
     (module
       (import "host" "wait" (func $wait))
       (import "host" "yield" (func $yield))
+      (import "host" "wait_then_spin" (func $wait_then_spin))
       (func (export "spin") (loop $l (br $l)))
       (func (export "call_wait") (call $wait) (loop $l (br $l)))
+      (func (export "call_wait_then_spin") (call $wait_then_spin))
       (func (export "call_yield") (call $yield) (loop $l (br $l)))
       (func (export "short")))
 "#;
@@ -40,12 +45,32 @@ fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
             release_rx.lock().unwrap().recv().unwrap();
         })
         .unwrap();
+    let (entered_tx2, entered2) = mpsc::channel::<()>();
+    let (release2, release_rx2) = mpsc::channel::<()>();
+    let release_rx2 = std::sync::Mutex::new(release_rx2);
+    linker
+        .func_wrap(
+            "host",
+            "wait_then_spin",
+            move |mut caller: Caller<'_, ()>| {
+                entered_tx2.send(()).unwrap();
+                release_rx2.lock().unwrap().recv().unwrap();
+                // Back into Wasm, which never returns: the kill that found this
+                // hostcall must stop it there, without compiled code having
+                // been told to look.
+                caller.call::<(), ()>("spin", ())
+            },
+        )
+        .unwrap();
     linker
         .func_wrap("host", "yield", |mut caller: Caller<'_, ()>| {
             let () = caller.suspend(());
         })
         .unwrap();
     assert_eq!(interrupts_pending(), 0);
+    // A kill of a run in a hostcall or not started yet arms the word only
+    // where the kill switch cannot fence the owner's thread (no membarrier).
+    let unfenced = u32::from(!kill_switch_fences());
 
     // 1. In Wasm: armed until the run ends, which it does at once.
     let mut instance = linker.instantiate(&module, ()).unwrap();
@@ -63,8 +88,8 @@ fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
         assert_eq!(interrupts_pending(), 0);
     }
 
-    // 2. In a hostcall: armed while it runs (it may return to Wasm before
-    // it looks), disarmed when the run ends.
+    // 2. In a hostcall: not armed (the fence lets the hostcall's return see
+    // the flag), and the run ends when the hostcall returns.
     let switch = instance.kill_switch();
     let guest = std::thread::spawn(move || {
         let result = instance.call::<(), ()>("call_wait", ());
@@ -72,9 +97,27 @@ fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
     });
     wait_for(&entered);
     assert_eq!(switch.terminate(), KillOutcome::PendingInHostcall);
-    assert_eq!(interrupts_pending(), 1);
+    assert_eq!(interrupts_pending(), unfenced);
     release.send(()).unwrap();
     let (mut instance, result) = guest.join().unwrap();
+    assert!(matches!(result, Err(Error::Killed)), "{result:?}");
+    assert_eq!(interrupts_pending(), 0);
+
+    // 2b. In a hostcall that then calls back into Wasm (which spins): the
+    // nested entry sees the flag.
+    let switch = instance.kill_switch();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let result = instance.call::<(), ()>("call_wait_then_spin", ());
+        let _ = done.send((instance, result));
+    });
+    wait_for(&entered2);
+    assert_eq!(switch.terminate(), KillOutcome::PendingInHostcall);
+    release2.send(()).unwrap();
+    // Fail, rather than hang, if the nested segment never stops.
+    let (mut instance, result) = finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the kill stopped the Wasm the hostcall called back into");
     assert!(matches!(result, Err(Error::Killed)), "{result:?}");
     assert_eq!(interrupts_pending(), 0);
 
@@ -91,10 +134,10 @@ fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
     assert!(matches!(instance.resume::<()>(()), Err(Error::Killed)));
     assert_eq!(interrupts_pending(), 0);
 
-    // 4. Before the run: armed until that run ends (cancelled at its start).
+    // 4. Before the run: not armed; the run is cancelled at its start.
     let switch = instance.kill_switch();
     assert_eq!(switch.terminate(), KillOutcome::CancelledBeforeStart);
-    assert_eq!(interrupts_pending(), 1);
+    assert_eq!(interrupts_pending(), unfenced);
     assert!(matches!(
         instance.call::<(), ()>("short", ()),
         Err(Error::Killed)
@@ -107,19 +150,20 @@ fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
     assert_eq!(switch.terminate(), KillOutcome::NothingToTerminate);
     assert_eq!(interrupts_pending(), 0);
 
-    // 6. A cancelled run that never comes: reset and drop disarm.
+    // 6. A cancelled run that never comes: reset and drop disarm (if it
+    // was armed at all).
     assert_eq!(
         instance.kill_switch().terminate(),
         KillOutcome::CancelledBeforeStart
     );
-    assert_eq!(interrupts_pending(), 1);
+    assert_eq!(interrupts_pending(), unfenced);
     instance.reset().unwrap();
     assert_eq!(interrupts_pending(), 0);
     assert_eq!(
         instance.kill_switch().terminate(),
         KillOutcome::CancelledBeforeStart
     );
-    assert_eq!(interrupts_pending(), 1);
+    assert_eq!(interrupts_pending(), unfenced);
     drop(instance);
     assert_eq!(interrupts_pending(), 0);
 }
