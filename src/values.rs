@@ -401,12 +401,8 @@ impl<A: WasmTy> WasmValues for A {
         callee_vmctx: usize,
         caller_vmctx: usize,
     ) -> R::NativeResult {
-        // SAFETY: per the contract, `native` has this signature.
-        unsafe {
-            let f: unsafe extern "C-unwind" fn(usize, usize, A::Native) -> R::NativeResult =
-                std::mem::transmute(native);
-            f(callee_vmctx, caller_vmctx, self.to_native())
-        }
+        // SAFETY: forwarded; a single value is passed as the 1-tuple is.
+        unsafe { (self,).call_native::<R>(native, callee_vmctx, caller_vmctx) }
     }
 }
 
