@@ -200,7 +200,7 @@ pub fn resume_unwind_one_phase(payload: Box<dyn Any + Send>) -> ! {
 /// and the process aborts. It must not unwind. `stop_arg` must stay valid
 /// until the unwind ends, and so must not point into the frames being
 /// unwound: landing pads reuse their stack.
-#[inline]
+#[inline(always)]
 pub unsafe fn resume_unwind_one_phase_observed(
     payload: Box<dyn Any + Send>,
     stop: UnwindStopFn,
