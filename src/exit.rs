@@ -170,8 +170,9 @@ pub(crate) fn trap_in_guest_code(mut trap: Trap, pc: usize, fp: usize) -> ! {
     PENDING_EXIT.with(|pending| pending.set(Box::into_raw(record)));
     // SAFETY: we run on the fiber of the current run (the fault happened
     // in its compiled code), and no host function is on it: the frames
-    // above its base are compiled code, the root's entry (`guest_entry`),
-    // and this fault path, none of which owns anything to drop.
+    // above its base are compiled code, the root's entry (`guest_entry` or
+    // `typed_guest_entry`, which hold only plain scalars and pointers) and
+    // this fault path, none of which owns anything to drop.
     unsafe { backstop_asm::fiber_abandon(run.fiber) }
 }
 
