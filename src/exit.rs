@@ -40,16 +40,6 @@ thread_local! {
     /// The pending end, boxed (null when none): checking and taking it are
     /// a load and a pointer swap, cheap enough for every call.
     static PENDING_EXIT: Cell<*mut PendingExit> = const { Cell::new(std::ptr::null_mut()) };
-    /// Whether the running root call captures Wasm backtraces.
-    static CAPTURE_BACKTRACES: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Sets whether the run about to start or resume on this thread captures
-/// backtraces; returns the previous setting (to restore for nested roots).
-/// Host side only, so it may be inlined.
-#[inline]
-pub(crate) fn set_capture_backtraces(capture: bool) -> bool {
-    CAPTURE_BACKTRACES.with(|c| c.replace(capture))
 }
 
 /// Ends the running guest: records `exit` (unless an earlier reason is
@@ -70,7 +60,7 @@ pub(crate) fn raise(exit: GuestExit) -> ! {
         GuestExit::Terminated(_) => Some(true),
         GuestExit::HostError(_) | GuestExit::Killed => None,
     };
-    let capture = CAPTURE_BACKTRACES.with(Cell::get);
+    let capture = current_run().is_some_and(|run| run.capture_backtraces);
     let recorder = PENDING_EXIT.with(|pending| {
         if !pending.get().is_null() {
             return None;
@@ -104,6 +94,8 @@ pub(crate) struct CurrentRun {
     pub(crate) kill: *const KillShared,
     /// The guest stack's usable range, `bottom..top`.
     pub(crate) stack: (usize, usize),
+    /// Whether the run captures Wasm backtraces (`Config::wasm_backtrace`).
+    pub(crate) capture_backtraces: bool,
 }
 
 // SAFETY: the pointers lead into the instance that holds this record (its
@@ -118,6 +110,7 @@ impl CurrentRun {
         fiber: std::ptr::null_mut(),
         kill: std::ptr::null(),
         stack: (0, 0),
+        capture_backtraces: false,
     };
 }
 
@@ -134,6 +127,16 @@ pub(crate) fn swap_current_run(run: *const CurrentRun) -> *const CurrentRun {
     CURRENT_RUN.with(|current| current.replace(run))
 }
 
+/// This thread's current run, if a root call is running on it. Only for
+/// functions that are never inlined into code that may change threads.
+#[inline]
+fn current_run() -> Option<CurrentRun> {
+    // SAFETY: a non-null record is the running root's, in its instance,
+    // which outlives the run (`swap_current_run` puts the outer one back
+    // when the run returns).
+    unsafe { CURRENT_RUN.with(Cell::get).as_ref() }.copied()
+}
+
 /// Ends the run for a trap in compiled code: a fault at `pc` whose frame
 /// pointer was `fp`, reported by the signal handler.
 ///
@@ -146,21 +149,17 @@ pub(crate) fn swap_current_run(run: *const CurrentRun) -> *const CurrentRun {
 /// other end of the run, so their destructors run.
 #[inline(never)]
 pub(crate) fn trap_in_guest_code(mut trap: Trap, pc: usize, fp: usize) -> ! {
-    // SAFETY: a non-null record is the running root's, in its instance,
-    // which outlives the run (`swap_current_run` puts the outer one back
-    // when the run returns); its `kill` is an Arc the instance holds.
-    let run = unsafe { CURRENT_RUN.with(Cell::get).as_ref() }.copied();
-    let run = match run {
+    let run = match current_run() {
         Some(run) if !run.fiber.is_null() => run,
         _ => raise(GuestExit::Trap(trap)),
     };
-    // SAFETY: see above.
+    // SAFETY: the record's `kill` is an Arc its instance holds for the run.
     let nothing_to_unwind =
         unsafe { (*run.kill).host_frames.load(Ordering::Relaxed) } == 0 && !is_pending();
     if !nothing_to_unwind {
         raise(GuestExit::Trap(trap));
     }
-    if CAPTURE_BACKTRACES.with(Cell::get) && trap.code() != crate::TrapCode::Interrupt {
+    if run.capture_backtraces && trap.code() != crate::TrapCode::Interrupt {
         trap.backtrace = Some(WasmBacktrace::from_frame_pointers(pc, fp, run.stack));
     }
     let record = Box::new(PendingExit {

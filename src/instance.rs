@@ -340,15 +340,7 @@ impl InstanceCore {
         params: P,
     ) -> R {
         // SAFETY: forwarded from the contract.
-        unsafe {
-            let caller_vmctx = self.vmctx_ptr();
-            let func_ref = propagate_activation(raw, caller_vmctx);
-            R::from_native_result(params.call_native::<R>(
-                func_ref.native_call,
-                func_ref.vmctx,
-                caller_vmctx as usize,
-            ))
-        }
+        unsafe { invoke_native_in_activation(raw, self.vmctx_ptr(), params) }
     }
 }
 
@@ -376,6 +368,29 @@ unsafe fn invoke_in_activation(
             caller_vmctx as usize,
             slots,
         );
+    }
+}
+
+/// `invoke_in_activation` without the entry trampoline: calls the function
+/// `raw`, of type `P -> R`, through its native signature.
+///
+/// # Safety
+/// As `invoke_in_activation`; the function's type must be `P -> R`, and
+/// `P::HAS_NATIVE_PARAMS` and `R::HAS_NATIVE_RESULT` must hold.
+#[inline(always)]
+unsafe fn invoke_native_in_activation<P: WasmValues, R: WasmValues>(
+    raw: *const VMFuncRef,
+    caller_vmctx: *mut u8,
+    params: P,
+) -> R {
+    // SAFETY: forwarded from the contract.
+    unsafe {
+        let func_ref = propagate_activation(raw, caller_vmctx);
+        R::from_native_result(params.call_native::<R>(
+            func_ref.native_call,
+            func_ref.vmctx,
+            caller_vmctx as usize,
+        ))
     }
 }
 
@@ -647,7 +662,6 @@ pub(crate) struct InstanceInner<T> {
     /// Set by `resume` and teardown, taken by the suspended guest.
     resume_action: Option<ResumeAction>,
     snapshot: Option<Snapshot>,
-    capture_backtraces: bool,
     group: Group,
     pub(crate) kill: Arc<KillShared>,
     /// What a trap needs to leave this instance's guest stack; made once the
@@ -706,12 +720,8 @@ unsafe extern "C-unwind" fn typed_guest_entry<P: WasmValues, R: WasmValues>(arg:
         let args = &*(arg as *const EntryArgs);
         let count = P::TYPES.len().max(R::TYPES.len()).max(1);
         let slots = std::slice::from_raw_parts_mut(args.slots, count);
-        let caller_vmctx = args.caller_vmctx;
-        let func_ref = propagate_activation(args.raw, caller_vmctx);
-        let params = P::load(slots);
-        let results =
-            params.call_native::<R>(func_ref.native_call, func_ref.vmctx, caller_vmctx as usize);
-        R::from_native_result(results).store(slots);
+        let results: R = invoke_native_in_activation(args.raw, args.caller_vmctx, P::load(slots));
+        results.store(slots);
     }
 }
 
@@ -815,7 +825,6 @@ impl<T: 'static> Instance<T> {
                 yielded: None,
                 resume_action: None,
                 snapshot: None,
-                capture_backtraces: config.wasm_backtrace,
                 group,
                 kill: KillShared::new(),
                 run: exit::CurrentRun::NONE,
@@ -830,6 +839,7 @@ impl<T: 'static> Instance<T> {
                 inner.stack.usable_bottom() as usize,
                 inner.stack.top() as usize,
             ),
+            capture_backtraces: config.wasm_backtrace,
         };
         if let Some(start) = instance.inner.core.module.info().start {
             let func = instance.inner.core.func(start);
@@ -909,7 +919,6 @@ impl<T: 'static> Instance<T> {
         // An outer run on this thread may be ending (this call comes from
         // a destructor during its unwind): keep its reason apart.
         let outer_exit = exit::swap_pending_raw(std::ptr::null_mut());
-        let outer_capture = exit::set_capture_backtraces(self.inner.capture_backtraces);
         let outer_run = exit::swap_current_run(&self.inner.run);
         // SAFETY: the fiber state and stack live in `inner`, which outlives
         // the fiber; `args` satisfies `guest_entry`; a resume only happens
@@ -926,7 +935,6 @@ impl<T: 'static> Instance<T> {
             }
         }));
         let own_exit = exit::swap_pending_raw(outer_exit);
-        exit::set_capture_backtraces(outer_capture);
         exit::swap_current_run(outer_run);
         // A trap with nothing to unwind left the guest stack directly
         // (`exit::trap_in_guest_code`); it ends the run like an unwind.
