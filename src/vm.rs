@@ -141,16 +141,16 @@ unsafe extern "C-unwind" fn builtin_memory_init(
 ) -> u32 {
     // SAFETY: compiled code passes its own vmctx.
     let core = unsafe { core_of(vmctx) };
-    let bytes = core.data_segment(segment);
-    let (src, len) = (src as usize, len as usize);
-    let Some(src_end) = src.checked_add(len).filter(|e| *e <= bytes.len()) else {
+    let Some(bytes) = segment_range(core.data_segment(segment), src, len) else {
         return status(false);
     };
-    status(
-        core.memory(memory)
-            .write(dst as usize, &bytes[src..src_end])
-            .is_ok(),
-    )
+    status(core.memory(memory).write(dst as usize, bytes).is_ok())
+}
+
+/// `segment[src..src + len]`, or `None` if that is out of bounds (a trap).
+fn segment_range<E>(segment: &[E], src: u32, len: u32) -> Option<&[E]> {
+    let src = src as usize;
+    segment.get(src..src.checked_add(len as usize)?)
 }
 
 unsafe extern "C-unwind" fn builtin_data_drop(vmctx: *mut u8, segment: u32) {
@@ -209,12 +209,10 @@ unsafe extern "C-unwind" fn builtin_table_init(
 ) -> u32 {
     // SAFETY: compiled code passes its own vmctx.
     let core = unsafe { core_of(vmctx) };
-    let items = core.element_segment(segment);
-    let (src, len) = (src as usize, len as usize);
-    let Some(src_end) = src.checked_add(len).filter(|e| *e <= items.len()) else {
+    let Some(items) = segment_range(core.element_segment(segment), src, len) else {
         return status(false);
     };
-    status(core.table(table).init_raw(dst, &items[src..src_end]))
+    status(core.table(table).init_raw(dst, items))
 }
 
 unsafe extern "C-unwind" fn builtin_elem_drop(vmctx: *mut u8, segment: u32) {
