@@ -9,7 +9,7 @@
 //! - `kill/*`: latency from `KillSwitch::terminate()` on another thread to
 //!   the guest's call returning `Err(Error::Killed)`.
 //! - `compute_interrupt/*`: the cost of the interrupt checks
-//!   (`Config::interruptible`) on fib(30), a sieve and a 256x256 matmul.
+//!   (`Config::interrupt_checks`) on fib(30), a sieve and a 256x256 matmul.
 //!
 //! Run with `cargo bench --bench termination`. See BENCHMARKS.md.
 
@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-fn engine(interruptible: bool) -> Engine {
+fn engine(interrupt_checks: bool) -> Engine {
     let mut config = Config::new();
-    config.interruptible(interruptible);
+    config.interrupt_checks(interrupt_checks);
     Engine::new(&config).unwrap()
 }
 
@@ -425,18 +425,14 @@ struct Victim {
     thread: std::thread::JoinHandle<()>,
 }
 
-fn spawn_victim(export: &'static str, backtrace: bool) -> Victim {
+fn spawn_victim(export: &'static str, interrupt_checks: bool) -> Victim {
     let started = Arc::new(AtomicBool::new(false));
     let (go, go_rx) = mpsc::channel::<()>();
     let (switch_tx, switch) = mpsc::channel();
     let (done_tx, done) = mpsc::channel();
     let flag = started.clone();
     let thread = std::thread::spawn(move || {
-        let engine = if backtrace {
-            Engine::default()
-        } else {
-            no_backtrace()
-        };
+        let engine = engine(interrupt_checks);
         let module = Module::new(&engine, KILLABLE).unwrap();
         let mut linker = Linker::new(&engine);
         linker
@@ -508,16 +504,16 @@ fn kills(c: &mut Criterion) {
     group.sampling_mode(criterion::SamplingMode::Flat);
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(2));
-    // The kill is an `Interrupt` trap, so the default engine captures a
-    // Wasm backtrace before unwinding; `_no_backtrace` turns that off.
-    for (name, export, backtrace) in [
-        ("latency_loop", "spin", true),
-        ("latency_recursion", "recurse_deep", true),
-        ("latency_recursion_shallow", "recurse_shallow", true),
-        ("latency_loop_no_backtrace", "spin", false),
-        ("latency_recursion_no_backtrace", "recurse_deep", false),
+    // The default engine's kills interrupt the guest with a signal;
+    // `_checked` compiles interrupt checks and arms them instead.
+    for (name, export, checks) in [
+        ("latency_loop", "spin", false),
+        ("latency_recursion", "recurse_deep", false),
+        ("latency_recursion_shallow", "recurse_shallow", false),
+        ("latency_loop_checked", "spin", true),
+        ("latency_recursion_checked", "recurse_deep", true),
     ] {
-        let victim = spawn_victim(export, backtrace);
+        let victim = spawn_victim(export, checks);
         // Warm up, then the fixed-count trials whose median and max are
         // reported (criterion only reports central estimates).
         for _ in 0..20 {

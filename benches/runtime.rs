@@ -48,20 +48,16 @@ fn calls(c: &mut Criterion) {
     // overhead) and, through `Throughput::Elements`, host calls per second;
     // the per-call figure in BENCHMARKS.md is the median divided by 1000.
     guest_to_host(&mut group, &engine, "guest_to_host_i32");
-    // Supplementary: the same without the kill-switch checks compiled into
-    // every loop header and function entry.
-    guest_to_host(
-        &mut group,
-        &uninterruptible(),
-        "guest_to_host_i32_uninterruptible",
-    );
+    // Supplementary: the same with kill-switch checks compiled into every
+    // loop header and function entry (`Config::interrupt_checks`).
+    guest_to_host(&mut group, &checked(), "guest_to_host_i32_checked");
     group.finish();
 }
 
-/// An engine whose code has no kill-switch (interrupt) checks.
-fn uninterruptible() -> Engine {
+/// An engine whose code checks for kill-switch requests (interrupt checks).
+fn checked() -> Engine {
     let mut config = Config::new();
-    config.interruptible(false);
+    config.interrupt_checks(true);
     Engine::new(&config).unwrap()
 }
 
@@ -142,14 +138,9 @@ fn compute(c: &mut Criterion) {
 
     fib(&mut group, &engine, "fib32", FIB_LT2);
     // Supplementary (not reference benchmarks): the other common definition
-    // of fib, and fib32 without kill-switch checks. See BENCHMARKS.md.
+    // of fib, and fib32 with kill-switch checks. See BENCHMARKS.md.
     fib(&mut group, &engine, "fib32_base_le2", FIB_LE2);
-    fib(
-        &mut group,
-        &uninterruptible(),
-        "fib32_uninterruptible",
-        FIB_LT2,
-    );
+    fib(&mut group, &checked(), "fib32_checked", FIB_LT2);
 
     // C = A * B, 256x256 row-major f64 matrices in linear memory.
     matmul(&mut group, &engine, "matmul256_f64", MATMUL_IJK);

@@ -137,6 +137,20 @@ fn current_run() -> Option<CurrentRun> {
     unsafe { CURRENT_RUN.with(Cell::get).as_ref() }.copied()
 }
 
+/// Whether this thread's current run is one a kill switch wants stopped
+/// now, for the interrupt signal's handler: async-signal-safe (a
+/// thread-local read and atomic loads).
+pub(crate) fn current_run_wants_interrupt() -> bool {
+    // SAFETY: a non-null record is the running root's, in its instance,
+    // whose kill state (an Arc it holds) outlives the run.
+    unsafe {
+        match CURRENT_RUN.with(Cell::get).as_ref() {
+            Some(run) if !run.kill.is_null() => (*run.kill).interrupt_due(),
+            _ => false,
+        }
+    }
+}
+
 /// Ends the run for a trap in compiled code: a fault at `pc` whose frame
 /// pointer was `fp`, reported by the signal handler.
 ///

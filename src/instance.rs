@@ -826,7 +826,7 @@ impl<T: 'static> Instance<T> {
                 resume_action: None,
                 snapshot: None,
                 group,
-                kill: KillShared::new(),
+                kill: KillShared::new(config.interrupt_checks),
                 run: exit::CurrentRun::NONE,
                 data,
             }),

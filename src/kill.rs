@@ -1,25 +1,43 @@
 //! The kill switch: stopping a guest from another thread (for timeouts).
 //!
-//! Compiled code checks for a kill at every loop header and function entry
-//! (`Config::interruptible`, on by default). The check reads a process-wide
-//! word, `INTERRUPTS_PENDING` (a load from a constant address and a branch,
-//! which costs about nothing), and only while that is non-zero goes out of
-//! line to read its own run's flag. A kill of a run that may be in compiled
-//! code sets the run's flag and counts the instance in that word ("arms"
-//! it) until the run ends; a set flag traps with `Interrupt` within a few
-//! instructions, and the trap ends the run like any other: it unwinds every
-//! host frame on the guest stack, or, with none there, leaves the guest
-//! stack directly (about 3 µs from `terminate()` to the embedder's `Err`,
-//! however deep the guest's own recursion). While any instance is armed,
-//! every check in the process takes the out-of-line path, which can double
-//! the time of a tight loop, so only a kill of a run in compiled code arms,
-//! and only until that run ends (microseconds). The owner's side checks the
-//! flag itself wherever a run goes back into Wasm: at its start, on every
-//! hostcall return, on every nested entry (`Caller::call`) and at `resume`.
-//! Those checks are relaxed loads after relaxed stores; a kill that finds
-//! the run in a hostcall or not yet started orders them with a process-wide
-//! fence (`membarrier`) instead of arming. Without `membarrier`, it arms. Host functions see the flag when they
-//! return to the guest (`array_call`), and can poll it
+//! A kill sets the run's flag. The owner's side checks the flag itself
+//! wherever a run goes back into Wasm: at its start, on every hostcall
+//! return, on every nested entry (`Caller::call`) and at `resume`. A run
+//! that is in compiled code when the kill lands must be stopped there, in
+//! one of two ways:
+//!
+//! - **The interrupt signal** (the default, `Config::interrupt_checks(false)`):
+//!   the kill switch queues `SIGURG`, marked as Backstop's own, to the
+//!   thread running the run. The handler (`signals`) takes it only if that
+//!   thread's current run is the one to stop and it is in a compiled Wasm
+//!   function at an instruction where its frame can be unwound (past the
+//!   frame setup, not on the final `ret`). Then it sends the thread into the
+//!   fault-unwind stub, exactly as for a trap with the code `Interrupt`.
+//!   Anywhere else (a frame setup or `ret`, a trampoline, a runtime
+//!   function, host code on its way in or out) it declines, and a
+//!   follow-up thread (started on the first kill) sends the signal again,
+//!   after 20 µs, then at doubling intervals up to 1 ms, until the run
+//!   stops. Compiled code pays nothing for this until a kill.
+//! - **Interrupt checks** (`Config::interrupt_checks(true)`): every loop
+//!   header and function entry reads a process-wide word,
+//!   `INTERRUPTS_PENDING` (a load from a constant address and a branch), and
+//!   only while that is non-zero goes out of line to read its own run's
+//!   flag. A kill of a run in compiled code counts the instance in that
+//!   word ("arms" it) until the run ends. While any instance is armed,
+//!   every check in the process takes the out-of-line path, which can
+//!   double the time of a tight loop, so only a kill of a run in compiled
+//!   code arms, and only until that run ends (microseconds).
+//!
+//! Either way the kill ends the run like a trap: it unwinds every host
+//! frame on the guest stack, or, with none there, leaves the guest stack
+//! directly (a few µs from `terminate()` to the embedder's `Err`, however
+//! deep the guest's own recursion).
+//!
+//! The owner's checks are relaxed loads after relaxed stores; a kill that
+//! finds the run in a hostcall or not yet started orders them with a
+//! process-wide fence (`membarrier`) instead of signalling or arming.
+//! Without `membarrier`, it signals or arms. Host functions see the flag
+//! when they return to the guest, and can poll it
 //! (`Caller::is_termination_pending`).
 //!
 //! A `KillSwitch` targets one run of its instance: the run in progress when
@@ -29,7 +47,7 @@
 //! | instance when `terminate` runs          | effect                               | outcome                |
 //! |-----------------------------------------|--------------------------------------|------------------------|
 //! | idle, target run not started            | that run is cancelled at its start   | `CancelledBeforeStart` |
-//! | running the target run, in Wasm code    | the guest traps at its next check    | `Interrupted`          |
+//! | running the target run, in Wasm code    | the guest stops (signal or check)    | `Interrupted`          |
 //! | running the target run, in a hostcall   | stops when the hostcall returns      | `PendingInHostcall`    |
 //! | target run suspended (yielded)          | stops when it is resumed             | `PendingUntilResume`   |
 //! | target run finished, instance reset, or another run in progress | nothing | `NothingToTerminate` |
@@ -41,8 +59,10 @@
 //! request can never stop a later run.
 
 use backstop_jit::vmoffsets::INTERRUPTS_PENDING;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 const PHASE_IDLE: u64 = 0;
 const PHASE_RUNNING: u64 = 1;
@@ -74,6 +94,31 @@ pub(crate) struct KillShared {
     /// way back into Wasm (see `terminate`). Disarmed when a run ends, and
     /// on reset and drop.
     armed: AtomicBool,
+    /// Whether the instance's compiled code checks the flag itself
+    /// (`Config::interrupt_checks`): then a kill arms; otherwise it sends
+    /// the interrupt signal to `thread`.
+    polls: bool,
+    /// The kernel thread id of the thread running (or last running) the
+    /// current run, for the interrupt signal. Stored before the status
+    /// that says the run is running.
+    thread: AtomicI32,
+}
+
+thread_local! {
+    /// This thread's kernel id, once asked (`gettid` is a system call).
+    static THREAD_ID: Cell<libc::pid_t> = const { Cell::new(0) };
+}
+
+#[inline]
+fn current_thread_id() -> libc::pid_t {
+    let id = THREAD_ID.get();
+    if id != 0 {
+        return id;
+    }
+    // SAFETY: gettid has no arguments and cannot fail.
+    let id = unsafe { libc::gettid() };
+    THREAD_ID.set(id);
+    id
 }
 
 #[inline]
@@ -82,13 +127,16 @@ fn flag_value(run: u64) -> u32 {
 }
 
 impl KillShared {
-    pub(crate) fn new() -> Arc<KillShared> {
+    /// `polls`: whether the instance's compiled code checks the flag.
+    pub(crate) fn new(polls: bool) -> Arc<KillShared> {
         Arc::new(KillShared {
             flag: AtomicU32::new(0),
             status: AtomicU64::new(PHASE_IDLE),
             in_host: AtomicU32::new(0),
             host_frames: AtomicU32::new(0),
             armed: AtomicBool::new(false),
+            polls,
+            thread: AtomicI32::new(0),
         })
     }
 
@@ -102,6 +150,7 @@ impl KillShared {
     #[inline]
     pub(crate) fn begin_run(&self) -> bool {
         let run = (self.status.load(Ordering::Relaxed) >> 2) + 1;
+        self.thread.store(current_thread_id(), Ordering::Relaxed);
         self.status
             .store(run << 2 | PHASE_RUNNING, Ordering::Release);
         self.host_frames.store(0, Ordering::Relaxed);
@@ -140,6 +189,8 @@ impl KillShared {
         let phase = if suspended {
             PHASE_SUSPENDED
         } else {
+            // It may resume on another thread.
+            self.thread.store(current_thread_id(), Ordering::Relaxed);
             PHASE_RUNNING
         };
         self.status.store(run << 2 | phase, Ordering::SeqCst);
@@ -159,16 +210,52 @@ impl KillShared {
         self.disarm();
     }
 
-    /// Sets the flag to stop `run`; with `arm`, then makes compiled code
-    /// look at it (see `armed`). Arming after the store means a concurrent
-    /// disarm (a run ending, whose stale flag this may be) cannot leave a
-    /// fresh request unarmed; at worst a stale arming lasts until this
-    /// instance's next run ends.
-    fn request(&self, run: u64, arm: bool) {
+    /// Sets the flag to stop `run`.
+    fn request(&self, run: u64) {
         self.flag.store(flag_value(run), Ordering::SeqCst);
-        if arm && !self.armed.swap(true, Ordering::SeqCst) {
-            INTERRUPTS_PENDING.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Makes compiled code stop for the flag set by `request(run)`: arms
+    /// (see `armed`) if the code checks the flag, else interrupts the
+    /// run's thread with the interrupt signal and has the follow-up thread
+    /// send it again until the run stops. Arming after the flag store
+    /// means a concurrent disarm (a run ending, whose stale flag this may
+    /// be) cannot leave a fresh request unarmed; at worst a stale arming
+    /// lasts until this instance's next run ends.
+    fn notify_compiled_code(self: &Arc<Self>, run: u64) {
+        if self.polls {
+            if !self.armed.swap(true, Ordering::SeqCst) {
+                INTERRUPTS_PENDING.fetch_add(1, Ordering::SeqCst);
+            }
+        } else {
+            self.interrupt_thread();
+            follow_up(self, run);
         }
+    }
+
+    /// Sends the interrupt signal to the thread of the current run.
+    fn interrupt_thread(&self) {
+        let thread = self.thread.load(Ordering::Relaxed);
+        if thread != 0 {
+            crate::signals::send_interrupt(thread);
+        }
+    }
+
+    /// Whether `run` is still running with its kill requested (then the
+    /// follow-up thread keeps interrupting it).
+    fn still_to_stop(&self, run: u64) -> bool {
+        self.status.load(Ordering::SeqCst) == run << 2 | PHASE_RUNNING
+            && self.flag.load(Ordering::SeqCst) == flag_value(run)
+    }
+
+    /// For the interrupt signal's handler, on the run's own thread: whether
+    /// the current run is to be stopped now. Not while it is in a host
+    /// function, which sees the flag when it returns. Async-signal-safe.
+    pub(crate) fn interrupt_due(&self) -> bool {
+        let status = self.status.load(Ordering::Relaxed);
+        status & 3 == PHASE_RUNNING
+            && self.flag.load(Ordering::Relaxed) == flag_value(status >> 2)
+            && self.in_host.load(Ordering::Relaxed) == 0
     }
 
     /// Stops counting this instance in `INTERRUPTS_PENDING`.
@@ -197,6 +284,87 @@ impl KillShared {
         KillSwitch {
             shared: self.clone(),
             target,
+        }
+    }
+}
+
+/// Kills whose run may still be in compiled code, for the follow-up thread.
+struct FollowUps {
+    pending: Mutex<Vec<(Arc<KillShared>, u64)>>,
+    added: Condvar,
+}
+
+/// The first wait before the follow-up thread interrupts a run again, and
+/// the longest (the wait doubles while the run goes on).
+const FIRST_FOLLOW_UP: Duration = Duration::from_micros(20);
+const LAST_FOLLOW_UP: Duration = Duration::from_millis(1);
+
+/// Hands the kill of `run` to the follow-up thread (started on first use):
+/// it interrupts the run's thread again until the run stops. The signal's
+/// handler declines when the thread is at an instruction it cannot leave
+/// from (a frame setup, a `ret`, a trampoline, a runtime function called by
+/// compiled code); a moment later it is elsewhere.
+fn follow_up(shared: &Arc<KillShared>, run: u64) {
+    static FOLLOW_UPS: OnceLock<Option<&'static FollowUps>> = OnceLock::new();
+    let follow_ups = FOLLOW_UPS.get_or_init(|| {
+        let follow_ups: &'static FollowUps = Box::leak(Box::new(FollowUps {
+            pending: Mutex::new(Vec::new()),
+            added: Condvar::new(),
+        }));
+        match std::thread::Builder::new()
+            .name("backstop-kill-follow-up".into())
+            .spawn(move || follow_up_thread(follow_ups))
+        {
+            Ok(_) => Some(follow_ups),
+            Err(error) => {
+                log::error!(
+                    "cannot start the kill switch's follow-up thread ({error}); \
+                     a kill may not stop a run that is at a frame setup or in a runtime call"
+                );
+                None
+            }
+        }
+    });
+    if let Some(follow_ups) = follow_ups {
+        let mut pending = follow_ups
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pending.push((shared.clone(), run));
+        follow_ups.added.notify_one();
+    }
+}
+
+/// Waits for kills, then interrupts each run again, with a doubling wait,
+/// until it has stopped (its status or flag changed). A run in a host
+/// function is not interrupted: it sees the flag when the function returns.
+fn follow_up_thread(follow_ups: &'static FollowUps) {
+    let lock = || {
+        follow_ups
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    let mut wait = FIRST_FOLLOW_UP;
+    loop {
+        {
+            let mut pending = lock();
+            while pending.is_empty() {
+                wait = FIRST_FOLLOW_UP;
+                pending = follow_ups
+                    .added
+                    .wait(pending)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(LAST_FOLLOW_UP);
+        let mut pending = lock();
+        pending.retain(|(shared, run)| shared.still_to_stop(*run));
+        for (shared, _) in pending.iter() {
+            if shared.in_host.load(Ordering::SeqCst) == 0 {
+                shared.interrupt_thread();
+            }
         }
     }
 }
@@ -241,8 +409,10 @@ pub enum KillOutcome {
     /// The run had not started; it will end with `Error::Killed` as soon
     /// as it starts, before any guest code runs.
     CancelledBeforeStart,
-    /// The guest was running Wasm code; it stops at its next loop header or
-    /// function entry and the call returns `Error::Killed`.
+    /// The guest was running Wasm code; it stops within microseconds (the
+    /// interrupt signal, or its next interrupt check) and the call returns
+    /// `Error::Killed`. (A run that was just returning may still return
+    /// its results first.)
     Interrupted,
     /// The guest was inside a host function; the run stops when that
     /// function returns to Wasm (the function can poll
@@ -288,12 +458,12 @@ impl KillSwitch {
                 // The fence (a system call with inter-processor interrupts,
                 // about 10 µs here) is only paid when the run looks to be in
                 // a hostcall; a run in Wasm is armed at once.
-                self.shared.request(self.target, false);
+                self.shared.request(self.target);
                 let in_host = || self.shared.in_host.load(Ordering::SeqCst) != 0;
                 if in_host() && process_wide_fence() && in_host() {
                     KillOutcome::PendingInHostcall
                 } else {
-                    self.shared.request(self.target, true);
+                    self.shared.notify_compiled_code(self.target);
                     if in_host() {
                         KillOutcome::PendingInHostcall
                     } else {
@@ -306,10 +476,10 @@ impl KillSwitch {
                 // reads the flag (both sequentially consistent), so either
                 // it sees the flag, or the status read below sees it
                 // running and arms.
-                self.shared.request(self.target, false);
+                self.shared.request(self.target);
                 let now = self.shared.status.load(Ordering::SeqCst);
                 if now == run << 2 | PHASE_RUNNING {
-                    self.shared.request(self.target, true);
+                    self.shared.notify_compiled_code(self.target);
                 }
                 KillOutcome::PendingUntilResume
             }
@@ -319,13 +489,13 @@ impl KillSwitch {
                 // status below still reads idle and the run will see the
                 // flag when it starts (no arming), or the run has started
                 // and compiled code must look. Without the fence, arm.
-                self.shared.request(self.target, false);
+                self.shared.request(self.target);
                 let fenced = process_wide_fence();
                 let now = self.shared.status.load(Ordering::SeqCst);
                 if fenced && now == status {
                     return KillOutcome::CancelledBeforeStart;
                 }
-                self.shared.request(self.target, true);
+                self.shared.notify_compiled_code(self.target);
                 if self.shared.status.load(Ordering::SeqCst) == status {
                     KillOutcome::CancelledBeforeStart
                 } else {

@@ -76,7 +76,7 @@ impl Module {
         let config = engine.config();
         let mut options = CompileOptions {
             memory_layout: config.memory_layout,
-            interrupt_checks: config.interruptible,
+            interrupt_checks: config.interrupt_checks,
             ..CompileOptions::default()
         };
         if !config.parallel_compilation {

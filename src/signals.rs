@@ -14,23 +14,47 @@
 //!    when no host frame is on it, otherwise by the unwind that runs their
 //!    destructors (`exit::trap_in_guest_code`).
 //!
-//! The handler never unwinds, allocates, locks or symbolizes.
+//! The same module owns the kill switch's interrupt signal (`SIGURG`, sent
+//! by `kill` to the thread of a run that is in compiled code). Its handler
+//! takes only a signal that Backstop queued itself (marked in `si_value`)
+//! and only when the thread's current run is the one to stop and is in
+//! compiled code at an instruction where the frame can be unwound (see
+//! `interruptible_at`). Then it does what the fault handler does, with the
+//! trap code `Interrupt`; otherwise it returns, and the kill switch sends
+//! again later. Signals that are not Backstop's go to the handler installed
+//! before ours.
+//!
+//! The handlers never unwind, allocate, lock or symbolize.
 
 use crate::error::{Trap, TrapCode};
 use std::cell::{Cell, UnsafeCell};
 use std::mem::MaybeUninit;
 use std::sync::Once;
 
-const SIGNALS: [libc::c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
+/// The signal a kill switch sends to stop a run in compiled code. Its
+/// default action is to ignore it, so a stray one (a thread that left the
+/// guest before it arrived) does nothing even where our handler passes it on.
+pub(crate) const INTERRUPT_SIGNAL: libc::c_int = libc::SIGURG;
+
+/// The `si_value` that marks an interrupt signal as Backstop's own.
+const INTERRUPT_MARK: usize = 0x6261_636b_7374_6f70; // "backstop"
+
+const SIGNALS: [libc::c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    INTERRUPT_SIGNAL,
+];
 
 /// The handlers that were installed before ours, one per entry of `SIGNALS`.
-struct PreviousHandlers(UnsafeCell<[MaybeUninit<libc::sigaction>; 4]>);
+struct PreviousHandlers(UnsafeCell<[MaybeUninit<libc::sigaction>; 5]>);
 
 // SAFETY: written once, inside `INSTALL.call_once`, before our handlers are
 // installed (so before any handler can read them); read-only afterwards.
 unsafe impl Sync for PreviousHandlers {}
 
-static PREVIOUS: PreviousHandlers = PreviousHandlers(UnsafeCell::new([MaybeUninit::uninit(); 4]));
+static PREVIOUS: PreviousHandlers = PreviousHandlers(UnsafeCell::new([MaybeUninit::uninit(); 5]));
 static INSTALL: Once = Once::new();
 
 /// What the handler saw, for `raise_fault` to turn into a `Trap`.
@@ -72,8 +96,15 @@ fn install_handlers() {
         // previous handler is stored before ours can run (this runs once).
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = handle_signal as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            if *signal == INTERRUPT_SIGNAL {
+                // Restart system calls the signal interrupts: a stray
+                // interrupt must not make a blocking call fail.
+                action.sa_sigaction = handle_interrupt as *const () as usize;
+                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
+            } else {
+                action.sa_sigaction = handle_signal as *const () as usize;
+                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            }
             libc::sigemptyset(&mut action.sa_mask);
             let previous = (*PREVIOUS.0.get())[i].as_mut_ptr();
             if libc::sigaction(*signal, &action, previous) != 0 {
@@ -196,7 +227,9 @@ unsafe fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut l
     // SAFETY: PREVIOUS was fully written before our handler was installed.
     let previous = unsafe { (*PREVIOUS.0.get())[index].assume_init_ref() };
     let handler = previous.sa_sigaction;
-    if handler == libc::SIG_DFL {
+    if signal == INTERRUPT_SIGNAL && (handler == libc::SIG_DFL || handler == libc::SIG_IGN) {
+        // Both mean "ignore" for this signal.
+    } else if handler == libc::SIG_DFL {
         // Restore the default action and return: the faulting instruction
         // runs again and the default action (a core dump) happens.
         // SAFETY: sigaction is async-signal-safe; the structure is valid.
@@ -216,6 +249,118 @@ unsafe fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut l
         // SAFETY: a plain handler has this signature.
         let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
         f(signal);
+    }
+}
+
+/// Asks the thread `tid` of this process to stop the run it is running in
+/// compiled code: queues the interrupt signal, marked as Backstop's own.
+/// Whether it acts is up to `handle_interrupt`, on that thread. Returns
+/// false if the signal could not be queued (the thread is gone).
+pub(crate) fn send_interrupt(tid: libc::pid_t) -> bool {
+    /// `siginfo_t` as the kernel reads it for `SI_QUEUE` (x86-64 layout:
+    /// the three header words and padding, then pid, uid and value).
+    #[repr(C)]
+    struct QueuedSignalInfo {
+        signo: libc::c_int,
+        errno: libc::c_int,
+        code: libc::c_int,
+        _pad: libc::c_int,
+        pid: libc::pid_t,
+        uid: libc::uid_t,
+        value: usize,
+        _rest: [u64; 12],
+    }
+    const _: () = assert!(std::mem::size_of::<QueuedSignalInfo>() == 128);
+    // SAFETY: getpid and getuid cannot fail; rt_tgsigqueueinfo reads a
+    // 128-byte siginfo from a valid pointer. SI_QUEUE is negative, which
+    // the kernel requires for a signal queued with its own siginfo.
+    unsafe {
+        let info = QueuedSignalInfo {
+            signo: INTERRUPT_SIGNAL,
+            errno: 0,
+            code: libc::SI_QUEUE,
+            _pad: 0,
+            pid: libc::getpid(),
+            uid: libc::getuid(),
+            value: INTERRUPT_MARK,
+            _rest: [0; 12],
+        };
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            libc::getpid(),
+            tid,
+            INTERRUPT_SIGNAL,
+            &info as *const QueuedSignalInfo,
+        ) == 0
+    }
+}
+
+/// The first bytes of every compiled function: `push %rbp; mov %rsp,%rbp`.
+/// Until they have run, `rbp` is the caller's frame pointer.
+const FRAME_SETUP: [u8; 4] = [0x55, 0x48, 0x89, 0xe5];
+/// `ret`: the only instruction of an epilogue after `pop %rbp`.
+const RET: u8 = 0xc3;
+
+/// Whether a thread stopped at `pc` can be sent into the fault-unwind stub
+/// as if the instruction at `pc` had trapped: `pc` is in a compiled Wasm
+/// function (not a trampoline), past its frame setup, and not on its
+/// final `ret`. Everywhere in between, the function's frame pointer is in
+/// `rbp` and its unwind information (CFA = `rbp` + 16) holds, so both the
+/// frame-pointer walk and the unwinder can start there. Async-signal-safe.
+fn interruptible_at(pc: usize) -> bool {
+    match backstop_unwind::function_offset_signal_safe(pc) {
+        Some((index, offset)) if index != u32::MAX && offset as usize >= FRAME_SETUP.len() => {
+            let start = pc - offset as usize;
+            // SAFETY: `start..=pc` lies in a registered function: mapped,
+            // readable code that stays registered while it can run.
+            unsafe {
+                std::ptr::read(start as *const [u8; 4]) == FRAME_SETUP
+                    && std::ptr::read(pc as *const u8) != RET
+            }
+        }
+        _ => false,
+    }
+}
+
+extern "C" fn handle_interrupt(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler;
+    // `si_value` is only read for queued signals, which carry one.
+    let ours = unsafe {
+        (*info).si_code == libc::SI_QUEUE && (*info).si_value().sival_ptr as usize == INTERRUPT_MARK
+    };
+    if !ours {
+        // SAFETY: forwarding the kernel's arguments unchanged.
+        unsafe { chain(signal, info, context) };
+        return;
+    }
+    if !crate::exit::current_run_wants_interrupt() {
+        return; // Stale: the run ended, or is in host code (it checks itself).
+    }
+    let uc = context.cast::<libc::ucontext_t>();
+    // SAFETY: the kernel passes a valid ucontext to an SA_SIGINFO handler.
+    let (pc, fp) = unsafe {
+        let gregs = &(*uc).uc_mcontext.gregs;
+        (
+            gregs[libc::REG_RIP as usize] as usize,
+            gregs[libc::REG_RBP as usize] as usize,
+        )
+    };
+    if !interruptible_at(pc) {
+        return; // The kill switch sends again.
+    }
+    LAST_FAULT.set(FaultRecord {
+        code: TrapCode::Interrupt as u8,
+        pc,
+        fp,
+    });
+    // SAFETY: as for a fault: `pc` is in a compiled function past its
+    // frame setup, running on the guest stack, which has room below rsp.
+    unsafe {
+        backstop_asm::redirect_to_unwind_stub(uc, pc, std::ptr::null_mut(), raise_fault);
     }
 }
 

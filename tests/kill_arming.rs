@@ -4,10 +4,13 @@
 //! compiled code has to notice the request, and every way a run or an
 //! instance ends must disarm it, or every guest in the process pays for the
 //! slower check. Its own test binary, so no other test's kills interfere.
+//! The engines here compile the checks (`Config::interrupt_checks`); by
+//! default a kill interrupts the guest with a signal instead, and never
+//! arms the word (checked last).
 
 use backstop::{
-    interrupts_pending, kill_switch_fences, Caller, Engine, Error, KillOutcome, Linker, Module,
-    Outcome,
+    interrupts_pending, kill_switch_fences, Caller, Config, Engine, Error, KillOutcome, Linker,
+    Module, Outcome,
 };
 use std::sync::mpsc;
 use std::time::Duration;
@@ -24,6 +27,12 @@ const GUEST: &str = r#"
       (func (export "short")))
 "#;
 
+fn checked_engine() -> Engine {
+    let mut config = Config::new();
+    config.interrupt_checks(true);
+    Engine::new(&config).unwrap()
+}
+
 /// Waits for the guest thread to report that it is in a host function.
 fn wait_for(receiver: &mpsc::Receiver<()>) {
     receiver
@@ -33,7 +42,7 @@ fn wait_for(receiver: &mpsc::Receiver<()>) {
 
 #[test]
 fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
-    let engine = Engine::default();
+    let engine = checked_engine();
     let module = Module::new(&engine, GUEST).unwrap();
     let (entered_tx, entered) = mpsc::channel::<()>();
     let (release, release_rx) = mpsc::channel::<()>();
@@ -166,4 +175,27 @@ fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
     assert_eq!(interrupts_pending(), unfenced);
     drop(instance);
     assert_eq!(interrupts_pending(), 0);
+
+    // 7. Without compiled checks (the default), a kill in Wasm signals the
+    // guest's thread and never arms the word.
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        "(module (func (export \"spin\") (loop $l (br $l))))",
+    )
+    .unwrap();
+    let mut instance = Linker::<()>::new(&engine).instantiate(&module, ()).unwrap();
+    for _ in 0..20 {
+        let switch = instance.kill_switch();
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            let outcome = switch.terminate();
+            (outcome, interrupts_pending())
+        });
+        assert!(matches!(
+            instance.call::<(), ()>("spin", ()),
+            Err(Error::Killed)
+        ));
+        assert_eq!(killer.join().unwrap(), (KillOutcome::Interrupted, 0));
+    }
 }

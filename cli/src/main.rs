@@ -69,11 +69,12 @@ struct RunArgs {
     /// Guest stack size for Wasm code, e.g. 512K, 8M.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     stack_size: Option<u64>,
-    /// Compile without interrupt checks at loop headers and function
-    /// entries: slightly faster, but --timeout can then only stop the guest
-    /// when it calls a host function.
+    /// Compile with interrupt checks at loop headers and function entries:
+    /// --timeout then stops the guest at its next check, without a signal.
+    /// About 5% slower on tight loops. Without them (the default),
+    /// --timeout interrupts the guest with a signal (SIGURG).
     #[arg(long)]
-    no_interrupt_checks: bool,
+    interrupt_checks: bool,
     /// The module: a .wasm binary or .wat text.
     file: PathBuf,
     /// Arguments for the program (or the invoked export).
@@ -206,7 +207,7 @@ fn run(args: RunArgs) -> Ending {
     if let Some(bytes) = args.stack_size {
         config.stack_size(bytes as usize);
     }
-    config.interruptible(!args.no_interrupt_checks);
+    config.interrupt_checks(args.interrupt_checks);
     let result = (|| -> Result<Ending, Error> {
         let engine = Engine::new(&config)?;
         let module = read_module(&engine, &args.file)?;

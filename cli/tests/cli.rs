@@ -245,7 +245,7 @@ fn help_is_complete() {
         "--timeout",
         "--max-memory",
         "--stack-size",
-        "--no-interrupt-checks",
+        "--interrupt-checks",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }

@@ -20,8 +20,8 @@ pub use eh_frame::EhFrameRegistration;
 pub use gdb_jit::{build_elf_image, GdbJitRegistration};
 pub use perf_map::{perf_map_lines, perf_map_path, write_perf_map};
 pub use registry::{
-    is_registered_code_signal_safe, lookup, lookup_trap_signal_safe, register_code, CodeRegion,
-    CodeRegistrationHandle, FunctionRange, PcInfo, SourceLoc, TrapSite,
+    function_offset_signal_safe, is_registered_code_signal_safe, lookup, lookup_trap_signal_safe,
+    register_code, CodeRegion, CodeRegistrationHandle, FunctionRange, PcInfo, SourceLoc, TrapSite,
 };
 
 /// The gimli this crate is built against (0.29, the version cranelift-codegen 0.112 uses), so callers can name

@@ -282,6 +282,20 @@ pub fn lookup_trap_signal_safe(pc: usize) -> Option<(Option<u8>, usize)> {
     })
 }
 
+/// Where `pc` is inside a registered function: that function's embedder index and how far `pc` is from the
+/// function's first byte. `None` if no registered function contains `pc` (it is outside every region, or in a gap
+/// between a region's functions).
+///
+/// Async-signal-safe: no allocation, no locks, no panics, never blocks.
+pub fn function_offset_signal_safe(pc: usize) -> Option<(u32, u32)> {
+    with_region_containing(pc, |region| {
+        let code_offset = (pc - region.start) as u32;
+        let function = region.functions.get(region.function_at(code_offset)?)?;
+        Some((function.index, code_offset - function.start))
+    })
+    .flatten()
+}
+
 /// Is `pc` inside any registered region?
 ///
 /// Async-signal-safe: no allocation, no locks, no panics, never blocks.
