@@ -137,18 +137,15 @@ fn current_run() -> Option<CurrentRun> {
     unsafe { CURRENT_RUN.with(Cell::get).as_ref() }.copied()
 }
 
-/// Whether this thread's current run is one a kill switch wants stopped
-/// now, for the interrupt signal's handler: async-signal-safe (a
+/// The kill state of this thread's current run, if a kill switch wants it
+/// stopped now: for the interrupt signal's handler, async-signal-safe (a
 /// thread-local read and atomic loads).
-pub(crate) fn current_run_wants_interrupt() -> bool {
+pub(crate) fn current_run_to_interrupt() -> Option<&'static KillShared> {
     // SAFETY: a non-null record is the running root's, in its instance,
-    // whose kill state (an Arc it holds) outlives the run.
-    unsafe {
-        match CURRENT_RUN.with(Cell::get).as_ref() {
-            Some(run) if !run.kill.is_null() => (*run.kill).interrupt_due(),
-            _ => false,
-        }
-    }
+    // whose kill state (an Arc it holds) outlives the run; the handler
+    // that asks uses it only until it returns, within the run.
+    let kill = unsafe { CURRENT_RUN.with(Cell::get).as_ref()?.kill.as_ref()? };
+    kill.interrupt_due().then_some(kill)
 }
 
 /// Ends the run for a trap in compiled code: a fault at `pc` whose frame

@@ -13,11 +13,14 @@
 //!   function at an instruction where its frame can be unwound (past the
 //!   frame setup, not on the final `ret`). Then it sends the thread into the
 //!   fault-unwind stub, exactly as for a trap with the code `Interrupt`.
-//!   Anywhere else (a frame setup or `ret`, a trampoline, a runtime
-//!   function, host code on its way in or out) it declines, and a
-//!   follow-up thread (started on the first kill) sends the signal again,
-//!   after 20 µs, then at doubling intervals up to 1 ms, until the run
-//!   stops. Compiled code pays nothing for this until a kill.
+//!   On a function's first instruction or its `ret` it ends the run from
+//!   the caller's return address instead. Anywhere else (a trampoline, a
+//!   runtime function, host code on its way in or out) it declines.
+//!   `terminate` waits for the handler's reply (a few µs) and sends again
+//!   at once if it declined; if there is no reply within 50 µs, or after 8
+//!   declines, a follow-up thread (started on first use) sends the signal
+//!   again after 20 µs, then at doubling intervals up to 1 ms, until the
+//!   run stops. Compiled code pays nothing for this until a kill.
 //! - **Interrupt checks** (`Config::interrupt_checks(true)`): every loop
 //!   header and function entry reads a process-wide word,
 //!   `INTERRUPTS_PENDING` (a load from a constant address and a branch), and
@@ -102,6 +105,11 @@ pub(crate) struct KillShared {
     /// current run, for the interrupt signal. Stored before the status
     /// that says the run is running.
     thread: AtomicI32,
+    /// The interrupt signal's handler's replies, for the kill switch that
+    /// waits for them: how many signals it declined, and the number of the
+    /// last run it stopped.
+    interrupts_declined: AtomicU32,
+    interrupted_run: AtomicU64,
 }
 
 thread_local! {
@@ -137,6 +145,8 @@ impl KillShared {
             armed: AtomicBool::new(false),
             polls,
             thread: AtomicI32::new(0),
+            interrupts_declined: AtomicU32::new(0),
+            interrupted_run: AtomicU64::new(0),
         })
     }
 
@@ -217,20 +227,58 @@ impl KillShared {
 
     /// Makes compiled code stop for the flag set by `request(run)`: arms
     /// (see `armed`) if the code checks the flag, else interrupts the
-    /// run's thread with the interrupt signal and has the follow-up thread
-    /// send it again until the run stops. Arming after the flag store
-    /// means a concurrent disarm (a run ending, whose stale flag this may
-    /// be) cannot leave a fresh request unarmed; at worst a stale arming
-    /// lasts until this instance's next run ends.
+    /// run's thread with the interrupt signal (`interrupt`). Arming after
+    /// the flag store means a concurrent disarm (a run ending, whose stale
+    /// flag this may be) cannot leave a fresh request unarmed; at worst a
+    /// stale arming lasts until this instance's next run ends.
     fn notify_compiled_code(self: &Arc<Self>, run: u64) {
         if self.polls {
             if !self.armed.swap(true, Ordering::SeqCst) {
                 INTERRUPTS_PENDING.fetch_add(1, Ordering::SeqCst);
             }
-        } else {
-            self.interrupt_thread();
+        } else if !self.interrupt(run) {
             follow_up(self, run);
         }
+    }
+
+    /// Sends the interrupt signal to the run's thread and waits, briefly,
+    /// for the handler's reply; sends again at once when it declined (the
+    /// thread was at an instruction it cannot leave from). True once the
+    /// handler took it or the run stopped; false if neither happened
+    /// within `INTERRUPT_WAIT` per attempt (the thread is in a hostcall or
+    /// a runtime function, or was not scheduled), and the follow-up thread
+    /// must go on. A reply is a few µs away: the signal's delivery.
+    fn interrupt(&self, run: u64) -> bool {
+        for _ in 0..INTERRUPT_ATTEMPTS {
+            let declined = self.interrupts_declined.load(Ordering::SeqCst);
+            self.interrupt_thread();
+            let sent = std::time::Instant::now();
+            loop {
+                if self.interrupted_run.load(Ordering::SeqCst) == run || !self.still_to_stop(run) {
+                    return true;
+                }
+                if self.interrupts_declined.load(Ordering::SeqCst) != declined {
+                    break; // Declined: send again.
+                }
+                if sent.elapsed() > INTERRUPT_WAIT {
+                    return false;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        false
+    }
+
+    /// The handler's reply: it declined this run's interrupt signal.
+    /// Async-signal-safe.
+    pub(crate) fn interrupt_declined(&self) {
+        self.interrupts_declined.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The handler's reply: it is stopping the current run. Async-signal-safe.
+    pub(crate) fn interrupt_taken(&self) {
+        let run = self.status.load(Ordering::Relaxed) >> 2;
+        self.interrupted_run.store(run, Ordering::SeqCst);
     }
 
     /// Sends the interrupt signal to the thread of the current run.
@@ -293,6 +341,12 @@ struct FollowUps {
     pending: Mutex<Vec<(Arc<KillShared>, u64)>>,
     added: Condvar,
 }
+
+/// How long `terminate` waits for the interrupt signal's handler to reply,
+/// and how many signals it sends while the handler declines, before it
+/// leaves the run to the follow-up thread.
+const INTERRUPT_WAIT: Duration = Duration::from_micros(50);
+const INTERRUPT_ATTEMPTS: u32 = 8;
 
 /// The first wait before the follow-up thread interrupts a run again, and
 /// the longest (the wait doubles while the run goes on).

@@ -301,24 +301,57 @@ const FRAME_SETUP: [u8; 4] = [0x55, 0x48, 0x89, 0xe5];
 /// `ret`: the only instruction of an epilogue after `pop %rbp`.
 const RET: u8 = 0xc3;
 
-/// Whether a thread stopped at `pc` can be sent into the fault-unwind stub
-/// as if the instruction at `pc` had trapped: `pc` is in a compiled Wasm
-/// function (not a trampoline), past its frame setup, and not on its
-/// final `ret`. Everywhere in between, the function's frame pointer is in
-/// `rbp` and its unwind information (CFA = `rbp` + 16) holds, so both the
-/// frame-pointer walk and the unwinder can start there. Async-signal-safe.
-fn interruptible_at(pc: usize) -> bool {
-    match backstop_unwind::function_offset_signal_safe(pc) {
+/// Where a thread stopped at `pc` with stack pointer `sp` can be sent into
+/// the fault-unwind stub as if an instruction had trapped: a `(pc, sp)` in
+/// the body of a compiled Wasm function (not a trampoline), past its frame
+/// setup, where that function's frame pointer is in `rbp` and its unwind
+/// information (CFA = `rbp` + 16) holds, so both the frame-pointer walk
+/// and the unwinder can start there. `None` if there is none.
+///
+/// Inside a body that is `(pc, sp)` itself. On the first instruction of a
+/// function (`push %rbp` not yet run) or on its `ret` (after `pop %rbp`),
+/// the thread is, to its caller, exactly at the call's return address:
+/// `rbp` is the caller's, every callee-saved register holds the caller's
+/// value, and the return address is at `sp`. After `push %rbp` it is at
+/// `sp + 8`. The run is ended there, never resumed, so it can be ended
+/// from the caller's return address instead, which is the common case in
+/// call-heavy code (calls and returns are where interrupts land most).
+/// Async-signal-safe.
+///
+/// # Safety
+/// `sp` must be the stopped thread's stack pointer.
+unsafe fn unwindable_point(pc: usize, sp: usize) -> Option<(usize, usize)> {
+    let (index, offset) = backstop_unwind::function_offset_signal_safe(pc)?;
+    if index == u32::MAX {
+        return None;
+    }
+    let start = pc - offset as usize;
+    // SAFETY: `start..=pc` lies in a registered function: mapped, readable
+    // code that stays registered while it can run.
+    let (setup, opcode) = unsafe {
+        (
+            std::ptr::read(start as *const [u8; 4]),
+            std::ptr::read(pc as *const u8),
+        )
+    };
+    if setup != FRAME_SETUP {
+        return None;
+    }
+    let return_address_slot = match offset {
+        0 => sp,
+        1 => sp + 8,
+        2..=3 => return None, // inside `push %rbp; mov %rsp,%rbp`: cannot happen
+        _ if opcode == RET => sp,
+        _ => return Some((pc, sp)),
+    };
+    // SAFETY: in these states the return address is at that slot of the
+    // stopped thread's stack (see above), which is mapped.
+    let return_address = unsafe { std::ptr::read(return_address_slot as *const usize) };
+    match backstop_unwind::function_offset_signal_safe(return_address) {
         Some((index, offset)) if index != u32::MAX && offset as usize >= FRAME_SETUP.len() => {
-            let start = pc - offset as usize;
-            // SAFETY: `start..=pc` lies in a registered function: mapped,
-            // readable code that stays registered while it can run.
-            unsafe {
-                std::ptr::read(start as *const [u8; 4]) == FRAME_SETUP
-                    && std::ptr::read(pc as *const u8) != RET
-            }
+            Some((return_address, return_address_slot + 8))
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -337,29 +370,35 @@ extern "C" fn handle_interrupt(
         unsafe { chain(signal, info, context) };
         return;
     }
-    if !crate::exit::current_run_wants_interrupt() {
+    let Some(kill) = crate::exit::current_run_to_interrupt() else {
         return; // Stale: the run ended, or is in host code (it checks itself).
-    }
+    };
     let uc = context.cast::<libc::ucontext_t>();
     // SAFETY: the kernel passes a valid ucontext to an SA_SIGINFO handler.
-    let (pc, fp) = unsafe {
+    let (pc, sp, fp) = unsafe {
         let gregs = &(*uc).uc_mcontext.gregs;
         (
             gregs[libc::REG_RIP as usize] as usize,
+            gregs[libc::REG_RSP as usize] as usize,
             gregs[libc::REG_RBP as usize] as usize,
         )
     };
-    if !interruptible_at(pc) {
-        return; // The kill switch sends again.
-    }
+    // SAFETY: `sp` is the interrupted thread's stack pointer.
+    let Some((pc, sp)) = (unsafe { unwindable_point(pc, sp) }) else {
+        kill.interrupt_declined(); // The kill switch sends again.
+        return;
+    };
+    kill.interrupt_taken();
     LAST_FAULT.set(FaultRecord {
         code: TrapCode::Interrupt as u8,
         pc,
         fp,
     });
-    // SAFETY: as for a fault: `pc` is in a compiled function past its
-    // frame setup, running on the guest stack, which has room below rsp.
+    // SAFETY: as for a fault: `pc` is in a compiled function's body and
+    // `sp` its stack pointer there, on the guest stack, which has room
+    // below it. The context's registers are ours to rewrite.
     unsafe {
+        (*uc).uc_mcontext.gregs[libc::REG_RSP as usize] = sp as i64;
         backstop_asm::redirect_to_unwind_stub(uc, pc, std::ptr::null_mut(), raise_fault);
     }
 }

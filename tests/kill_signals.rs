@@ -35,11 +35,12 @@ const GUEST: &str = r#"
           (local.set 0 (i32.add (local.get 0) (i32.const 1)))
           (br_if $l (i32.lt_u (local.get 0) (i32.const 0x10000000))))
         (local.get 0))
-      ;; Host and guest frames alternate `depth` times, then it spins.
+      ;; Host and guest frames alternate `depth` times, then it spins on
+      ;; calls (so kills land at frame setups and returns too).
       (func (export "nested") (param i32)
         (if (local.get 0)
           (then (call $nest (i32.sub (local.get 0) (i32.const 1))))
-          (else (call $ready) (loop $l (br $l)))))
+          (else (call $ready) (loop $l (drop (call $pair (i32.const 0))) (br $l)))))
       ;; Returns after a while, unless killed first.
       (func (export "mixed") (param i32) (result i32) (local i32)
         (loop $l
@@ -187,7 +188,7 @@ fn kills_stop_code_that_keeps_entering_the_host_and_the_runtime() {
 fn a_kill_in_nested_wasm_unwinds_every_host_frame() {
     let engine = Engine::default();
     let mut instance = instance(&engine);
-    for depth in [1, 2, 8] {
+    for depth in [1, 2, 8, 1, 2, 8, 1, 2, 8] {
         let dropped = instance.data().dropped.clone();
         dropped.store(0, Ordering::SeqCst);
         let (result, outcome, _) =
