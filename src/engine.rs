@@ -99,10 +99,12 @@ impl Config {
     /// Either way a `KillSwitch` stops a guest wherever it is. Without
     /// checks (the default), a kill of a guest running compiled code
     /// interrupts its thread with a signal (`SIGURG`, marked as Backstop's
-    /// own), which costs the guest nothing until then; the thread must not
-    /// block that signal. With checks, compiled code reads a process-wide
-    /// word at each check, and a kill stops the guest at its next check
-    /// without any signal. The checks cost about 5% on tight loops.
+    /// own), which costs the guest nothing until then. Backstop unblocks
+    /// that signal on each thread the first time it runs a guest there;
+    /// the embedder must not block it again there. With checks, compiled
+    /// code reads a process-wide word at each check, and a kill stops the
+    /// guest at its next check without any signal. The checks cost about
+    /// 5% on tight loops.
     pub fn interrupt_checks(&mut self, enable: bool) -> &mut Self {
         self.interrupt_checks = enable;
         self

@@ -87,7 +87,23 @@ pub(crate) fn ensure_ready() {
 fn prepare_thread() {
     INSTALL.call_once(install_handlers);
     ensure_altstack();
+    unblock_interrupt_signal();
     ALTSTACK_READY.set(true);
+}
+
+/// Kills of a guest in compiled code need the interrupt signal delivered
+/// to the thread that runs it: unblock it on each thread that runs guests
+/// (once, the first time). An embedder that blocks it again later on such
+/// a thread makes kills of its guests wait until they call the host.
+fn unblock_interrupt_signal() {
+    // SAFETY: plain libc calls on a local, initialised signal set; only
+    // this thread's mask changes, and only for the interrupt signal.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, INTERRUPT_SIGNAL);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 fn install_handlers() {

@@ -234,6 +234,27 @@ fn kills_at_random_moments_stop_the_run_or_find_it_over() {
 }
 
 #[test]
+fn kills_land_on_a_thread_that_had_blocked_the_signal() {
+    let engine = Engine::default();
+    let stopped = std::thread::spawn(move || {
+        // SAFETY: blocking one signal on this thread with a valid set.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGURG);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        let mut instance = instance(&engine);
+        let (result, outcome, _) =
+            kill_after::<(), ()>(&mut instance, "calls", (), Duration::from_millis(1));
+        (format!("{result:?}"), outcome)
+    });
+    let (result, outcome) = stopped.join().unwrap();
+    assert_eq!(result, "Err(Killed)");
+    assert_eq!(outcome, KillOutcome::Interrupted);
+}
+
+#[test]
 fn a_foreign_sigurg_reaches_the_embedder_and_leaves_the_guest_alone() {
     let engine = Engine::default();
     let mut instance = instance(&engine);
