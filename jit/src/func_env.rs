@@ -71,6 +71,20 @@ pub fn native_signature(ty: &FuncType) -> Signature {
     sig
 }
 
+/// The arguments of a call with the native signature: the two vmctx
+/// pointers, then the Wasm arguments.
+fn native_call_args(
+    callee_vmctx: ir::Value,
+    caller_vmctx: ir::Value,
+    wasm_args: &[ir::Value],
+) -> Vec<ir::Value> {
+    let mut args = Vec::with_capacity(wasm_args.len() + 2);
+    args.push(callee_vmctx);
+    args.push(caller_vmctx);
+    args.extend_from_slice(wasm_args);
+    args
+}
+
 /// The signature of a builtin, from its documentation in `vmoffsets`.
 fn builtin_signature(builtin: Builtin) -> Signature {
     use types::{I32, I64};
@@ -262,47 +276,70 @@ impl<'a> FuncEnv<'a> {
             .or_insert_with(|| func.import_signature(builtin_signature(builtin)))
     }
 
-    /// Calls a runtime builtin through the builtins table in the vmctx.
+    /// Loads a pointer that the vmctx holds at `offset` and that never
+    /// changes while code runs (so the load is marked read-only).
+    fn load_readonly_vmctx_ptr(pos: &mut FuncCursor, offset: u32) -> ir::Value {
+        let vmctx = Self::vmctx_value(pos.func);
+        pos.ins()
+            .load(types::I64, trusted_readonly(), vmctx, offset as i32)
+    }
+
+    /// Calls a runtime builtin through the builtins table in the vmctx with
+    /// the arguments `(vmctx, immediates..., operands...)`: the instruction's
+    /// immediates (memory, table and segment indices) as i32 constants, then
+    /// its operands as they are.
     fn call_builtin(
         &mut self,
         pos: &mut FuncCursor,
         builtin: Builtin,
-        args: &[ir::Value],
+        immediates: &[u32],
+        operands: &[ir::Value],
     ) -> Option<ir::Value> {
+        let mut args = Vec::with_capacity(1 + immediates.len() + operands.len());
+        args.push(Self::vmctx_value(pos.func));
+        for &immediate in immediates {
+            args.push(pos.ins().iconst(types::I32, i64::from(immediate)));
+        }
+        args.extend_from_slice(operands);
         let sig = self.builtin_sig(pos.func, builtin);
-        let vmctx = Self::vmctx_value(pos.func);
-        let table = pos
-            .ins()
-            .load(types::I64, trusted_readonly(), vmctx, VMCTX_BUILTINS as i32);
+        let builtins = Self::load_readonly_vmctx_ptr(pos, VMCTX_BUILTINS);
         let callee = pos.ins().load(
             types::I64,
             trusted_readonly(),
-            table,
+            builtins,
             (builtin as u32 * 8) as i32,
         );
-        let mut call_args = vec![vmctx];
-        call_args.extend_from_slice(args);
-        let call = pos.ins().call_indirect(sig, callee, &call_args);
+        let call = pos.ins().call_indirect(sig, callee, &args);
         pos.func.dfg.inst_results(call).first().copied()
     }
 
-    /// Calls a builtin that returns a status, and traps with `code` when the
-    /// status is non-zero.
+    /// Calls a builtin that returns a status (see `call_builtin` for the
+    /// arguments), and traps with `code` when the status is non-zero.
     fn call_builtin_checked(
         &mut self,
         pos: &mut FuncCursor,
         builtin: Builtin,
-        args: &[ir::Value],
+        immediates: &[u32],
+        operands: &[ir::Value],
         code: TrapCode,
     ) {
         let status = self
-            .call_builtin(pos, builtin, args)
+            .call_builtin(pos, builtin, immediates, operands)
             .expect("checked builtins return a status");
         pos.ins().trapnz(status, code);
     }
 
-    fn i32_const(pos: &mut FuncCursor, value: u32) -> ir::Value {
-        pos.ins().iconst(types::I32, value as i64)
+    /// Loads the `VMTable` pointer of `table` and the table's current length.
+    fn load_table_ptr_and_length(
+        &self,
+        pos: &mut FuncCursor,
+        table: TableIndex,
+    ) -> (ir::Value, ir::Value) {
+        let table_ptr = Self::load_readonly_vmctx_ptr(pos, self.offsets.table(table.as_u32()));
+        let length = pos
+            .ins()
+            .load(types::I32, trusted(), table_ptr, TABLE_LENGTH as i32);
+        (table_ptr, length)
     }
 
     /// Loads the `VMTable` pointer of `table`, checks `index` against its
@@ -313,16 +350,7 @@ impl<'a> FuncEnv<'a> {
         table: TableIndex,
         index: ir::Value,
     ) -> ir::Value {
-        let vmctx = Self::vmctx_value(builder.func);
-        let table_ptr = builder.ins().load(
-            types::I64,
-            trusted_readonly(),
-            vmctx,
-            self.offsets.table(table.as_u32()) as i32,
-        );
-        let length = builder
-            .ins()
-            .load(types::I32, trusted(), table_ptr, TABLE_LENGTH as i32);
+        let (table_ptr, length) = self.load_table_ptr_and_length(&mut builder.cursor(), table);
         let out_of_bounds = builder.ins().icmp(
             ir::condcodes::IntCC::UnsignedGreaterThanOrEqual,
             index,
@@ -369,10 +397,7 @@ impl<'a> FuncEnv<'a> {
                 .ins()
                 .store(trusted(), value, callee_vmctx, field as i32);
         }
-        let mut args = Vec::with_capacity(call_args.len() + 2);
-        args.push(callee_vmctx);
-        args.push(caller_vmctx);
-        args.extend_from_slice(call_args);
+        let args = native_call_args(callee_vmctx, caller_vmctx, call_args);
         builder.ins().call_indirect(sig_ref, native, &args)
     }
 }
@@ -531,10 +556,7 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
                 .iadd_imm(vmctx, self.offsets.func_ref(callee_index.as_u32()) as i64);
             return Ok(Self::call_func_ref(builder, sig_ref, func_ref, call_args));
         }
-        let mut args = Vec::with_capacity(call_args.len() + 2);
-        args.push(vmctx);
-        args.push(vmctx);
-        args.extend_from_slice(call_args);
+        let args = native_call_args(vmctx, vmctx, call_args);
         Ok(builder.ins().call(callee, &args))
     }
 
@@ -616,9 +638,8 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
         _heap: Heap,
         val: ir::Value,
     ) -> WasmResult<ir::Value> {
-        let memory = Self::i32_const(&mut pos, index.as_u32());
         Ok(self
-            .call_builtin(&mut pos, Builtin::MemoryGrow, &[memory, val])
+            .call_builtin(&mut pos, Builtin::MemoryGrow, &[index.as_u32()], &[val])
             .expect("memory.grow returns a value"))
     }
 
@@ -628,13 +649,8 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
         index: MemoryIndex,
         _heap: Heap,
     ) -> WasmResult<ir::Value> {
-        let vmctx = Self::vmctx_value(pos.func);
-        let definition = pos.ins().load(
-            types::I64,
-            trusted_readonly(),
-            vmctx,
-            self.offsets.memory_definition(index.as_u32()) as i32,
-        );
+        let definition =
+            Self::load_readonly_vmctx_ptr(&mut pos, self.offsets.memory_definition(index.as_u32()));
         let length = pos.ins().load(
             types::I64,
             trusted(),
@@ -656,12 +672,11 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
         src: ir::Value,
         len: ir::Value,
     ) -> WasmResult<()> {
-        let dst_memory = Self::i32_const(&mut pos, dst_index.as_u32());
-        let src_memory = Self::i32_const(&mut pos, src_index.as_u32());
         self.call_builtin_checked(
             &mut pos,
             Builtin::MemoryCopy,
-            &[dst_memory, src_memory, dst, src, len],
+            &[dst_index.as_u32(), src_index.as_u32()],
+            &[dst, src, len],
             TrapCode::HeapOutOfBounds,
         );
         Ok(())
@@ -676,11 +691,11 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
         val: ir::Value,
         len: ir::Value,
     ) -> WasmResult<()> {
-        let memory = Self::i32_const(&mut pos, index.as_u32());
         self.call_builtin_checked(
             &mut pos,
             Builtin::MemoryFill,
-            &[memory, dst, val, len],
+            &[index.as_u32()],
+            &[dst, val, len],
             TrapCode::HeapOutOfBounds,
         );
         Ok(())
@@ -696,20 +711,18 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
         src: ir::Value,
         len: ir::Value,
     ) -> WasmResult<()> {
-        let memory = Self::i32_const(&mut pos, index.as_u32());
-        let segment = Self::i32_const(&mut pos, seg_index);
         self.call_builtin_checked(
             &mut pos,
             Builtin::MemoryInit,
-            &[memory, segment, dst, src, len],
+            &[index.as_u32(), seg_index],
+            &[dst, src, len],
             TrapCode::HeapOutOfBounds,
         );
         Ok(())
     }
 
     fn translate_data_drop(&mut self, mut pos: FuncCursor, seg_index: u32) -> WasmResult<()> {
-        let segment = Self::i32_const(&mut pos, seg_index);
-        self.call_builtin(&mut pos, Builtin::DataDrop, &[segment]);
+        self.call_builtin(&mut pos, Builtin::DataDrop, &[seg_index], &[]);
         Ok(())
     }
 
@@ -718,16 +731,8 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
         mut pos: FuncCursor,
         index: TableIndex,
     ) -> WasmResult<ir::Value> {
-        let vmctx = Self::vmctx_value(pos.func);
-        let table_ptr = pos.ins().load(
-            types::I64,
-            trusted_readonly(),
-            vmctx,
-            self.offsets.table(index.as_u32()) as i32,
-        );
-        Ok(pos
-            .ins()
-            .load(types::I32, trusted(), table_ptr, TABLE_LENGTH as i32))
+        let (_, length) = self.load_table_ptr_and_length(&mut pos, index);
+        Ok(length)
     }
 
     fn translate_table_grow(
@@ -737,9 +742,13 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
         delta: ir::Value,
         init_value: ir::Value,
     ) -> WasmResult<ir::Value> {
-        let table = Self::i32_const(&mut pos, table_index.as_u32());
         Ok(self
-            .call_builtin(&mut pos, Builtin::TableGrow, &[table, init_value, delta])
+            .call_builtin(
+                &mut pos,
+                Builtin::TableGrow,
+                &[table_index.as_u32()],
+                &[init_value, delta],
+            )
             .expect("table.grow returns a value"))
     }
 
@@ -774,12 +783,11 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
         src: ir::Value,
         len: ir::Value,
     ) -> WasmResult<()> {
-        let dst_table = Self::i32_const(&mut pos, dst_table_index.as_u32());
-        let src_table = Self::i32_const(&mut pos, src_table_index.as_u32());
         self.call_builtin_checked(
             &mut pos,
             Builtin::TableCopy,
-            &[dst_table, src_table, dst, src, len],
+            &[dst_table_index.as_u32(), src_table_index.as_u32()],
+            &[dst, src, len],
             TrapCode::TableOutOfBounds,
         );
         Ok(())
@@ -793,11 +801,11 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
         val: ir::Value,
         len: ir::Value,
     ) -> WasmResult<()> {
-        let table = Self::i32_const(&mut pos, table_index.as_u32());
         self.call_builtin_checked(
             &mut pos,
             Builtin::TableFill,
-            &[table, dst, val, len],
+            &[table_index.as_u32()],
+            &[dst, val, len],
             TrapCode::TableOutOfBounds,
         );
         Ok(())
@@ -812,20 +820,18 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
         src: ir::Value,
         len: ir::Value,
     ) -> WasmResult<()> {
-        let table = Self::i32_const(&mut pos, table_index.as_u32());
-        let segment = Self::i32_const(&mut pos, seg_index);
         self.call_builtin_checked(
             &mut pos,
             Builtin::TableInit,
-            &[table, segment, dst, src, len],
+            &[table_index.as_u32(), seg_index],
+            &[dst, src, len],
             TrapCode::TableOutOfBounds,
         );
         Ok(())
     }
 
     fn translate_elem_drop(&mut self, mut pos: FuncCursor, seg_index: u32) -> WasmResult<()> {
-        let segment = Self::i32_const(&mut pos, seg_index);
-        self.call_builtin(&mut pos, Builtin::ElemDrop, &[segment]);
+        self.call_builtin(&mut pos, Builtin::ElemDrop, &[seg_index], &[]);
         Ok(())
     }
 
