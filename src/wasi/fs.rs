@@ -7,7 +7,7 @@
 
 use super::ctx::{Descriptor, DirDesc, Kind, WasiCtx, DIR_RIGHTS, FILE_RIGHTS, FILE_WRITE_RIGHTS};
 use super::error::{io, WasiResult};
-use super::memory::{total_len, GuestMemory};
+use super::memory::{GuestMemory, VectoredIo};
 use super::stdio::Stream;
 use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt};
 use cap_fs_ext::{OsMetadataExt, SystemTimeSpec};
@@ -15,6 +15,7 @@ use cap_std::fs::Dir;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirEntryExt, FileExt};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 use wasi::*;
 
@@ -116,6 +117,12 @@ pub(crate) fn flags16(value: i32, known: u16) -> WasiResult<u16> {
         return Err(ERRNO_INVAL);
     }
     Ok(value)
+}
+
+/// Whether a `lookupflags` argument asks for a final symlink to be
+/// followed; `EINVAL` if it has unknown bits.
+fn follows_symlinks(lookupflags: i32) -> WasiResult<bool> {
+    Ok(flags16(lookupflags, LOOKUPFLAGS_SYMLINK_FOLLOW as u16)? != 0)
 }
 
 /// The (atime, mtime) to set from a `fst_flags` and two timestamps.
@@ -309,6 +316,17 @@ pub(crate) fn fd_filestat_set_times(
     }
 }
 
+/// The file of a descriptor that positional I/O and seeking work on: a
+/// stream is `ESPIPE`, a directory `dir_errno` (`EISDIR` for `fd_pread`,
+/// `EBADF` for the others).
+fn seekable_file(d: &Descriptor, dir_errno: Errno) -> WasiResult<&std::fs::File> {
+    match &d.kind {
+        Kind::File(f) => Ok(f),
+        Kind::Stream(_) => Err(ERRNO_SPIPE),
+        Kind::Dir(_) => Err(dir_errno),
+    }
+}
+
 pub(crate) fn fd_read(
     ctx: &mut WasiCtx,
     mem: &GuestMemory,
@@ -317,21 +335,17 @@ pub(crate) fn fd_read(
     iovs_len: u32,
     nread: u32,
 ) -> WasiResult<()> {
-    let iovecs = mem.iovecs(iovs, iovs_len)?;
-    mem.check(nread, 4)?;
+    let guest = VectoredIo::new(mem, iovs, iovs_len, nread)?;
     let d = ctx.table.get(fd)?;
     d.require(RIGHTS_FD_READ)?;
-    let mut buffer = vec![0u8; total_len(&iovecs)];
-    let n = match &d.kind {
+    guest.read_with(|buffer| match &d.kind {
         Kind::File(f) => {
             let mut f: &std::fs::File = f;
-            io(f.read(&mut buffer))?
+            io(f.read(buffer))
         }
-        Kind::Stream(s) => io(s.read(&mut buffer))?,
-        Kind::Dir(_) => return Err(ERRNO_ISDIR),
-    };
-    mem.scatter(&iovecs, &buffer[..n])?;
-    mem.write_u32(nread, n as u32)
+        Kind::Stream(s) => io(s.read(buffer)),
+        Kind::Dir(_) => Err(ERRNO_ISDIR),
+    })
 }
 
 pub(crate) fn fd_pread(
@@ -343,26 +357,22 @@ pub(crate) fn fd_pread(
     offset: u64,
     nread: u32,
 ) -> WasiResult<()> {
-    let iovecs = mem.iovecs(iovs, iovs_len)?;
-    mem.check(nread, 4)?;
+    let guest = VectoredIo::new(mem, iovs, iovs_len, nread)?;
     let d = ctx.table.get(fd)?;
-    let f = match &d.kind {
-        Kind::File(f) => f,
-        Kind::Stream(_) => return Err(ERRNO_SPIPE),
-        Kind::Dir(_) => return Err(ERRNO_ISDIR),
-    };
+    let f = seekable_file(d, ERRNO_ISDIR)?;
     d.require(RIGHTS_FD_READ | RIGHTS_FD_SEEK)?;
-    let mut buffer = vec![0u8; total_len(&iovecs)];
-    let mut n = 0;
-    while n < buffer.len() {
-        let offset = offset.checked_add(n as u64).ok_or(ERRNO_INVAL)?;
-        match io(f.read_at(&mut buffer[n..], offset))? {
-            0 => break,
-            k => n += k,
+    guest.read_with(|buffer| {
+        // Unlike `fd_read`, reads until the buffer is full or the file ends.
+        let mut n = 0;
+        while n < buffer.len() {
+            let offset = offset.checked_add(n as u64).ok_or(ERRNO_INVAL)?;
+            match io(f.read_at(&mut buffer[n..], offset))? {
+                0 => break,
+                k => n += k,
+            }
         }
-    }
-    mem.scatter(&iovecs, &buffer[..n])?;
-    mem.write_u32(nread, n as u32)
+        Ok(n)
+    })
 }
 
 pub(crate) fn fd_write(
@@ -373,24 +383,21 @@ pub(crate) fn fd_write(
     iovs_len: u32,
     nwritten: u32,
 ) -> WasiResult<()> {
-    let iovecs = mem.iovecs(iovs, iovs_len)?;
-    mem.check(nwritten, 4)?;
+    let guest = VectoredIo::new(mem, iovs, iovs_len, nwritten)?;
     let d = ctx.table.get(fd)?;
     d.require(RIGHTS_FD_WRITE)?;
-    let data = mem.gather(&iovecs)?;
-    let n = match &d.kind {
+    guest.write_with(|data| match &d.kind {
         Kind::File(f) => {
             let mut f: &std::fs::File = f;
             if d.flags & FDFLAGS_APPEND != 0 {
                 io(f.seek(SeekFrom::End(0)))?;
             }
-            io(f.write_all(&data))?;
-            data.len()
+            io(f.write_all(data))?;
+            Ok(data.len())
         }
-        Kind::Stream(s) => io(s.write(&data))?,
-        Kind::Dir(_) => return Err(ERRNO_BADF),
-    };
-    mem.write_u32(nwritten, n as u32)
+        Kind::Stream(s) => io(s.write(data)),
+        Kind::Dir(_) => Err(ERRNO_BADF),
+    })
 }
 
 pub(crate) fn fd_pwrite(
@@ -402,24 +409,32 @@ pub(crate) fn fd_pwrite(
     offset: u64,
     nwritten: u32,
 ) -> WasiResult<()> {
-    let iovecs = mem.iovecs(iovs, iovs_len)?;
-    mem.check(nwritten, 4)?;
+    let guest = VectoredIo::new(mem, iovs, iovs_len, nwritten)?;
     let d = ctx.table.get(fd)?;
-    let f = match &d.kind {
-        Kind::File(f) => f,
-        Kind::Stream(_) => return Err(ERRNO_SPIPE),
-        Kind::Dir(_) => return Err(ERRNO_BADF),
-    };
+    let f = seekable_file(d, ERRNO_BADF)?;
     d.require(RIGHTS_FD_WRITE | RIGHTS_FD_SEEK)?;
-    let data = mem.gather(&iovecs)?;
-    if offset
-        .checked_add(data.len() as u64)
-        .is_none_or(|end| end > i64::MAX as u64)
-    {
-        return Err(ERRNO_FBIG);
+    guest.write_with(|data| {
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > i64::MAX as u64)
+        {
+            return Err(ERRNO_FBIG);
+        }
+        io(f.write_all_at(data, offset))?;
+        Ok(data.len())
+    })
+}
+
+/// The guest's name for a preopened directory; `EBADF` for any other
+/// descriptor.
+fn preopen_name(d: &Descriptor) -> WasiResult<&str> {
+    match &d.kind {
+        Kind::Dir(DirDesc {
+            preopen: Some(name),
+            ..
+        }) => Ok(name),
+        _ => Err(ERRNO_BADF),
     }
-    io(f.write_all_at(&data, offset))?;
-    mem.write_u32(nwritten, data.len() as u32)
 }
 
 pub(crate) fn fd_prestat_get(
@@ -428,14 +443,7 @@ pub(crate) fn fd_prestat_get(
     fd: u32,
     buf: u32,
 ) -> WasiResult<()> {
-    let d = ctx.table.get(fd)?;
-    let Kind::Dir(DirDesc {
-        preopen: Some(name),
-        ..
-    }) = &d.kind
-    else {
-        return Err(ERRNO_BADF);
-    };
+    let name = preopen_name(ctx.table.get(fd)?)?;
     let mut b = [0u8; 8];
     b[0] = PREOPENTYPE_DIR.raw();
     b[4..8].copy_from_slice(&(name.len() as u32).to_le_bytes());
@@ -449,14 +457,7 @@ pub(crate) fn fd_prestat_dir_name(
     path: u32,
     path_len: u32,
 ) -> WasiResult<()> {
-    let d = ctx.table.get(fd)?;
-    let Kind::Dir(DirDesc {
-        preopen: Some(name),
-        ..
-    }) = &d.kind
-    else {
-        return Err(ERRNO_BADF);
-    };
+    let name = preopen_name(ctx.table.get(fd)?)?;
     if (path_len as usize) < name.len() {
         return Err(ERRNO_NAMETOOLONG);
     }
@@ -531,11 +532,7 @@ pub(crate) fn fd_seek(
 ) -> WasiResult<()> {
     mem.check(newoffset, 8)?;
     let d = ctx.table.get(fd)?;
-    let mut f = match &d.kind {
-        Kind::File(f) => f,
-        Kind::Stream(_) => return Err(ERRNO_SPIPE),
-        Kind::Dir(_) => return Err(ERRNO_BADF),
-    };
+    let mut f = seekable_file(d, ERRNO_BADF)?;
     let pos = match whence {
         0 => SeekFrom::Start(u64::try_from(offset).map_err(|_| ERRNO_INVAL)?),
         1 => SeekFrom::Current(offset),
@@ -559,17 +556,29 @@ pub(crate) fn fd_tell(
 ) -> WasiResult<()> {
     mem.check(offset, 8)?;
     let d = ctx.table.get(fd)?;
-    let mut f = match &d.kind {
-        Kind::File(f) => f,
-        Kind::Stream(_) => return Err(ERRNO_SPIPE),
-        Kind::Dir(_) => return Err(ERRNO_BADF),
-    };
+    let mut f = seekable_file(d, ERRNO_BADF)?;
     d.require(RIGHTS_FD_TELL)?;
     let pos = io(f.stream_position())?;
     mem.write_u64(offset, pos)
 }
 
 // ---- paths ---------------------------------------------------------------
+
+/// The guest path at `path` and the directory `fd` it is relative to, which
+/// must have `rights`; the path is read first, so a bad one is `EFAULT`
+/// whatever the descriptor.
+fn path_in_dir<'a>(
+    ctx: &'a WasiCtx,
+    mem: &GuestMemory,
+    fd: u32,
+    rights: Rights,
+    path: u32,
+    path_len: u32,
+) -> WasiResult<(&'a Dir, PathBuf)> {
+    let path = mem.path(path, path_len)?;
+    let dir = ctx.table.get(fd)?.dir(rights)?;
+    Ok((dir, path))
+}
 
 pub(crate) fn path_create_directory(
     ctx: &mut WasiCtx,
@@ -578,8 +587,7 @@ pub(crate) fn path_create_directory(
     path: u32,
     path_len: u32,
 ) -> WasiResult<()> {
-    let path = mem.path(path, path_len)?;
-    let dir = ctx.table.get(fd)?.dir(RIGHTS_PATH_CREATE_DIRECTORY)?;
+    let (dir, path) = path_in_dir(ctx, mem, fd, RIGHTS_PATH_CREATE_DIRECTORY, path, path_len)?;
     io(dir.create_dir(path))
 }
 
@@ -592,11 +600,11 @@ pub(crate) fn path_filestat_get(
     path_len: u32,
     buf: u32,
 ) -> WasiResult<()> {
-    let flags = flags16(flags, LOOKUPFLAGS_SYMLINK_FOLLOW as u16)?;
+    let follow = follows_symlinks(flags)?;
     let path = mem.path(path, path_len)?;
     mem.check(buf, 64)?;
     let dir = ctx.table.get(fd)?.dir(RIGHTS_PATH_FILESTAT_GET)?;
-    let meta = if flags != 0 {
+    let meta = if follow {
         io(dir.metadata(path))?
     } else {
         io(dir.symlink_metadata(path))?
@@ -616,12 +624,11 @@ pub(crate) fn path_filestat_set_times(
     mtim: u64,
     fst_flags: i32,
 ) -> WasiResult<()> {
-    let flags = flags16(flags, LOOKUPFLAGS_SYMLINK_FOLLOW as u16)?;
+    let follow = follows_symlinks(flags)?;
     let fst_flags = flags16(fst_flags, 0xf)?;
-    let path = mem.path(path, path_len)?;
-    let dir = ctx.table.get(fd)?.dir(RIGHTS_PATH_FILESTAT_SET_TIMES)?;
+    let (dir, path) = path_in_dir(ctx, mem, fd, RIGHTS_PATH_FILESTAT_SET_TIMES, path, path_len)?;
     let (atime, mtime) = time_specs(atim, mtim, fst_flags)?;
-    if flags != 0 {
+    if follow {
         io(dir.set_times(path, atime, mtime))
     } else {
         io(dir.set_symlink_times(path, atime, mtime))
@@ -640,8 +647,7 @@ pub(crate) fn path_link(
     new_path: u32,
     new_path_len: u32,
 ) -> WasiResult<()> {
-    let old_flags = flags16(old_flags, LOOKUPFLAGS_SYMLINK_FOLLOW as u16)?;
-    if old_flags != 0 {
+    if follows_symlinks(old_flags)? {
         // Linking through a symlink is not offered (as in other runtimes).
         return Err(ERRNO_INVAL);
     }
@@ -673,7 +679,7 @@ pub(crate) fn path_open(
     fdflags: i32,
     opened: u32,
 ) -> WasiResult<()> {
-    let dirflags = flags16(dirflags, LOOKUPFLAGS_SYMLINK_FOLLOW as u16)?;
+    let follow = FollowSymlinks::follow(follows_symlinks(dirflags)?);
     let oflags = flags16(
         oflags,
         OFLAGS_CREAT | OFLAGS_DIRECTORY | OFLAGS_EXCL | OFLAGS_TRUNC,
@@ -699,10 +705,12 @@ pub(crate) fn path_open(
     }
     let base = base & parent.inheriting;
     let inheriting = inheriting & parent.inheriting;
-    let follow = if dirflags != 0 {
-        FollowSymlinks::Yes
-    } else {
-        FollowSymlinks::No
+    // What a directory opened here (asked for as one or not) becomes.
+    let dir_descriptor = |dir: Dir| Descriptor {
+        kind: Kind::Dir(DirDesc { dir, preopen: None }),
+        base: base & DIR_RIGHTS,
+        inheriting,
+        flags: fdflags,
     };
 
     let descriptor = if oflags & OFLAGS_DIRECTORY != 0 {
@@ -713,15 +721,7 @@ pub(crate) fn path_open(
             FollowSymlinks::Yes => io(dir.open_dir(&path))?,
             FollowSymlinks::No => io(dir.open_dir_nofollow(&path))?,
         };
-        Descriptor {
-            kind: Kind::Dir(DirDesc {
-                dir: opened_dir,
-                preopen: None,
-            }),
-            base: base & DIR_RIGHTS,
-            inheriting,
-            flags: fdflags,
-        }
+        dir_descriptor(opened_dir)
     } else {
         let (read, write) = access_of(base);
         let creates = oflags & (OFLAGS_CREAT | OFLAGS_TRUNC) != 0;
@@ -744,15 +744,7 @@ pub(crate) fn path_open(
             if write {
                 return Err(ERRNO_ISDIR);
             }
-            Descriptor {
-                kind: Kind::Dir(DirDesc {
-                    dir: Dir::from_std_file(file),
-                    preopen: None,
-                }),
-                base: base & DIR_RIGHTS,
-                inheriting,
-                flags: fdflags,
-            }
+            dir_descriptor(Dir::from_std_file(file))
         } else {
             let mut rights = base & FILE_RIGHTS;
             if !read && write {
@@ -802,8 +794,7 @@ pub(crate) fn path_remove_directory(
     path: u32,
     path_len: u32,
 ) -> WasiResult<()> {
-    let path = mem.path(path, path_len)?;
-    let dir = ctx.table.get(fd)?.dir(RIGHTS_PATH_REMOVE_DIRECTORY)?;
+    let (dir, path) = path_in_dir(ctx, mem, fd, RIGHTS_PATH_REMOVE_DIRECTORY, path, path_len)?;
     io(dir.remove_dir(path))
 }
 
@@ -847,7 +838,6 @@ pub(crate) fn path_unlink_file(
     path: u32,
     path_len: u32,
 ) -> WasiResult<()> {
-    let path = mem.path(path, path_len)?;
-    let dir = ctx.table.get(fd)?.dir(RIGHTS_PATH_UNLINK_FILE)?;
+    let (dir, path) = path_in_dir(ctx, mem, fd, RIGHTS_PATH_UNLINK_FILE, path, path_len)?;
     io(dir.remove_file(path))
 }

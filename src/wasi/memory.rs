@@ -2,7 +2,9 @@
 //! every pointer and length a guest passes goes through `GuestMemory`, which
 //! checks it against the memory's current size before touching a byte (and
 //! before allocating a host buffer of that length). A bad one is `EFAULT`,
-//! never a trap. Uses only the safe `Memory::read` / `Memory::write` API.
+//! never a trap. `VectoredIo` is the guest side of the vectored reads and
+//! writes (`fd_read`, `fd_pwrite`, ...). Uses only the safe `Memory::read` /
+//! `Memory::write` API.
 
 use super::error::WasiResult;
 use crate::Memory;
@@ -64,7 +66,7 @@ impl GuestMemory {
 
     /// An array of `(buf, buf_len)` pairs (`iovec` and `ciovec` have the
     /// same layout), each checked to lie inside the memory.
-    pub(crate) fn iovecs(&self, ptr: u32, count: u32) -> WasiResult<Vec<(u32, u32)>> {
+    fn iovecs(&self, ptr: u32, count: u32) -> WasiResult<Vec<(u32, u32)>> {
         let bytes = self.read(ptr, count.checked_mul(8).ok_or(wasi::ERRNO_FAULT)?)?;
         let iovecs: Vec<(u32, u32)> = bytes
             .chunks_exact(8)
@@ -83,7 +85,7 @@ impl GuestMemory {
 
     /// The bytes an array of ciovecs points to, concatenated (at most
     /// `MAX_IO` of them).
-    pub(crate) fn gather(&self, iovecs: &[(u32, u32)]) -> WasiResult<Vec<u8>> {
+    fn gather(&self, iovecs: &[(u32, u32)]) -> WasiResult<Vec<u8>> {
         let mut data = Vec::new();
         for &(buf, len) in iovecs {
             let len = (len as usize).min(MAX_IO - data.len());
@@ -96,7 +98,7 @@ impl GuestMemory {
     }
 
     /// Spreads `data` over an array of iovecs, in order.
-    pub(crate) fn scatter(&self, iovecs: &[(u32, u32)], mut data: &[u8]) -> WasiResult<()> {
+    fn scatter(&self, iovecs: &[(u32, u32)], mut data: &[u8]) -> WasiResult<()> {
         for &(buf, len) in iovecs {
             if data.is_empty() {
                 break;
@@ -120,9 +122,56 @@ impl GuestMemory {
 }
 
 /// The total length of an array of iovecs, capped at `MAX_IO`.
-pub(crate) fn total_len(iovecs: &[(u32, u32)]) -> usize {
+fn total_len(iovecs: &[(u32, u32)]) -> usize {
     iovecs
         .iter()
         .fold(0usize, |sum, &(_, len)| sum.saturating_add(len as usize))
         .min(MAX_IO)
+}
+
+/// The guest side of one vectored read or write: its iovecs and the pointer
+/// its byte count goes to, both checked (`EFAULT`) when it is made, before
+/// the call looks at its descriptor.
+pub(crate) struct VectoredIo<'m> {
+    mem: &'m GuestMemory,
+    iovecs: Vec<(u32, u32)>,
+    count: u32,
+}
+
+impl<'m> VectoredIo<'m> {
+    /// The `iovs_len` iovecs at `iovs`, with the byte count to go to `count`.
+    pub(crate) fn new(
+        mem: &'m GuestMemory,
+        iovs: u32,
+        iovs_len: u32,
+        count: u32,
+    ) -> WasiResult<Self> {
+        let iovecs = mem.iovecs(iovs, iovs_len)?;
+        mem.check(count, 4)?;
+        Ok(VectoredIo { mem, iovecs, count })
+    }
+
+    /// Hands `read` a host buffer as long as the iovecs together (at most
+    /// `MAX_IO`), spreads the bytes it says it read over them and stores
+    /// their count.
+    pub(crate) fn read_with(
+        self,
+        read: impl FnOnce(&mut [u8]) -> WasiResult<usize>,
+    ) -> WasiResult<()> {
+        let mut buffer = vec![0u8; total_len(&self.iovecs)];
+        let n = read(&mut buffer)?;
+        self.mem.scatter(&self.iovecs, &buffer[..n])?;
+        self.mem.write_u32(self.count, n as u32)
+    }
+
+    /// Hands `write` the bytes the iovecs hold (at most `MAX_IO`) and stores
+    /// the count it says it wrote.
+    pub(crate) fn write_with(
+        self,
+        write: impl FnOnce(&[u8]) -> WasiResult<usize>,
+    ) -> WasiResult<()> {
+        let data = self.mem.gather(&self.iovecs)?;
+        let n = write(&data)?;
+        self.mem.write_u32(self.count, n as u32)
+    }
 }

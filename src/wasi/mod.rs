@@ -147,30 +147,33 @@ pub fn add_to_linker<T: 'static>(
                 },
             )?;
         };
+        // One that passes all its parameters on to `$func`, as the types it
+        // takes (see `AbiParam`), after the context, the guest memory or
+        // both.
+        ($name:literal => $func:path, ctx, mem $(, $arg:ident : $ty:ty)*) => {
+            define!($name, |ctx, mem $(, $arg: <$ty as AbiParam>::Wasm)*| {
+                $func(ctx, &mem $(, <$ty as AbiParam>::from_wasm($arg))*)
+            })
+        };
+        ($name:literal => $func:path, ctx $(, $arg:ident : $ty:ty)*) => {
+            define!($name, |ctx, mem $(, $arg: <$ty as AbiParam>::Wasm)*| {
+                $func(ctx $(, <$ty as AbiParam>::from_wasm($arg))*)
+            })
+        };
+        ($name:literal => $func:path, mem $(, $arg:ident : $ty:ty)*) => {
+            define!($name, |ctx, mem $(, $arg: <$ty as AbiParam>::Wasm)*| {
+                $func(&mem $(, <$ty as AbiParam>::from_wasm($arg))*)
+            })
+        };
     }
 
-    define!("args_get", |ctx, mem, a: i32, b: i32| clocks::args_get(
-        ctx, &mem, a as u32, b as u32
-    ));
-    define!("args_sizes_get", |ctx, mem, a: i32, b: i32| {
-        clocks::args_sizes_get(ctx, &mem, a as u32, b as u32)
-    });
-    define!("environ_get", |ctx, mem, a: i32, b: i32| {
-        clocks::environ_get(ctx, &mem, a as u32, b as u32)
-    });
-    define!("environ_sizes_get", |ctx, mem, a: i32, b: i32| {
-        clocks::environ_sizes_get(ctx, &mem, a as u32, b as u32)
-    });
-    define!("clock_res_get", |ctx, mem, id: i32, out: i32| {
-        clocks::clock_res_get(&mem, id, out as u32)
-    });
-    define!("clock_time_get", |ctx,
-                               mem,
-                               id: i32,
-                               precision: i64,
-                               out: i32| {
-        clocks::clock_time_get(&mem, id, precision as u64, out as u32)
-    });
+    define!("args_get" => clocks::args_get, ctx, mem, argv: u32, argv_buf: u32);
+    define!("args_sizes_get" => clocks::args_sizes_get, ctx, mem, argc: u32, argv_buf_size: u32);
+    define!("environ_get" => clocks::environ_get, ctx, mem, environ: u32, environ_buf: u32);
+    define!("environ_sizes_get" => clocks::environ_sizes_get,
+        ctx, mem, environc: u32, environ_buf_size: u32);
+    define!("clock_res_get" => clocks::clock_res_get, mem, id: i32, resolution: u32);
+    define!("clock_time_get" => clocks::clock_time_get, mem, id: i32, precision: u64, time: u32);
     define!("fd_advise", |ctx,
                           mem,
                           fd: i32,
@@ -179,259 +182,57 @@ pub fn add_to_linker<T: 'static>(
                           advice: i32| {
         fs::fd_advise(ctx, fd as u32, advice)
     });
-    define!("fd_allocate", |ctx, mem, fd: i32, offset: i64, len: i64| {
-        fs::fd_allocate(ctx, fd as u32, offset as u64, len as u64)
-    });
-    define!("fd_close", |ctx, mem, fd: i32| fs::fd_close(ctx, fd as u32));
-    define!("fd_datasync", |ctx, mem, fd: i32| fs::fd_datasync(
-        ctx, fd as u32
-    ));
-    define!("fd_fdstat_get", |ctx, mem, fd: i32, buf: i32| {
-        fs::fd_fdstat_get(ctx, &mem, fd as u32, buf as u32)
-    });
-    define!("fd_fdstat_set_flags", |ctx, mem, fd: i32, flags: i32| {
-        fs::fd_fdstat_set_flags(ctx, fd as u32, flags)
-    });
-    define!(
-        "fd_fdstat_set_rights",
-        |ctx, mem, fd: i32, base: i64, inh: i64| {
-            fs::fd_fdstat_set_rights(ctx, fd as u32, base as u64, inh as u64)
-        }
-    );
-    define!("fd_filestat_get", |ctx, mem, fd: i32, buf: i32| {
-        fs::fd_filestat_get(ctx, &mem, fd as u32, buf as u32)
-    });
-    define!("fd_filestat_set_size", |ctx, mem, fd: i32, size: i64| {
-        fs::fd_filestat_set_size(ctx, fd as u32, size as u64)
-    });
-    define!(
-        "fd_filestat_set_times",
-        |ctx, mem, fd: i32, atim: i64, mtim: i64, flags: i32| {
-            fs::fd_filestat_set_times(ctx, fd as u32, atim as u64, mtim as u64, flags)
-        }
-    );
-    define!("fd_pread", |ctx,
-                         mem,
-                         fd: i32,
-                         iovs: i32,
-                         len: i32,
-                         offset: i64,
-                         out: i32| {
-        fs::fd_pread(
-            ctx,
-            &mem,
-            fd as u32,
-            iovs as u32,
-            len as u32,
-            offset as u64,
-            out as u32,
-        )
-    });
-    define!("fd_prestat_get", |ctx, mem, fd: i32, buf: i32| {
-        fs::fd_prestat_get(ctx, &mem, fd as u32, buf as u32)
-    });
-    define!(
-        "fd_prestat_dir_name",
-        |ctx, mem, fd: i32, path: i32, len: i32| {
-            fs::fd_prestat_dir_name(ctx, &mem, fd as u32, path as u32, len as u32)
-        }
-    );
-    define!("fd_pwrite", |ctx,
-                          mem,
-                          fd: i32,
-                          iovs: i32,
-                          len: i32,
-                          offset: i64,
-                          out: i32| {
-        fs::fd_pwrite(
-            ctx,
-            &mem,
-            fd as u32,
-            iovs as u32,
-            len as u32,
-            offset as u64,
-            out as u32,
-        )
-    });
-    define!("fd_read", |ctx,
-                        mem,
-                        fd: i32,
-                        iovs: i32,
-                        len: i32,
-                        out: i32| {
-        fs::fd_read(ctx, &mem, fd as u32, iovs as u32, len as u32, out as u32)
-    });
-    define!("fd_readdir", |ctx,
-                           mem,
-                           fd: i32,
-                           buf: i32,
-                           len: i32,
-                           cookie: i64,
-                           out: i32| {
-        fs::fd_readdir(
-            ctx,
-            &mem,
-            fd as u32,
-            buf as u32,
-            len as u32,
-            cookie as u64,
-            out as u32,
-        )
-    });
-    define!("fd_renumber", |ctx, mem, from: i32, to: i32| {
-        fs::fd_renumber(ctx, from as u32, to as u32)
-    });
-    define!("fd_seek", |ctx,
-                        mem,
-                        fd: i32,
-                        offset: i64,
-                        whence: i32,
-                        out: i32| {
-        fs::fd_seek(ctx, &mem, fd as u32, offset, whence, out as u32)
-    });
-    define!("fd_sync", |ctx, mem, fd: i32| fs::fd_sync(ctx, fd as u32));
-    define!("fd_tell", |ctx, mem, fd: i32, out: i32| fs::fd_tell(
-        ctx, &mem, fd as u32, out as u32
-    ));
-    define!("fd_write", |ctx,
-                         mem,
-                         fd: i32,
-                         iovs: i32,
-                         len: i32,
-                         out: i32| {
-        fs::fd_write(ctx, &mem, fd as u32, iovs as u32, len as u32, out as u32)
-    });
-    define!(
-        "path_create_directory",
-        |ctx, mem, fd: i32, path: i32, len: i32| {
-            fs::path_create_directory(ctx, &mem, fd as u32, path as u32, len as u32)
-        }
-    );
-    define!(
-        "path_filestat_get",
-        |ctx, mem, fd: i32, flags: i32, path: i32, len: i32, buf: i32| {
-            fs::path_filestat_get(
-                ctx,
-                &mem,
-                fd as u32,
-                flags,
-                path as u32,
-                len as u32,
-                buf as u32,
-            )
-        }
-    );
-    define!(
-        "path_filestat_set_times",
-        |ctx, mem, fd: i32, flags: i32, path: i32, len: i32, atim: i64, mtim: i64, fst: i32| {
-            fs::path_filestat_set_times(
-                ctx,
-                &mem,
-                fd as u32,
-                flags,
-                path as u32,
-                len as u32,
-                atim as u64,
-                mtim as u64,
-                fst,
-            )
-        }
-    );
-    define!("path_link", |ctx,
-                          mem,
-                          old_fd: i32,
-                          old_flags: i32,
-                          old: i32,
-                          old_len: i32,
-                          new_fd: i32,
-                          new: i32,
-                          new_len: i32| {
-        fs::path_link(
-            ctx,
-            &mem,
-            old_fd as u32,
-            old_flags,
-            old as u32,
-            old_len as u32,
-            new_fd as u32,
-            new as u32,
-            new_len as u32,
-        )
-    });
-    define!("path_readlink", |ctx,
-                              mem,
-                              fd: i32,
-                              path: i32,
-                              len: i32,
-                              buf: i32,
-                              buf_len: i32,
-                              out: i32| {
-        fs::path_readlink(
-            ctx,
-            &mem,
-            fd as u32,
-            path as u32,
-            len as u32,
-            buf as u32,
-            buf_len as u32,
-            out as u32,
-        )
-    });
-    define!(
-        "path_remove_directory",
-        |ctx, mem, fd: i32, path: i32, len: i32| {
-            fs::path_remove_directory(ctx, &mem, fd as u32, path as u32, len as u32)
-        }
-    );
-    define!("path_rename", |ctx,
-                            mem,
-                            fd: i32,
-                            old: i32,
-                            old_len: i32,
-                            new_fd: i32,
-                            new: i32,
-                            new_len: i32| {
-        fs::path_rename(
-            ctx,
-            &mem,
-            fd as u32,
-            old as u32,
-            old_len as u32,
-            new_fd as u32,
-            new as u32,
-            new_len as u32,
-        )
-    });
-    define!("path_symlink", |ctx,
-                             mem,
-                             old: i32,
-                             old_len: i32,
-                             fd: i32,
-                             new: i32,
-                             new_len: i32| {
-        fs::path_symlink(
-            ctx,
-            &mem,
-            old as u32,
-            old_len as u32,
-            fd as u32,
-            new as u32,
-            new_len as u32,
-        )
-    });
-    define!(
-        "path_unlink_file",
-        |ctx, mem, fd: i32, path: i32, len: i32| {
-            fs::path_unlink_file(ctx, &mem, fd as u32, path as u32, len as u32)
-        }
-    );
+    define!("fd_allocate" => fs::fd_allocate, ctx, fd: u32, offset: u64, len: u64);
+    define!("fd_close" => fs::fd_close, ctx, fd: u32);
+    define!("fd_datasync" => fs::fd_datasync, ctx, fd: u32);
+    define!("fd_fdstat_get" => fs::fd_fdstat_get, ctx, mem, fd: u32, stat: u32);
+    define!("fd_fdstat_set_flags" => fs::fd_fdstat_set_flags, ctx, fd: u32, flags: i32);
+    define!("fd_fdstat_set_rights" => fs::fd_fdstat_set_rights,
+        ctx, fd: u32, base: u64, inheriting: u64);
+    define!("fd_filestat_get" => fs::fd_filestat_get, ctx, mem, fd: u32, stat: u32);
+    define!("fd_filestat_set_size" => fs::fd_filestat_set_size, ctx, fd: u32, size: u64);
+    define!("fd_filestat_set_times" => fs::fd_filestat_set_times,
+        ctx, fd: u32, atim: u64, mtim: u64, fst_flags: i32);
+    define!("fd_pread" => fs::fd_pread,
+        ctx, mem, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nread: u32);
+    define!("fd_prestat_get" => fs::fd_prestat_get, ctx, mem, fd: u32, prestat: u32);
+    define!("fd_prestat_dir_name" => fs::fd_prestat_dir_name,
+        ctx, mem, fd: u32, path: u32, path_len: u32);
+    define!("fd_pwrite" => fs::fd_pwrite,
+        ctx, mem, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nwritten: u32);
+    define!("fd_read" => fs::fd_read, ctx, mem, fd: u32, iovs: u32, iovs_len: u32, nread: u32);
+    define!("fd_readdir" => fs::fd_readdir,
+        ctx, mem, fd: u32, buf: u32, buf_len: u32, cookie: u64, bufused: u32);
+    define!("fd_renumber" => fs::fd_renumber, ctx, from: u32, to: u32);
+    define!("fd_seek" => fs::fd_seek, ctx, mem, fd: u32, offset: i64, whence: i32, newoffset: u32);
+    define!("fd_sync" => fs::fd_sync, ctx, fd: u32);
+    define!("fd_tell" => fs::fd_tell, ctx, mem, fd: u32, offset: u32);
+    define!("fd_write" => fs::fd_write, ctx, mem, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32);
+    define!("path_create_directory" => fs::path_create_directory,
+        ctx, mem, fd: u32, path: u32, path_len: u32);
+    define!("path_filestat_get" => fs::path_filestat_get,
+        ctx, mem, fd: u32, flags: i32, path: u32, path_len: u32, stat: u32);
+    define!("path_filestat_set_times" => fs::path_filestat_set_times, ctx, mem,
+        fd: u32, flags: i32, path: u32, path_len: u32, atim: u64, mtim: u64, fst_flags: i32);
+    define!("path_link" => fs::path_link, ctx, mem,
+        old_fd: u32, old_flags: i32, old_path: u32, old_path_len: u32,
+        new_fd: u32, new_path: u32, new_path_len: u32);
+    define!("path_readlink" => fs::path_readlink,
+        ctx, mem, fd: u32, path: u32, path_len: u32, buf: u32, buf_len: u32, bufused: u32);
+    define!("path_remove_directory" => fs::path_remove_directory,
+        ctx, mem, fd: u32, path: u32, path_len: u32);
+    define!("path_rename" => fs::path_rename, ctx, mem,
+        fd: u32, old_path: u32, old_path_len: u32,
+        new_fd: u32, new_path: u32, new_path_len: u32);
+    define!("path_symlink" => fs::path_symlink,
+        ctx, mem, old_path: u32, old_path_len: u32, fd: u32, new_path: u32, new_path_len: u32);
+    define!("path_unlink_file" => fs::path_unlink_file,
+        ctx, mem, fd: u32, path: u32, path_len: u32);
     define!("proc_raise", |ctx, mem, _signal: i32| Err(
         wasi::ERRNO_NOTSUP
     ));
     define!("sched_yield", |ctx, mem| clocks::sched_yield());
-    define!("random_get", |ctx, mem, buf: i32, len: i32| {
-        clocks::random_get(&mem, buf as u32, len as u32)
-    });
+    define!("random_get" => clocks::random_get, mem, buf: u32, buf_len: u32);
     define!("sock_accept", |ctx,
                             mem,
                             fd: i32,
@@ -527,6 +328,27 @@ pub fn add_to_linker<T: 'static>(
     )?;
     Ok(())
 }
+
+/// A host function parameter as the WASI implementation takes it, and the
+/// Wasm type it arrives as. Pointers, lengths, descriptors, rights and
+/// timestamps are unsigned in the ABI and are reinterpreted bit for bit;
+/// flags, clock ids, `whence` and seek offsets are passed on unchanged.
+trait AbiParam {
+    type Wasm;
+    fn from_wasm(value: Self::Wasm) -> Self;
+}
+
+macro_rules! abi_param {
+    ($($param:ty => $wasm:ty),*) => {$(
+        impl AbiParam for $param {
+            type Wasm = $wasm;
+            fn from_wasm(value: $wasm) -> $param {
+                value as $param
+            }
+        }
+    )*};
+}
+abi_param!(u32 => i32, u64 => i64, i32 => i32, i64 => i64);
 
 /// No descriptor is ever a socket.
 fn not_a_socket(ctx: &mut WasiCtx, fd: i32) -> WasiResult<()> {
