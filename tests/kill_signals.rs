@@ -8,7 +8,7 @@
 //! guest alone. Its own test binary: it installs a `SIGURG` handler before
 //! Backstop installs its own.
 
-use backstop::{Caller, Engine, Error, Instance, KillOutcome, Linker, Module};
+use backstop::{Caller, Engine, Error, Instance, KillOutcome, Linker, Module, Outcome};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ const GUEST: &str = r#"
       (import "host" "tick" (func $tick))
       (import "host" "nest" (func $nest (param i32)))
       (import "host" "ready" (func $ready))
+      (import "host" "pause" (func $pause))
       (memory 1)
       (func $leaf (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
       (func $pair (param i32) (result i32) (call $leaf (call $leaf (local.get 0))))
@@ -41,6 +42,11 @@ const GUEST: &str = r#"
         (if (local.get 0)
           (then (call $nest (i32.sub (local.get 0) (i32.const 1))))
           (else (call $ready) (loop $l (drop (call $pair (i32.const 0))) (br $l)))))
+      ;; Suspends once, then spins on calls when resumed.
+      (func (export "pause_then_calls") (local i32)
+        (call $pause)
+        (call $ready)
+        (loop $l (local.set 0 (call $pair (local.get 0))) (br $l)))
       ;; Returns after a while, unless killed first.
       (func (export "mixed") (param i32) (result i32) (local i32)
         (loop $l
@@ -109,6 +115,11 @@ fn instance(engine: &Engine) -> Instance<Host> {
                 caller.call::<i32, ()>("nested", depth)
             },
         )
+        .unwrap();
+    linker
+        .func_wrap("host", "pause", |mut caller: Caller<'_, Host>| {
+            let () = caller.suspend(());
+        })
         .unwrap();
     linker
         .func_wrap("host", "ready", |caller: Caller<'_, Host>| {
@@ -252,6 +263,67 @@ fn kills_land_on_a_thread_that_had_blocked_the_signal() {
     let (result, outcome) = stopped.join().unwrap();
     assert_eq!(result, "Err(Killed)");
     assert_eq!(outcome, KillOutcome::Interrupted);
+}
+
+#[test]
+fn kills_follow_a_run_resumed_on_another_thread() {
+    let engine = Engine::default();
+    for _ in 0..5 {
+        let mut instance = instance(&engine);
+        // Suspends on this thread (which then ends)...
+        let suspended = std::thread::spawn(move || {
+            let outcome = instance.call_resumable::<(), ()>("pause_then_calls", ());
+            assert!(matches!(outcome, Ok(Outcome::Yielded(_))));
+            instance
+        })
+        .join()
+        .unwrap();
+        // ...and is resumed, and killed, on another.
+        let mut instance = suspended;
+        let switch = instance.kill_switch();
+        let ready = instance.data().ready.clone();
+        let killer = std::thread::spawn(move || {
+            while !ready.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            switch.terminate()
+        });
+        let result = instance.resume::<()>(());
+        assert!(matches!(result, Err(Error::Killed)), "{result:?}");
+        assert_eq!(killer.join().unwrap(), KillOutcome::Interrupted);
+    }
+}
+
+#[test]
+fn kills_of_many_guests_at_once_stop_each_of_them() {
+    let engine = Engine::default();
+    let guests: Vec<_> = (0..6)
+        .map(|_| {
+            let mut instance = instance(&engine);
+            let switch = instance.kill_switch();
+            let ready = instance.data().ready.clone();
+            let guest = std::thread::spawn(move || instance.call::<(), ()>("calls", ()));
+            (guest, switch, ready)
+        })
+        .collect();
+    for (_, _, ready) in &guests {
+        while !ready.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+    }
+    let outcomes: Vec<_> = guests
+        .iter()
+        .map(|(_, switch, _)| switch.terminate())
+        .collect();
+    assert!(
+        outcomes.iter().all(|o| *o == KillOutcome::Interrupted),
+        "{outcomes:?}"
+    );
+    for (guest, _, _) in guests {
+        let result = guest.join().unwrap();
+        assert!(matches!(result, Err(Error::Killed)), "{result:?}");
+    }
 }
 
 #[test]
