@@ -68,6 +68,13 @@ extern "C" fn embedder_sigurg(_signal: libc::c_int) {
 fn install_embedder_handler() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        // A kill that never lands leaves its guest spinning: fail then,
+        // instead of hanging (the whole binary takes a few seconds).
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(120));
+            eprintln!("kill_signals: still running after 120 s; a kill did not land");
+            std::process::abort();
+        });
         // SAFETY: installing a plain handler with a valid, zeroed action.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
