@@ -4,8 +4,11 @@
 //! The runs cycle deterministically through a schedule of endings: normal
 //! return, traps (`unreachable`, out-of-bounds load), `Caller::terminate`, a
 //! host `Err`, host panics (`panic_any` and `resume_unwind`, then `reset`),
-//! kills (pending in a hostcall, and cancelled before start; both
-//! deterministic, on one thread), yield then resume, yield then reset, and
+//! kills (pending in a hostcall, and cancelled before start, both
+//! deterministic, on one thread; and from a killer thread while the
+//! innermost segment spins in Wasm, which lands by the interrupt signal or,
+//! if the guest is not back in Wasm yet, at the nested entry), yield then
+//! resume, yield then reset, and
 //! stack overflow (rarer: it is the expensive one). Every run goes through
 //! nested segments of depth 2 (three host frames, each with an RAII guard;
 //! the outermost also holds a std and a parking_lot mutex).
@@ -71,6 +74,9 @@ const GUEST: &str = r#"
         (i32.load (local.get 0)))
       (func (export "unreachable") (param i32) (result i32)
         unreachable)
+      (func (export "spin") (param i32) (result i32)
+        (loop $l (br $l))
+        unreachable)
       (func $recurse (export "recurse") (param i32) (result i32)
         (i32.add (call $recurse (i32.add (local.get 0) (i32.const 1))) (i32.const 1))))
 "#;
@@ -90,12 +96,16 @@ enum Ending {
     KillPendingInHostcall,
     /// The embedder terminates the next run before starting it.
     KillCancelledBeforeStart,
+    /// The innermost frame hands the run's kill switch to the killer
+    /// thread and calls an export that spins.
+    KillInWasm,
     YieldResume,
     YieldReset,
     StackOverflow,
 }
 
-/// One cycle of the schedule: 40 runs, stack overflow once.
+/// One cycle of the schedule: 40 runs, stack overflow and a kill in Wasm
+/// once each.
 const SCHEDULE: [Ending; 40] = {
     use Ending::*;
     [
@@ -109,7 +119,7 @@ const SCHEDULE: [Ending; 40] = {
         YieldReset,
         OutOfBounds,
         KillCancelledBeforeStart,
-        Return,
+        KillInWasm,
         Unreachable,
         Terminate,
         HostError,
@@ -163,8 +173,11 @@ struct State {
     run: usize,
     counters: Arc<Counters>,
     locks: Arc<Locks>,
-    /// For `KillPendingInHostcall`: a switch aimed at the current run.
+    /// For `KillPendingInHostcall` and `KillInWasm`: a switch aimed at the
+    /// current run.
     switch: Option<KillSwitch>,
+    /// For `KillInWasm`: the killer thread, which terminates what it gets.
+    killer: std::sync::mpsc::Sender<KillSwitch>,
 }
 
 fn h(mut caller: Caller<'_, State>, depth: i32) -> Result<i32, Error> {
@@ -195,6 +208,11 @@ fn h(mut caller: Caller<'_, State>, depth: i32) -> Result<i32, Error> {
             let outcome = caller.data().switch.as_ref().unwrap().terminate();
             assert_eq!(outcome, KillOutcome::PendingInHostcall);
             Ok(0)
+        }
+        Ending::KillInWasm => {
+            let switch = caller.data().switch.clone().unwrap();
+            caller.data().killer.send(switch).unwrap();
+            caller.call::<i32, i32>("spin", 0)
         }
         Ending::YieldResume | Ending::YieldReset => {
             let resumed: i32 = caller.suspend(run);
@@ -264,7 +282,7 @@ fn one_run(instance: &mut Instance<State>, ending: Ending, run: usize) -> usize 
             assert!(matches!(result, Err(Error::Killed)), "{result:?}");
             return 0;
         }
-        Ending::KillPendingInHostcall => {
+        Ending::KillPendingInHostcall | Ending::KillInWasm => {
             let switch = instance.kill_switch();
             instance.data_mut().switch = Some(switch);
             let result = instance.call::<i32, i32>("run", DEPTH);
@@ -329,6 +347,12 @@ fn hundred_thousand_runs_keep_resources_flat() {
     linker.func_wrap("host", "h", h).unwrap();
     let counters = Arc::new(Counters::default());
     let locks = Arc::new(Locks::default());
+    let (killer, kills) = std::sync::mpsc::channel::<KillSwitch>();
+    std::thread::spawn(move || {
+        for switch in kills {
+            switch.terminate();
+        }
+    });
     let mut instance = linker
         .instantiate(
             &module,
@@ -338,6 +362,7 @@ fn hundred_thousand_runs_keep_resources_flat() {
                 counters: counters.clone(),
                 locks: locks.clone(),
                 switch: None,
+                killer,
             },
         )
         .unwrap();
