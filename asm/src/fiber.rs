@@ -126,6 +126,51 @@ impl FiberState {
 //   r14 at CFA-48, r15 at CFA-56.
 #[rustfmt::skip]
 global_asm!(
+    // ---- Two macros for the save area layout described above: six pushes
+    // (rbp first, r15 last) and the matching pops, each with its CFI.
+    ".macro backstop_asm_fiber_save_registers",     // push the six callee-saved registers with their CFI,
+    "",                                             // leaving rsp at the save area and CFA = rsp+56:
+    "push rbp",                                     // save the caller's rbp
+    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+16
+    ".cfi_offset rbp, -16",                         // rbp at CFA-16
+    "push rbx",                                     // save the caller's rbx
+    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+24
+    ".cfi_offset rbx, -24",                         // rbx at CFA-24
+    "push r12",                                     // save the caller's r12
+    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+32
+    ".cfi_offset r12, -32",                         // r12 at CFA-32
+    "push r13",                                     // save the caller's r13
+    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+40
+    ".cfi_offset r13, -40",                         // r13 at CFA-40
+    "push r14",                                     // save the caller's r14
+    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+48
+    ".cfi_offset r14, -48",                         // r14 at CFA-48
+    "push r15",                                     // save the caller's r15; rsp = the save area
+    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+56
+    ".cfi_offset r15, -56",                         // r15 at CFA-56
+    ".endm",                                        // end of backstop_asm_fiber_save_registers
+    ".macro backstop_asm_fiber_restore_registers",  // pop them again from the save area at rsp
+    "",                                             // (CFA = rsp+56), with their CFI:
+    "pop r15",                                      // restore the saved r15
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+48
+    ".cfi_restore r15",                             // r15 holds its saved value again
+    "pop r14",                                      // restore the saved r14
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+40
+    ".cfi_restore r14",                             // r14 holds its saved value again
+    "pop r13",                                      // restore the saved r13
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+32
+    ".cfi_restore r13",                             // r13 holds its saved value again
+    "pop r12",                                      // restore the saved r12
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+24
+    ".cfi_restore r12",                             // r12 holds its saved value again
+    "pop rbx",                                      // restore the saved rbx
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+16
+    ".cfi_restore rbx",                             // rbx holds its saved value again
+    "pop rbp",                                      // restore the saved rbp
+    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+8
+    ".cfi_restore rbp",                             // rbp holds its saved value again
+    ".endm",                                        // end of backstop_asm_fiber_restore_registers
+    "",                                             //
     // ---- backstop_asm_fiber_start(state: rdi, stack_top: rsi, entry: rdx, arg: rcx) -> rax
     // Runs on the runner's stack: saves R's registers, writes the link at the
     // fiber's top and switches; falls through into backstop_asm_fiber_base.
@@ -136,24 +181,7 @@ global_asm!(
     ".p2align 4",                                   // 16-byte aligned entry point
     "backstop_asm_fiber_start:",                    // rdi = state, rsi = stack_top, rdx = entry, rcx = arg
     ".cfi_startproc",                               // open the FDE: CFA = rsp+8, RA at CFA-8
-    "push rbp",                                     // save R's rbp
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+16
-    ".cfi_offset rbp, -16",                         // rbp at CFA-16
-    "push rbx",                                     // save R's rbx
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+24
-    ".cfi_offset rbx, -24",                         // rbx at CFA-24
-    "push r12",                                     // save R's r12
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+32
-    ".cfi_offset r12, -32",                         // r12 at CFA-32
-    "push r13",                                     // save R's r13
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+40
-    ".cfi_offset r13, -40",                         // r13 at CFA-40
-    "push r14",                                     // save R's r14
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+48
-    ".cfi_offset r14, -48",                         // r14 at CFA-48
-    "push r15",                                     // save R's r15; rsp = S_R
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+56
-    ".cfi_offset r15, -56",                         // r15 at CFA-56
+    "backstop_asm_fiber_save_registers",            // save R's rbp, rbx, r12-r15; rsp = S_R, CFA = rsp+56
     "and rsi, -16",                                 // rsi = T, the top rounded down to 16
     "mov [rdi + {top}], rsi",                       // state.top = T, for suspend and resume
     "mov rax, [rsp + 48]",                          // rax = return address into R
@@ -185,24 +213,7 @@ global_asm!(
     "mov rsp, [rsp]",                               // entry returned: rsp = S_R of the *current* runner
     ".cfi_def_cfa rsp, 56",                         // CFA = rsp+56; register rules unchanged
     "xor eax, eax",                                 // return value 0 = FiberExit::Returned
-    "pop r15",                                      // restore R's r15
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+48
-    ".cfi_restore r15",                             // r15 is R's again
-    "pop r14",                                      // restore R's r14
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+40
-    ".cfi_restore r14",                             // r14 is R's again
-    "pop r13",                                      // restore R's r13
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+32
-    ".cfi_restore r13",                             // r13 is R's again
-    "pop r12",                                      // restore R's r12
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+24
-    ".cfi_restore r12",                             // r12 is R's again
-    "pop rbx",                                      // restore R's rbx
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+16
-    ".cfi_restore rbx",                             // rbx is R's again
-    "pop rbp",                                      // restore R's rbp
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+8
-    ".cfi_restore rbp",                             // rbp is R's again
+    "backstop_asm_fiber_restore_registers",         // restore R's registers from S_R; CFA = rsp+8
     "ret",                                          // return Returned to R, on R's stack
     ".cfi_endproc",                                 // close the FDE
     ".size backstop_asm_fiber_base, . - backstop_asm_fiber_base", // symbol size, for symbolizers
@@ -217,47 +228,13 @@ global_asm!(
     ".p2align 4",                                   // 16-byte aligned entry point
     "backstop_asm_fiber_suspend:",                  // rdi = state
     ".cfi_startproc",                               // open the FDE: CFA = rsp+8, RA at CFA-8
-    "push rbp",                                     // save the fiber's rbp
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+16
-    ".cfi_offset rbp, -16",                         // rbp at CFA-16
-    "push rbx",                                     // save the fiber's rbx
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+24
-    ".cfi_offset rbx, -24",                         // rbx at CFA-24
-    "push r12",                                     // save the fiber's r12
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+32
-    ".cfi_offset r12, -32",                         // r12 at CFA-32
-    "push r13",                                     // save the fiber's r13
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+40
-    ".cfi_offset r13, -40",                         // r13 at CFA-40
-    "push r14",                                     // save the fiber's r14
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+48
-    ".cfi_offset r14, -48",                         // r14 at CFA-48
-    "push r15",                                     // save the fiber's r15; rsp = the fiber's save area
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+56
-    ".cfi_offset r15, -56",                         // r15 at CFA-56
+    "backstop_asm_fiber_save_registers",            // save the fiber's; rsp = its save area, CFA = rsp+56
     "mov [rdi + {guest_rsp}], rsp",                 // state.guest_rsp = the fiber's save area (suspended)
     "mov rax, [rdi + {top}]",                       // rax = T
     "mov rsp, [rax - 32]",                          // switch: rsp = S_R; same layout, so CFA = rsp+56 still holds
     "mov eax, 1",                                   // return value 1 = FiberExit::Suspended
     "backstop_asm_fiber_return_to_runner:",         // rsp = S_R, eax = exit code; fiber_abandon jumps here too
-    "pop r15",                                      // restore R's r15
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+48
-    ".cfi_restore r15",                             // r15 is R's again
-    "pop r14",                                      // restore R's r14
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+40
-    ".cfi_restore r14",                             // r14 is R's again
-    "pop r13",                                      // restore R's r13
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+32
-    ".cfi_restore r13",                             // r13 is R's again
-    "pop r12",                                      // restore R's r12
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+24
-    ".cfi_restore r12",                             // r12 is R's again
-    "pop rbx",                                      // restore R's rbx
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+16
-    ".cfi_restore rbx",                             // rbx is R's again
-    "pop rbp",                                      // restore R's rbp
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+8
-    ".cfi_restore rbp",                             // rbp is R's again
+    "backstop_asm_fiber_restore_registers",         // restore R's registers from S_R; CFA = rsp+8
     "ret",                                          // return Suspended from R's fiber_start/fiber_resume
     ".cfi_endproc",                                 // close the FDE
     ".size backstop_asm_fiber_suspend, . - backstop_asm_fiber_suspend", // symbol size, for symbolizers
@@ -272,24 +249,7 @@ global_asm!(
     ".p2align 4",                                   // 16-byte aligned entry point
     "backstop_asm_fiber_resume:",                   // rdi = state
     ".cfi_startproc",                               // open the FDE: CFA = rsp+8, RA at CFA-8
-    "push rbp",                                     // save R's rbp
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+16
-    ".cfi_offset rbp, -16",                         // rbp at CFA-16
-    "push rbx",                                     // save R's rbx
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+24
-    ".cfi_offset rbx, -24",                         // rbx at CFA-24
-    "push r12",                                     // save R's r12
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+32
-    ".cfi_offset r12, -32",                         // r12 at CFA-32
-    "push r13",                                     // save R's r13
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+40
-    ".cfi_offset r13, -40",                         // r13 at CFA-40
-    "push r14",                                     // save R's r14
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+48
-    ".cfi_offset r14, -48",                         // r14 at CFA-48
-    "push r15",                                     // save R's r15; rsp = S_R
-    ".cfi_adjust_cfa_offset 8",                     // CFA = rsp+56
-    ".cfi_offset r15, -56",                         // r15 at CFA-56
+    "backstop_asm_fiber_save_registers",            // save R's rbp, rbx, r12-r15; rsp = S_R, CFA = rsp+56
     "mov rax, [rdi + {top}]",                       // rax = T
     "mov rcx, [rsp + 48]",                          // rcx = return address into R
     "mov [rax - 8], rcx",                           // frame record: R's return address at T-8
@@ -297,24 +257,7 @@ global_asm!(
     "mov [rax - 32], rsp",                          // the link: T-32 = S_R; the base now names R as its caller
     "mov rsp, [rdi + {guest_rsp}]",                 // switch: rsp = the fiber's save area; CFA = rsp+56 still holds
     "mov qword ptr [rdi + {guest_rsp}], 0",         // state.guest_rsp = 0: running
-    "pop r15",                                      // restore the fiber's r15
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+48
-    ".cfi_restore r15",                             // r15 is the fiber's again
-    "pop r14",                                      // restore the fiber's r14
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+40
-    ".cfi_restore r14",                             // r14 is the fiber's again
-    "pop r13",                                      // restore the fiber's r13
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+32
-    ".cfi_restore r13",                             // r13 is the fiber's again
-    "pop r12",                                      // restore the fiber's r12
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+24
-    ".cfi_restore r12",                             // r12 is the fiber's again
-    "pop rbx",                                      // restore the fiber's rbx
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+16
-    ".cfi_restore rbx",                             // rbx is the fiber's again
-    "pop rbp",                                      // restore the fiber's rbp
-    ".cfi_adjust_cfa_offset -8",                    // CFA = rsp+8
-    ".cfi_restore rbp",                             // rbp is the fiber's again
+    "backstop_asm_fiber_restore_registers",         // restore the fiber's registers; CFA = rsp+8
     "ret",                                          // return from the fiber's fiber_suspend, on the fiber
     ".cfi_endproc",                                 // close the FDE
     ".size backstop_asm_fiber_resume, . - backstop_asm_fiber_resume", // symbol size, for symbolizers
