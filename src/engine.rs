@@ -19,6 +19,7 @@ pub struct Config {
     pub(crate) opt_level: OptLevel,
     pub(crate) parallel_compilation: bool,
     pub(crate) interrupt_checks: bool,
+    pub(crate) loop_closing_min_live: usize,
     pub(crate) wasm_backtrace: bool,
     pub(crate) gdb_jit: bool,
     pub(crate) perf_map: bool,
@@ -34,6 +35,7 @@ impl Default for Config {
             opt_level: OptLevel::Speed,
             parallel_compilation: true,
             interrupt_checks: false,
+            loop_closing_min_live: backstop_jit::LOOP_CLOSING_MIN_LIVE,
             wasm_backtrace: true,
             gdb_jit: true,
             perf_map: false,
@@ -107,6 +109,15 @@ impl Config {
     /// 5% on tight loops.
     pub fn interrupt_checks(&mut self, enable: bool) -> &mut Self {
         self.interrupt_checks = enable;
+        self
+    }
+
+    /// For tests of the compiler: how many values a loop must keep live
+    /// before the compiler gives its exit block parameters for the values
+    /// that leave it (0: every loop it can). Not a tuning knob.
+    #[doc(hidden)]
+    pub fn loop_closing_threshold(&mut self, min_live: usize) -> &mut Self {
+        self.loop_closing_min_live = min_live;
         self
     }
 

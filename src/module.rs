@@ -77,6 +77,7 @@ impl Module {
         let mut options = CompileOptions {
             memory_layout: config.memory_layout,
             interrupt_checks: config.interrupt_checks,
+            loop_closing_min_live: config.loop_closing_min_live,
             ..CompileOptions::default()
         };
         if !config.parallel_compilation {

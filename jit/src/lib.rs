@@ -10,6 +10,7 @@
 
 mod divconst;
 pub mod func_env;
+mod loop_exits;
 pub mod module_info;
 mod trampolines;
 pub mod types;
@@ -131,7 +132,14 @@ pub struct CompileOptions {
     /// Whether loop headers and function entries check the interrupt flag
     /// (what makes a running guest stoppable from another thread).
     pub interrupt_checks: bool,
+    /// How many values a loop must keep live before `loop_exits` closes it
+    /// (`LOOP_CLOSING_MIN_LIVE`; tests set 0 to close every loop it can).
+    pub loop_closing_min_live: usize,
 }
+
+/// The default of `CompileOptions::loop_closing_min_live`, measured (see
+/// `loop_exits`).
+pub const LOOP_CLOSING_MIN_LIVE: usize = loop_exits::MIN_LIVE_IN_LOOP;
 
 impl Default for CompileOptions {
     fn default() -> Self {
@@ -141,6 +149,7 @@ impl Default for CompileOptions {
                 .unwrap_or(1),
             memory_layout: Default::default(),
             interrupt_checks: true,
+            loop_closing_min_live: LOOP_CLOSING_MIN_LIVE,
         }
     }
 }
@@ -195,14 +204,48 @@ fn privileged_trap_instruction(bytes: &mut [u8], offset: usize) {
 }
 
 /// Compiles the function in `ctx` and extracts everything layout needs.
+/// Cranelift's `Context::compile`, step by step, with one pass of ours
+/// added: `loop_exits` after `remove_constant_phis` (which would undo it)
+/// and before the e-graph optimizer. The steps and their order are those
+/// of `Context::optimize` and `Context::compile_stencil` in
+/// cranelift-codegen 0.112 (the verifier is off in our flags).
+fn optimize_and_lower(
+    isa: &dyn cranelift_codegen::isa::TargetIsa,
+    ctx: &mut Context,
+    loop_closing_min_live: usize,
+) -> Result<cranelift_codegen::CompiledCode, cranelift_codegen::CodegenError> {
+    let mut ctrl_plane = ControlPlane::default();
+    ctx.compute_cfg();
+    ctx.legalize(isa)?;
+    ctx.compute_domtree();
+    ctx.eliminate_unreachable_code(isa)?;
+    ctx.remove_constant_phis(isa)?;
+    ctx.func.dfg.resolve_all_aliases();
+    if isa.flags().opt_level() != settings::OptLevel::None {
+        ctx.compute_loop_analysis();
+        if loop_exits::close_innermost_loops(
+            &mut ctx.func,
+            &ctx.cfg,
+            &ctx.loop_analysis,
+            loop_closing_min_live,
+        ) {
+            ctx.compute_cfg();
+            ctx.compute_domtree();
+        }
+        ctx.egraph_pass(isa, &mut ctrl_plane)?;
+    }
+    let stencil = isa.compile_function(&ctx.func, &ctx.domtree, false, &mut ctrl_plane)?;
+    Ok(stencil.apply_params(&ctx.func.params))
+}
+
 fn compile_context(
     isa: &dyn cranelift_codegen::isa::TargetIsa,
     ctx: &mut Context,
+    loop_closing_min_live: usize,
 ) -> Result<CompiledBlob, CompileError> {
     let user_names = ctx.func.params.user_named_funcs().clone();
-    let code = ctx
-        .compile(isa, &mut ControlPlane::default())
-        .map_err(|e| codegen_error(e.inner))?;
+    let code = optimize_and_lower(isa, ctx, loop_closing_min_live).map_err(codegen_error)?;
+    let code = &code;
     let mut bytes = code.code_buffer().to_vec();
     let alignment = code.buffer.alignment;
     let traps: Vec<(u32, TrapCode)> = code
@@ -380,6 +423,7 @@ pub fn compile(
         type_ids: &type_ids,
         memory_layout: options.memory_layout,
         interrupt_checks: options.interrupt_checks,
+        loop_closing_min_live: options.loop_closing_min_live,
     };
     let worker = || {
         let mut ctx = Context::new();
@@ -439,13 +483,13 @@ pub fn compile(
                 trampolines::build_entry_trampoline(&mut ctx.func, ty);
                 blobs.push((
                     CodeKind::EntryTrampoline(type_index as u32),
-                    compile_context(isa.as_ref(), &mut ctx)?,
+                    compile_context(isa.as_ref(), &mut ctx, options.loop_closing_min_live)?,
                 ));
                 let entry = blobs.len() - 1;
                 trampolines::build_host_adapter(&mut ctx.func, ty);
                 blobs.push((
                     CodeKind::HostAdapter(type_index as u32),
-                    compile_context(isa.as_ref(), &mut ctx)?,
+                    compile_context(isa.as_ref(), &mut ctx, options.loop_closing_min_live)?,
                 ));
                 let adapter = blobs.len() - 1;
                 distinct.insert(ty, (entry, adapter));
@@ -576,6 +620,7 @@ struct FunctionCompiler<'a> {
     type_ids: &'a [u32],
     memory_layout: func_env::MemoryLayout,
     interrupt_checks: bool,
+    loop_closing_min_live: usize,
 }
 
 impl FunctionCompiler<'_> {
@@ -606,6 +651,6 @@ impl FunctionCompiler<'_> {
             &mut env,
         )?;
         divconst::rewrite(&mut ctx.func);
-        compile_context(self.isa, ctx)
+        compile_context(self.isa, ctx, self.loop_closing_min_live)
     }
 }
