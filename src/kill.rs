@@ -355,9 +355,9 @@ const LAST_FOLLOW_UP: Duration = Duration::from_millis(1);
 
 /// Hands the kill of `run` to the follow-up thread (started on first use):
 /// it interrupts the run's thread again until the run stops. The signal's
-/// handler declines when the thread is at an instruction it cannot leave
-/// from (a frame setup, a `ret`, a trampoline, a runtime function called by
-/// compiled code); a moment later it is elsewhere.
+/// handler declines when the thread is somewhere it cannot leave from (a
+/// trampoline, a runtime function called by compiled code, host code on
+/// its way in or out); a moment later it is elsewhere.
 fn follow_up(shared: &Arc<KillShared>, run: u64) {
     static FOLLOW_UPS: OnceLock<Option<&'static FollowUps>> = OnceLock::new();
     let follow_ups = FOLLOW_UPS.get_or_init(|| {

@@ -17,12 +17,13 @@
 //! The same module owns the kill switch's interrupt signal (`SIGURG`, sent
 //! by `kill` to the thread of a run that is in compiled code). Its handler
 //! takes only a signal that Backstop queued itself (marked in `si_value`)
-//! and only when the thread's current run is the one to stop and is in
-//! compiled code at an instruction where the frame can be unwound (see
-//! `interruptible_at`). Then it does what the fault handler does, with the
-//! trap code `Interrupt`; otherwise it returns, and the kill switch sends
-//! again later. Signals that are not Backstop's go to the handler installed
-//! before ours.
+//! and only when the thread's current run is the one to stop and is in a
+//! compiled Wasm function, at a point from which that frame, or its
+//! caller's, can be unwound (see `unwindable_point`). Then it does what the
+//! fault handler does, with the trap code `Interrupt`, and tells the kill
+//! switch it did; otherwise it tells the kill switch it declined, and the
+//! kill switch sends again. Signals that are not Backstop's go to the
+//! handler installed before ours.
 //!
 //! The handlers never unwind, allocate, lock or symbolize.
 
