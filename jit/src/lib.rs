@@ -208,14 +208,18 @@ fn privileged_trap_instruction(bytes: &mut [u8], offset: usize) {
 /// added: `loop_exits` after `remove_constant_phis` (which would undo it)
 /// and before the e-graph optimizer. The steps and their order are those
 /// of `Context::optimize` and `Context::compile_stencil` in
-/// cranelift-codegen 0.112 (the verifier is off in our flags).
+/// cranelift-codegen 0.112.
 fn optimize_and_lower(
     isa: &dyn cranelift_codegen::isa::TargetIsa,
     ctx: &mut Context,
     loop_closing_min_live: usize,
 ) -> Result<cranelift_codegen::CompiledCode, cranelift_codegen::CodegenError> {
     let mut ctrl_plane = ControlPlane::default();
+    ctx.verify_if(isa)?;
     ctx.compute_cfg();
+    if isa.flags().enable_nan_canonicalization() {
+        ctx.canonicalize_nans(isa)?;
+    }
     ctx.legalize(isa)?;
     ctx.compute_domtree();
     ctx.eliminate_unreachable_code(isa)?;
