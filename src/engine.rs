@@ -20,6 +20,7 @@ pub struct Config {
     pub(crate) parallel_compilation: bool,
     pub(crate) interrupt_checks: bool,
     pub(crate) loop_closing_min_live: usize,
+    pub(crate) verify_compiled_code: bool,
     pub(crate) wasm_backtrace: bool,
     pub(crate) gdb_jit: bool,
     pub(crate) perf_map: bool,
@@ -36,6 +37,7 @@ impl Default for Config {
             parallel_compilation: true,
             interrupt_checks: false,
             loop_closing_min_live: backstop_jit::LOOP_CLOSING_MIN_LIVE,
+            verify_compiled_code: false,
             wasm_backtrace: true,
             gdb_jit: true,
             perf_map: false,
@@ -121,6 +123,15 @@ impl Config {
         self
     }
 
+    /// For tests of the compiler: run Cranelift's IR verifier on every
+    /// function before and after optimization. Not for production: it
+    /// costs compile time.
+    #[doc(hidden)]
+    pub fn verify_compiled_code(&mut self, verify: bool) -> &mut Self {
+        self.verify_compiled_code = verify;
+        self
+    }
+
     /// Whether traps and terminations record the guest's stack (a
     /// `WasmBacktrace` in `Trap::backtrace` and
     /// `TerminationDetails::backtrace`); default true. Capture walks the
@@ -198,7 +209,8 @@ impl Engine {
                 "stack size must be at least 16 KiB and the host reserve at least 32 KiB".into(),
             ));
         }
-        let isa = backstop_jit::build_isa(config.opt_level).map_err(Error::Unsupported)?;
+        let isa = backstop_jit::build_isa(config.opt_level, config.verify_compiled_code)
+            .map_err(Error::Unsupported)?;
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 config: config.clone(),

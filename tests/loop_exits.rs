@@ -193,7 +193,7 @@ fn loops_under_pressure_compute_the_same_when_closed() {
 #[test]
 fn every_loop_closed_computes_the_same() {
     let mut config = Config::new();
-    config.loop_closing_threshold(0);
+    config.loop_closing_threshold(0).verify_compiled_code(true);
     check(&Engine::new(&config).unwrap());
 }
 

@@ -1225,9 +1225,10 @@ fn main() -> ExitCode {
 
     // Again, with the compiler closing every loop it can (`loop_exits`
     // normally closes only loops under register pressure, which the spec
-    // modules rarely have): that pass must not change any result.
+    // modules rarely have) and Cranelift's verifier checking every function
+    // after the passes: that must not change any result.
     let mut config = backstop::Config::new();
-    config.loop_closing_threshold(0);
+    config.loop_closing_threshold(0).verify_compiled_code(true);
     let every_loop_closed = Engine::new(&config).expect("engine");
     let (mut passed_closed, mut failed_closed) = (0usize, 0usize);
     for file in &files {
@@ -1236,7 +1237,7 @@ fn main() -> ExitCode {
         failed_closed += report.failed;
     }
     println!(
-        "spec, every loop closed: {passed_closed} passed, {failed_closed} failed \
+        "spec, every loop closed and verified: {passed_closed} passed, {failed_closed} failed \
          (must equal the run above)"
     );
     let same = (passed_closed, failed_closed) == (passed, failed);

@@ -88,7 +88,10 @@ pub enum OptLevel {
 /// Builds the target ISA for this host with the flags Backstop's code relies
 /// on: frame pointers everywhere, unwind info, no probestack (the prologue
 /// stack-limit check replaces it), and non-PIC colocated calls.
-pub fn build_isa(opt_level: OptLevel) -> Result<OwnedTargetIsa, String> {
+///
+/// `verify`: run Cranelift's IR verifier on every function before and
+/// after optimization (for tests of the compiler; it costs compile time).
+pub fn build_isa(opt_level: OptLevel, verify: bool) -> Result<OwnedTargetIsa, String> {
     let mut flags = settings::builder();
     let set = |flags: &mut settings::Builder, name: &str, value: &str| {
         flags
@@ -109,7 +112,11 @@ pub fn build_isa(opt_level: OptLevel) -> Result<OwnedTargetIsa, String> {
     set(&mut flags, "enable_probestack", "false")?;
     set(&mut flags, "is_pic", "false")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
-    set(&mut flags, "enable_verifier", "false")?;
+    set(
+        &mut flags,
+        "enable_verifier",
+        if verify { "true" } else { "false" },
+    )?;
     set(&mut flags, "enable_heap_access_spectre_mitigation", "false")?;
     set(
         &mut flags,
