@@ -389,10 +389,11 @@ fn resets(c: &mut Criterion) {
 
 /// Every export first calls `started`, which tells the killer the guest is
 /// running, then spins with no host calls:
-/// - `spin`: `loop br 0` (checked at the loop header);
+/// - `spin`: `loop br 0` (with interrupt checks, checked at the loop
+///   header);
 /// - `recurse_deep`: 5000 nested calls of `$deep`, then `$tree(60)`,
-///   2^60 calls with no loop anywhere (checked at function entries); the
-///   kill unwinds ~5000 frames;
+///   2^60 calls with no loop anywhere (with checks, checked at function
+///   entries); nothing is unwound (no host frame), ~5000 frames are left;
 /// - `recurse_shallow`: `$tree(60)` directly (at most ~60 frames deep).
 const KILLABLE: &str = r#"
     (module

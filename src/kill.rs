@@ -155,8 +155,9 @@ impl KillShared {
     ///
     /// The owner's side uses plain (relaxed) stores and loads: it is on the
     /// hot path of every call. A request whose flag store is not yet
-    /// visible here is still seen by compiled code at its next function
-    /// entry or loop header, so no fence is needed for the kill to land.
+    /// visible here has the kill switch see the run started (after its
+    /// fence, see `terminate`), so it interrupts or arms: no fence is
+    /// needed here for the kill to land.
     #[inline]
     pub(crate) fn begin_run(&self) -> bool {
         let run = (self.status.load(Ordering::Relaxed) >> 2) + 1;

@@ -505,7 +505,7 @@ matrix! {
 
 /// A kill while the guest spins in Wasm code of a nested segment (guest ->
 /// host -> guest) should report `Interrupted`: the guest is in Wasm and
-/// stops at its next loop header, not "when the hostcall returns".
+/// stops there (by the interrupt signal), not "when the hostcall returns".
 #[test]
 fn kill_in_nested_wasm_reports_interrupted() {
     let fixture = fixture();
