@@ -183,6 +183,38 @@ fn timeout_stops_a_loop_with_124() {
 }
 
 #[test]
+fn timeout_stops_call_heavy_code_with_and_without_interrupt_checks() {
+    let dir = TempDir::new("timeout_calls");
+    let wat = dir.0.join("calls.wat");
+    std::fs::write(
+        &wat,
+        r#"(module
+             (func $leaf (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
+             (func $tree (param i32) (result i32)
+               (if (result i32) (i32.eqz (local.get 0))
+                 (then (call $leaf (i32.const 0)))
+                 (else (i32.add (call $tree (i32.sub (local.get 0) (i32.const 1)))
+                                (call $tree (i32.sub (local.get 0) (i32.const 1)))))))
+             (func (export "_start") (drop (call $tree (i32.const 62)))))"#,
+    )
+    .unwrap();
+    for extra in [None, Some("--interrupt-checks")] {
+        let mut args = vec!["run", "--timeout", "100ms"];
+        args.extend(extra);
+        args.push(wat.to_str().unwrap());
+        let started = std::time::Instant::now();
+        let out = backstop(&args, None);
+        assert_eq!(
+            out.status.code(),
+            Some(124),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+}
+
+#[test]
 fn invoke_a_plain_export() {
     let dir = TempDir::new("invoke");
     let wat = dir.0.join("math.wat");
