@@ -23,7 +23,8 @@
 //! - only innermost loops (which hold the hot code), so blocks this pass
 //!   adds are never inside another loop it processes;
 //! - only loops under register pressure (`MIN_LIVE_IN_LOOP`);
-//! - only loops with a single exit edge: then every path from a definition
+//! - only loops with a single exit edge (not counting edges into blocks
+//!   that only trap, which lead nowhere): then every path from a definition
 //!   in the loop to a use outside it leaves through that edge after the
 //!   definition's last execution, so the parameter carries the right value
 //!   to every such use, and the definition dominates the exiting block.
@@ -127,7 +128,7 @@ pub fn close_innermost_loops(
                 .enumerate()
             {
                 let target = call.block(&func.dfg.value_lists);
-                if innermost(target) != Some(lp) {
+                if innermost(target) != Some(lp) && !only_traps(func, target) {
                     per_loop
                         .entry(lp)
                         .or_default()
@@ -169,6 +170,21 @@ pub fn close_innermost_loops(
         changed = true;
     }
     changed
+}
+
+/// Whether `block` does nothing but trap: an exit into it leads nowhere,
+/// so it needs no parameters and does not count as one of the loop's exits.
+/// (Legalized `trapnz` checks and the shared interrupt-check trap are such
+/// blocks, inside many loops.)
+fn only_traps(func: &ir::Function, block: Block) -> bool {
+    let mut insts = func.layout.block_insts(block);
+    matches!(
+        (
+            insts.next().map(|inst| func.dfg.insts[inst].opcode()),
+            insts.next()
+        ),
+        (Some(ir::Opcode::Trap), None)
+    )
 }
 
 /// The block that the exit edge (destination `index` of `terminator`, in
