@@ -299,12 +299,11 @@ impl KillShared {
 
     /// For the interrupt signal's handler, on the run's own thread: whether
     /// the current run is to be stopped now. Not while it is in a host
-    /// function, which sees the flag when it returns. Async-signal-safe.
+    /// function, which sees the flag when it returns. Async-signal-safe
+    /// (atomic loads only).
     pub(crate) fn interrupt_due(&self) -> bool {
-        let status = self.status.load(Ordering::Relaxed);
-        status & 3 == PHASE_RUNNING
-            && self.flag.load(Ordering::Relaxed) == flag_value(status >> 2)
-            && self.in_host.load(Ordering::Relaxed) == 0
+        let run = self.status.load(Ordering::Relaxed) >> 2;
+        self.still_to_stop(run) && self.in_host.load(Ordering::Relaxed) == 0
     }
 
     /// Stops counting this instance in `INTERRUPTS_PENDING`.

@@ -199,9 +199,8 @@ fn dedicated_exit(
     index: usize,
     target: Block,
 ) -> Block {
-    let only_edge = cfg.pred_iter(target).count() == 1
-        && cfg.pred_iter(target).all(|pred| pred.block == exiting);
-    if only_edge {
+    let mut preds = cfg.pred_iter(target);
+    if matches!((preds.next(), preds.next()), (Some(pred), None) if pred.block == exiting) {
         return target;
     }
     let exit = func.dfg.make_block();
