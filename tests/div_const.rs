@@ -215,3 +215,165 @@ fn i64_division_by_constants_matches_the_semantics() {
         &[i64::MIN, i64::MAX, i64::MIN + 1, i64::MAX - 1],
     );
 }
+
+/// Unsigned division and remainder of dividends whose range the compiler
+/// can see (a mask, a right shift, a narrow load, a zero extension, an
+/// earlier division or remainder), which get the narrower multiply forms.
+/// Each shape is Wasm text over `(local.get 0)` and its meaning in Rust.
+struct Shape {
+    name: &'static str,
+    wasm: &'static str,
+    rust: fn(u64) -> u64,
+}
+
+const SHAPES_32: &[Shape] = &[
+    Shape { name: "and_ff", wasm: "(i32.and (local.get 0) (i32.const 0xff))", rust: |x| x & 0xff },
+    Shape { name: "and_ffff", wasm: "(i32.and (local.get 0) (i32.const 0xffff))", rust: |x| x & 0xffff },
+    Shape {
+        name: "and_fffff",
+        wasm: "(i32.and (i32.const 0xfffff) (local.get 0))",
+        rust: |x| x & 0xfffff,
+    },
+    Shape { name: "shr_20", wasm: "(i32.shr_u (local.get 0) (i32.const 20))", rust: |x| x >> 20 },
+    Shape { name: "shr_39", wasm: "(i32.shr_u (local.get 0) (i32.const 39))", rust: |x| x >> 7 },
+    Shape {
+        name: "rem_10404",
+        wasm: "(i32.rem_u (local.get 0) (i32.const 10404))",
+        rust: |x| x % 10404,
+    },
+    Shape {
+        name: "div_105",
+        wasm: "(i32.div_u (i32.and (local.get 0) (i32.const 0xffff)) (i32.const 105))",
+        rust: |x| (x & 0xffff) / 105,
+    },
+    Shape {
+        name: "load8",
+        wasm: "(i32.store (i32.const 8) (local.get 0)) (i32.load8_u (i32.const 8))",
+        rust: |x| x & 0xff,
+    },
+    Shape {
+        name: "load16",
+        wasm: "(i32.store (i32.const 8) (local.get 0)) (i32.load16_u (i32.const 8))",
+        rust: |x| x & 0xffff,
+    },
+    Shape {
+        name: "or_masks",
+        wasm: "(i32.or (i32.and (local.get 0) (i32.const 0xf0)) (i32.shr_u (local.get 0) (i32.const 28)))",
+        rust: |x| (x & 0xf0) | (x >> 28),
+    },
+];
+
+const SHAPES_64: &[Shape] = &[
+    Shape {
+        name: "and_ffffffff",
+        wasm: "(i64.and (local.get 0) (i64.const 0xffffffff))",
+        rust: |x| x & 0xffff_ffff,
+    },
+    Shape {
+        name: "extend_u",
+        wasm: "(i64.extend_i32_u (i32.wrap_i64 (local.get 0)))",
+        rust: |x| x & 0xffff_ffff,
+    },
+    Shape {
+        name: "shr_40",
+        wasm: "(i64.shr_u (local.get 0) (i64.const 40))",
+        rust: |x| x >> 40,
+    },
+    Shape {
+        name: "and_ffff",
+        wasm: "(i64.and (local.get 0) (i64.const 0xffff))",
+        rust: |x| x & 0xffff,
+    },
+    Shape {
+        name: "load32",
+        wasm: "(i64.store (i32.const 8) (local.get 0)) (i64.load32_u (i32.const 8))",
+        rust: |x| x & 0xffff_ffff,
+    },
+    Shape {
+        name: "rem_1e9",
+        wasm: "(i64.rem_u (local.get 0) (i64.const 1000000000))",
+        rust: |x| x % 1_000_000_000,
+    },
+];
+
+fn check_shapes<T>(bits: u32, shapes: &[Shape], divisors: &[u64])
+where
+    T: backstop::WasmTy + Copy + Into<i64> + TryFrom<i64> + std::fmt::Debug,
+{
+    let ty = if bits == 32 { "i32" } else { "i64" };
+    let mut text = String::from("(module (memory 1)\n");
+    for (s, shape) in shapes.iter().enumerate() {
+        for op in ["div_u", "rem_u"] {
+            for (i, d) in divisors.iter().enumerate() {
+                text += &format!(
+                    "(func (export \"{op}_{s}_{i}\") (param {ty}) (result {ty}) \
+                     ({ty}.{op} {} ({ty}.const {d})))\n",
+                    shape.wasm
+                );
+            }
+        }
+    }
+    text += ")";
+    let engine = Engine::default();
+    let module = Module::new(&engine, text).unwrap();
+    let mut instance = Linker::<()>::new(&engine).instantiate(&module, ()).unwrap();
+    let mask = if bits == 32 {
+        u64::from(u32::MAX)
+    } else {
+        u64::MAX
+    };
+    let signed: Vec<i64> = divisors.iter().map(|d| *d as i64).collect();
+    let mut checked = 0;
+    for (s, shape) in shapes.iter().enumerate() {
+        for op in ["div_u", "rem_u"] {
+            for (i, d) in divisors.iter().enumerate() {
+                let func = instance
+                    .typed_func::<T, T>(&format!("{op}_{s}_{i}"))
+                    .unwrap();
+                for n in dividends(&[i64::MIN, i64::MAX, -1], &signed) {
+                    let n = n as u64 & mask;
+                    let arg = if bits == 32 {
+                        n as u32 as i32 as i64
+                    } else {
+                        n as i64
+                    };
+                    let Ok(arg) = T::try_from(arg) else { continue };
+                    let got = func.call(&mut instance, arg).unwrap().into() as u64 & mask;
+                    let x = (shape.rust)(n);
+                    let want = if op == "div_u" { x / d } else { x % d };
+                    assert_eq!(got, want, "{ty}.{op} of {} ({n:#x}) by {d}", shape.name);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 50_000, "{checked}");
+}
+
+const RANGE_DIVISORS: &[u64] = &[
+    3,
+    7,
+    10,
+    100,
+    102,
+    105,
+    255,
+    641,
+    1000,
+    10404,
+    65535,
+    65537,
+    1 << 20,
+];
+
+#[test]
+fn unsigned_division_of_narrow_dividends_32() {
+    check_shapes::<i32>(32, SHAPES_32, RANGE_DIVISORS);
+}
+
+#[test]
+fn unsigned_division_of_narrow_dividends_64() {
+    let mut divisors = RANGE_DIVISORS.to_vec();
+    divisors.extend([1_000_000_007, (1 << 32) + 1, 1 << 40, u64::MAX / 3]);
+    check_shapes::<i64>(64, SHAPES_64, &divisors);
+}
