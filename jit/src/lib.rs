@@ -15,6 +15,7 @@ pub mod module_info;
 mod trampolines;
 pub mod types;
 pub mod vmoffsets;
+mod xor_fences;
 
 pub use cranelift_codegen::isa::OwnedTargetIsa;
 pub use func_env::MemoryLayout;
@@ -243,7 +244,11 @@ fn optimize_and_lower(
             ctx.compute_cfg();
             ctx.compute_domtree();
         }
+        let fenced = xor_fences::insert(&mut ctx.func) > 0;
         ctx.egraph_pass(isa, &mut ctrl_plane)?;
+        if fenced {
+            xor_fences::remove(&mut ctx.func);
+        }
     }
     let stencil = isa.compile_function(&ctx.func, &ctx.domtree, false, &mut ctrl_plane)?;
     Ok(stencil.apply_params(&ctx.func.params))
