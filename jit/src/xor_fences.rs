@@ -21,21 +21,31 @@
 //! operation already zero-extends").
 
 use cranelift_codegen::cursor::{Cursor, FuncCursor};
+use cranelift_codegen::entity::{EntitySet, SecondaryMap};
 use cranelift_codegen::ir::{self, InstBuilder, MemFlags, Opcode};
-use std::collections::{HashMap, HashSet};
 
 /// Routes shared `bxor` results through fences; returns how many it made.
 pub fn insert(func: &mut ir::Function) -> usize {
-    let mut uses: HashMap<ir::Value, u32> = HashMap::new();
-    let mut used_by_xor: HashSet<ir::Value> = HashSet::new();
-    for block in func.layout.blocks() {
-        for inst in func.layout.block_insts(block) {
-            let is_xor = func.dfg.insts[inst].opcode() == Opcode::Bxor;
-            for value in func.dfg.inst_values(inst) {
-                *uses.entry(value).or_default() += 1;
-                if is_xor {
-                    used_by_xor.insert(value);
-                }
+    let insts = || {
+        func.layout
+            .blocks()
+            .flat_map(|block| func.layout.block_insts(block))
+    };
+    // Most functions have no xor chain at all; they pay one scan.
+    let xors = insts()
+        .filter(|inst| func.dfg.insts[*inst].opcode() == Opcode::Bxor)
+        .count();
+    if xors < 2 {
+        return 0;
+    }
+    let mut uses: SecondaryMap<ir::Value, u32> = SecondaryMap::new();
+    let mut used_by_xor: EntitySet<ir::Value> = EntitySet::new();
+    for inst in insts() {
+        let is_xor = func.dfg.insts[inst].opcode() == Opcode::Bxor;
+        for value in func.dfg.inst_values(inst) {
+            uses[value] += 1;
+            if is_xor {
+                used_by_xor.insert(value);
             }
         }
     }
@@ -48,10 +58,7 @@ pub fn insert(func: &mut ir::Function) -> usize {
             }
             let shared = pos.func.dfg.first_result(inst);
             let ty = pos.func.dfg.value_type(shared);
-            if !ty.is_int()
-                || uses.get(&shared).copied().unwrap_or(0) < 2
-                || !used_by_xor.contains(&shared)
-            {
+            if !ty.is_int() || uses[shared] < 2 || !used_by_xor.contains(shared) {
                 continue;
             }
             // The xor now defines a fresh value; the old one, with all its
