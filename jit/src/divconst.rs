@@ -218,8 +218,12 @@ impl UnsignedPlan {
         let l = 64 - (d - 1).leading_zeros();
         let limit = (width + l).min(127);
         if let Some((k, m)) = (0..=limit).find_map(|k| magic_for(k).map(|m| (k, m))) {
-            let fits_type = |product: u128| product < (1u128 << bits);
-            if fits_type(m * n_max) {
+            // m can exceed 2^64, so the product can exceed 2^128.
+            let fits_type = |factor: u128| {
+                m.checked_mul(factor)
+                    .is_some_and(|product| product < (1u128 << bits))
+            };
+            if fits_type(n_max) {
                 return UnsignedPlan::MulShift {
                     magic: m as u64,
                     shift: k,
