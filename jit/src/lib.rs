@@ -454,7 +454,10 @@ pub fn compile(
                 .unwrap()
                 .take()
                 .expect("each body taken once");
-            let result = shared.compile(pending, &mut ctx, &mut translator);
+            let func_index = pending.func_index;
+            let result = catch_compiler_panic(func_index, || {
+                shared.compile(pending, &mut ctx, &mut translator)
+            });
             let failed = result.is_err();
             *results[i].lock().unwrap() = Some(result);
             if failed {
@@ -639,6 +642,27 @@ struct FunctionCompiler<'a> {
     loop_closing_min_live: usize,
 }
 
+/// Runs `compile` for function `func_index`, turning a panic inside it (a
+/// bug in our passes or in Cranelift, or an arithmetic overflow in
+/// backstop-jit, which is built with overflow checks) into
+/// `CompileError::Codegen`: a bad module must never take the embedder down.
+/// The panic hook has already printed the message and location by then.
+fn catch_compiler_panic(
+    func_index: u32,
+    compile: impl FnOnce() -> Result<CompiledBlob, CompileError>,
+) -> Result<CompiledBlob, CompileError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(compile)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string());
+        Err(CompileError::Codegen(format!(
+            "internal compiler error in function {func_index}: {message}"
+        )))
+    })
+}
+
 impl FunctionCompiler<'_> {
     fn compile(
         &self,
@@ -668,5 +692,35 @@ impl FunctionCompiler<'_> {
         )?;
         divconst::rewrite(&mut ctx.func);
         compile_context(self.isa, ctx, self.loop_closing_min_live)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_compiling_becomes_a_codegen_error() {
+        let overflow = || -> Result<CompiledBlob, CompileError> {
+            let magic = std::hint::black_box(u128::MAX);
+            let _ = std::hint::black_box(magic.checked_mul(2).expect("the magic fits"));
+            unreachable!()
+        };
+        match catch_compiler_panic(7, overflow) {
+            Err(CompileError::Codegen(message)) => {
+                assert_eq!(
+                    message,
+                    "internal compiler error in function 7: the magic fits"
+                )
+            }
+            _ => panic!("expected a codegen error"),
+        }
+        let formatted = || -> Result<CompiledBlob, CompileError> { panic!("value {}", 42) };
+        match catch_compiler_panic(3, formatted) {
+            Err(CompileError::Codegen(message)) => {
+                assert_eq!(message, "internal compiler error in function 3: value 42")
+            }
+            _ => panic!("expected a codegen error"),
+        }
     }
 }
