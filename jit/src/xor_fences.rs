@@ -74,8 +74,9 @@ pub fn insert(func: &mut ir::Function) -> usize {
     fences
 }
 
-/// Replaces every same-type `bitcast` (only [`insert`] makes them; Wasm's
-/// reinterpretations always change the type) by an alias of its argument.
+/// Replaces every same-type `bitcast` by an alias of its argument. Such a
+/// bitcast is the identity, so this is right for any of them; in practice
+/// only [`insert`] makes them (Wasm's reinterpretations change the type).
 pub fn remove(func: &mut ir::Function) {
     let mut pos = FuncCursor::new(func);
     while pos.next_block().is_some() {
