@@ -1,8 +1,10 @@
 //! `backstop-jit`: compiles a Wasm 2.0 module to native code in executable
 //! memory. It owns the parsing and validation (`module_info`), the vmctx
 //! layout (`vmoffsets`), the Cranelift environment (`func_env`), the entry
-//! trampolines and host adapters (`trampolines`), and laying every function
-//! out in one contiguous block of code memory from `cranelift-jit`.
+//! trampolines and host adapters (`trampolines`), the CLIF passes it adds
+//! to Cranelift's pipeline (`divconst`, `loop_exits`, `xor_fences`), and
+//! laying every function out in one contiguous block of code memory from
+//! `cranelift-jit`.
 //!
 //! It records, per function, the address, size, trap sites, Wasm offsets and
 //! DWARF unwind info (as gimli FDEs) that the unwind registry needs. It knows
@@ -212,11 +214,13 @@ fn privileged_trap_instruction(bytes: &mut [u8], offset: usize) {
 }
 
 /// Compiles the function in `ctx` and extracts everything layout needs.
-/// Cranelift's `Context::compile`, step by step, with one pass of ours
+/// Cranelift's `Context::compile`, step by step, with passes of ours
 /// added: `loop_exits` after `remove_constant_phis` (which would undo it)
-/// and before the e-graph optimizer. The steps and their order are those
-/// of `Context::optimize` and `Context::compile_stencil` in
-/// cranelift-codegen 0.112.
+/// and before the e-graph optimizer, and `xor_fences` around the e-graph
+/// pass (inserted before it, removed after it). The steps and their order
+/// are those of `Context::optimize` and `Context::compile_stencil` in
+/// cranelift-codegen 0.112. (`divconst` runs earlier, right after
+/// translation.)
 fn optimize_and_lower(
     isa: &dyn cranelift_codegen::isa::TargetIsa,
     ctx: &mut Context,
@@ -248,6 +252,7 @@ fn optimize_and_lower(
         ctx.egraph_pass(isa, &mut ctrl_plane)?;
         if fenced {
             xor_fences::remove(&mut ctx.func);
+            ctx.verify_if(isa)?;
         }
     }
     let stencil = isa.compile_function(&ctx.func, &ctx.domtree, false, &mut ctrl_plane)?;
