@@ -16,6 +16,18 @@
 #define MIN_MATCH 3
 #define MAX_MATCH 258
 
+// Phase markers for benches/programs/phases.sh: built with -DSTOP_AFTER=n,
+// the program stops at the end of phase n, printing a value of its result
+// so that the work is kept. Without STOP_AFTER they are empty.
+#ifdef STOP_AFTER
+#define PHASE_END(n, kept)                                                     \
+    do {                                                                       \
+        if (STOP_AFTER == (n)) { printf("%d\n", (int)(kept)); return 0; }      \
+    } while (0)
+#else
+#define PHASE_END(n, kept) do { } while (0)
+#endif
+
 static const char *words[] = {
     "the", "of", "and", "a", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on",
     "are", "as", "with", "his", "they", "at", "be", "this", "have", "from", "or", "one", "had",
@@ -73,6 +85,8 @@ int main(void) {
         if (len < TEXT_SIZE) text[len++] = (x >> 27) == 0 ? '\n' : ' ';
     }
 
+    PHASE_END(1, text[len - 1]);  // text generated
+
     // Compress. Token: 0 + 8-bit literal, or 1 + 16-bit distance-1 +
     // 8-bit length-MIN_MATCH.
     for (int i = 0; i < (1 << HASH_BITS); i++) head[i] = -1;
@@ -119,6 +133,7 @@ int main(void) {
         }
     }
     flush(&b);
+    PHASE_END(2, b.pos);  // compressed
 
     // Decompress and compare.
     reader r = {packed, 0, 0, 0};
@@ -132,6 +147,8 @@ int main(void) {
             back[o++] = (uint8_t)get(&r, 8);
         }
     }
+    PHASE_END(3, back[7]);  // decompressed
+    PHASE_END(4, memcmp(back, text, TEXT_SIZE));  // compared (again below)
     if (memcmp(back, text, TEXT_SIZE) != 0) { printf("round trip failed\n"); return 1; }
 
     uint32_t sum = 0;

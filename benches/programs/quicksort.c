@@ -8,6 +8,18 @@
 
 #define N 6000000
 
+// Phase markers for benches/programs/phases.sh: built with -DSTOP_AFTER=n,
+// the program stops at the end of phase n, printing a value of its result
+// so that the work is kept. Without STOP_AFTER they are empty.
+#ifdef STOP_AFTER
+#define PHASE_END(n, kept)                                                     \
+    do {                                                                       \
+        if (STOP_AFTER == (n)) { printf("%d\n", (int)(kept)); return 0; }      \
+    } while (0)
+#else
+#define PHASE_END(n, kept) do { } while (0)
+#endif
+
 static void insertion(int32_t *a, long lo, long hi) {
     for (long i = lo + 1; i <= hi; i++) {
         int32_t v = a[i];
@@ -48,7 +60,9 @@ int main(void) {
         x ^= x << 13; x ^= x >> 17; x ^= x << 5;
         a[i] = (int32_t)x;
     }
+    PHASE_END(1, a[5]);  // filled
     quicksort(a, 0, N - 1);
+    PHASE_END(2, a[5]);  // sorted
     uint64_t sum = 0;
     for (long i = 0; i < N; i++) {
         if (i && a[i - 1] > a[i]) { printf("not sorted at %ld\n", i); return 1; }
