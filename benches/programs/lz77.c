@@ -16,17 +16,7 @@
 #define MIN_MATCH 3
 #define MAX_MATCH 258
 
-// Phase markers for benches/programs/phases.sh: built with -DSTOP_AFTER=n,
-// the program stops at the end of phase n, printing a value of its result
-// so that the work is kept. Without STOP_AFTER they are empty.
-#ifdef STOP_AFTER
-#define PHASE_END(n, kept)                                                     \
-    do {                                                                       \
-        if (STOP_AFTER == (n)) { printf("%d\n", (int)(kept)); return 0; }      \
-    } while (0)
-#else
-#define PHASE_END(n, kept) do { } while (0)
-#endif
+#include "phase_end.h"
 
 static const char *words[] = {
     "the", "of", "and", "a", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on",

@@ -8,17 +8,7 @@
 
 #define N 6000000
 
-// Phase markers for benches/programs/phases.sh: built with -DSTOP_AFTER=n,
-// the program stops at the end of phase n, printing a value of its result
-// so that the work is kept. Without STOP_AFTER they are empty.
-#ifdef STOP_AFTER
-#define PHASE_END(n, kept)                                                     \
-    do {                                                                       \
-        if (STOP_AFTER == (n)) { printf("%d\n", (int)(kept)); return 0; }      \
-    } while (0)
-#else
-#define PHASE_END(n, kept) do { } while (0)
-#endif
+#include "phase_end.h"
 
 static void insertion(int32_t *a, long lo, long hi) {
     for (long i = lo + 1; i <= hi; i++) {
