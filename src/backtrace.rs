@@ -35,6 +35,8 @@ pub struct FrameInfo {
     module_name: Option<Arc<str>>,
     func_index: Option<u32>,
     func_name: Option<Arc<str>>,
+    /// `func_name` demangled, when it is a Rust or C++ symbol.
+    demangled_name: Option<Arc<str>>,
     wasm_offset: Option<u32>,
     source: Option<(String, u32)>,
 }
@@ -54,9 +56,17 @@ impl FrameInfo {
         self.func_index
     }
 
-    /// The function's name from the name section, or `<wasm function N>`.
+    /// The function's name from the name section, or `<wasm function N>`,
+    /// exactly as the module has it (a mangled symbol stays mangled).
     pub fn func_name(&self) -> Option<&str> {
         self.func_name.as_deref()
+    }
+
+    /// The function's name for people: a Rust or C++ symbol demangled
+    /// (without Rust's hash suffix), any other name as it is. This is what
+    /// `Display` prints; `func_name` keeps the raw one.
+    pub fn display_name(&self) -> Option<&str> {
+        self.demangled_name.as_deref().or(self.func_name.as_deref())
     }
 
     /// The offset, in the module's binary, of the instruction executing in
@@ -87,10 +97,26 @@ impl FrameInfo {
             module_name: None,
             func_index: None,
             func_name: None,
+            demangled_name: None,
             wasm_offset: None,
             source: None,
         }
     }
+}
+
+/// `name` demangled, if it is a Rust symbol (legacy `_ZN...E` or v0
+/// `_R...`) or an Itanium C++ one (`_Z...`); `None` for anything else.
+/// Rust symbols lose their hash suffix (`json::main`, not
+/// `json::main::h0123456789abcdef`).
+pub fn demangle(name: &str) -> Option<String> {
+    if let Ok(symbol) = rustc_demangle::try_demangle(name) {
+        return Some(format!("{symbol:#}"));
+    }
+    if name.starts_with("_Z") {
+        let symbol = cpp_demangle::Symbol::new(name).ok()?;
+        return symbol.demangle().ok();
+    }
+    None
 }
 
 impl fmt::Display for FrameInfo {
@@ -101,7 +127,7 @@ impl fmt::Display for FrameInfo {
                 if let Some(module) = &self.module_name {
                     write!(f, "{module}!")?;
                 }
-                f.write_str(self.func_name.as_deref().unwrap_or("<unknown>"))?;
+                f.write_str(self.display_name().unwrap_or("<unknown>"))?;
                 if let Some(offset) = self.wasm_offset {
                     write!(f, " @ {offset:#x}")?;
                 }
@@ -133,12 +159,15 @@ struct Symbolizer {
     region: Option<Arc<CodeRegion>>,
     module_name: Option<Arc<str>>,
     lines: Option<Arc<LineTable>>,
-    /// Function names already made.
-    names: Vec<(FunctionKey, Option<Arc<str>>)>,
+    /// Function names already made: raw and demangled.
+    names: Vec<(FunctionKey, FunctionNames)>,
 }
 
 /// A compiled function: its region's start and its index.
 type FunctionKey = (usize, u32);
+
+/// A function's name as the module has it, and demangled.
+type FunctionNames = (Option<Arc<str>>, Option<Arc<str>>);
 
 impl Symbolizer {
     fn classify(&mut self, pc: usize) -> Pc {
@@ -164,12 +193,13 @@ impl Symbolizer {
             _ => return Pc::OtherCompiled,
         };
         let key = (region.start, function.index);
-        let func_name = match self.names.iter().find(|(k, _)| *k == key) {
-            Some((_, name)) => name.clone(),
+        let (func_name, demangled_name) = match self.names.iter().find(|(k, _)| *k == key) {
+            Some((_, names)) => names.clone(),
             None => {
                 let name: Option<Arc<str>> = function.name.as_deref().map(Arc::from);
-                self.names.push((key, name.clone()));
-                name
+                let demangled = name.as_deref().and_then(demangle).map(Arc::from);
+                self.names.push((key, (name.clone(), demangled.clone())));
+                (name, demangled)
             }
         };
         let wasm_offset = region.source_offset_at(offset);
@@ -181,6 +211,7 @@ impl Symbolizer {
             module_name: self.module_name.clone(),
             func_index: Some(function.index),
             func_name,
+            demangled_name,
             wasm_offset,
             source,
         })
@@ -230,10 +261,109 @@ impl WasmBacktrace {
     }
 }
 
+/// At most this many frame lines are printed by `WasmBacktrace`'s
+/// `Display`; a line says how many frames were left out.
+pub const MAX_PRINTED_FRAMES: usize = 100;
+
+/// The longest cycle of frames (mutual recursion) that `Display` collapses.
+const MAX_CYCLE: usize = 4;
+
+/// How `Display` prints a stretch of frames: `len` frames from `start`,
+/// the first `period` of which are printed and said to repeat `times`
+/// times in all (1 for frames printed as they are).
+#[derive(Debug, PartialEq, Eq)]
+struct Stretch {
+    start: usize,
+    period: usize,
+    times: usize,
+}
+
+/// Splits `frames` into stretches: wherever a block of up to `MAX_CYCLE`
+/// frames repeats back to back (a recursion), one stretch for all its
+/// repetitions; elsewhere, single frames.
+fn stretches(frames: &[FrameInfo]) -> Vec<Stretch> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < frames.len() {
+        let mut best = Stretch {
+            start,
+            period: 1,
+            times: 1,
+        };
+        for period in 1..=MAX_CYCLE.min(frames.len() - start) {
+            let block = &frames[start..start + period];
+            let mut times = 1;
+            while frames[start + times * period..]
+                .get(..period)
+                .is_some_and(|next| next == block)
+            {
+                times += 1;
+            }
+            // A cycle counts when it saves lines: a frame twice, a longer
+            // block three times.
+            let worth = if period == 1 { times >= 2 } else { times >= 3 };
+            if worth && period * times > best.period * best.times {
+                best = Stretch {
+                    start,
+                    period,
+                    times,
+                };
+            }
+        }
+        start += best.period * best.times;
+        out.push(best);
+    }
+    out
+}
+
+/// `n` with thousands separators: 65530 -> "65,530".
+fn with_separators(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Innermost first, one line per frame, numbered. A recursion's repeated
+/// frames print once with a line saying how often they repeat, and after
+/// `MAX_PRINTED_FRAMES` lines of frames a last line counts the rest;
+/// `frames()` always has every frame.
 impl fmt::Display for WasmBacktrace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, frame) in self.frames.iter().enumerate() {
-            writeln!(f, "  {i:>3}: {frame}")?;
+        let mut printed = 0;
+        for stretch in stretches(&self.frames) {
+            if printed >= MAX_PRINTED_FRAMES {
+                let rest = self.frames.len() - stretch.start;
+                return writeln!(
+                    f,
+                    "  ... and {} more frame{}",
+                    with_separators(rest),
+                    if rest == 1 { "" } else { "s" }
+                );
+            }
+            for i in stretch.start..stretch.start + stretch.period {
+                writeln!(f, "  {i:>3}: {}", self.frames[i])?;
+                printed += 1;
+            }
+            if stretch.times > 1 {
+                let what = if stretch.period == 1 {
+                    "the frame above".to_string()
+                } else {
+                    format!("the {} frames above", stretch.period)
+                };
+                writeln!(
+                    f,
+                    "       ... {what} repeated {} times (frames {}-{})",
+                    with_separators(stretch.times),
+                    stretch.start,
+                    stretch.start + stretch.period * stretch.times - 1
+                )?;
+            }
         }
         Ok(())
     }
@@ -382,4 +512,95 @@ fn walk_guest_stack() -> Vec<usize> {
         _Unwind_Backtrace(visit_frame, &mut walk as *mut Walk as *mut c_void);
     }
     walk.pcs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(name: &str) -> FrameInfo {
+        FrameInfo {
+            kind: FrameKind::Wasm,
+            func_index: Some(0),
+            func_name: Some(Arc::from(name)),
+            ..FrameInfo::host()
+        }
+    }
+
+    fn frames(names: &str) -> Vec<FrameInfo> {
+        names.chars().map(|c| frame(&c.to_string())).collect()
+    }
+
+    fn shape(names: &str) -> Vec<(usize, usize, usize)> {
+        stretches(&frames(names))
+            .into_iter()
+            .map(|s| (s.start, s.period, s.times))
+            .collect()
+    }
+
+    #[test]
+    fn repeats_and_cycles_become_stretches() {
+        assert_eq!(shape(""), vec![]);
+        assert_eq!(shape("abc"), vec![(0, 1, 1), (1, 1, 1), (2, 1, 1)]);
+        assert_eq!(shape("rrrrm"), vec![(0, 1, 4), (4, 1, 1)]);
+        // Mutual recursion: a block of two, three times or more.
+        assert_eq!(shape("ababab"), vec![(0, 2, 3)]);
+        assert_eq!(
+            shape("abab"),
+            vec![(0, 1, 1), (1, 1, 1), (2, 1, 1), (3, 1, 1)]
+        );
+        assert_eq!(shape("xabcabcabcy"), vec![(0, 1, 1), (1, 3, 3), (10, 1, 1)]);
+    }
+
+    #[test]
+    fn a_deep_recursion_prints_a_few_lines() {
+        let mut all = vec![frame("leaf")];
+        all.extend(std::iter::repeat_with(|| frame("r")).take(65_530));
+        all.push(frame("main"));
+        let text = WasmBacktrace { frames: all }.to_string();
+        assert_eq!(
+            text,
+            "    0: leaf\n    1: r\n       ... the frame above repeated 65,530 times \
+             (frames 1-65530)\n  65531: main\n"
+        );
+    }
+
+    #[test]
+    fn printing_stops_after_the_cap_and_counts_the_rest() {
+        let names: Vec<FrameInfo> = (0..250).map(|i| frame(&format!("f{i}"))).collect();
+        let text = WasmBacktrace { frames: names }.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), MAX_PRINTED_FRAMES + 1);
+        assert_eq!(lines[0], "    0: f0");
+        assert_eq!(lines[MAX_PRINTED_FRAMES], "  ... and 150 more frames");
+    }
+
+    #[test]
+    fn separators() {
+        assert_eq!(with_separators(0), "0");
+        assert_eq!(with_separators(999), "999");
+        assert_eq!(with_separators(1000), "1,000");
+        assert_eq!(with_separators(65530), "65,530");
+        assert_eq!(with_separators(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn rust_and_cpp_symbols_are_demangled() {
+        assert_eq!(
+            demangle("_ZN4json4main17h0123456789abcdefE").as_deref(),
+            Some("json::main")
+        );
+        assert_eq!(
+            demangle("_RNvNtCs1234_7mycrate6module4func").as_deref(),
+            Some("mycrate::module::func")
+        );
+        assert_eq!(demangle("_Z3addii").as_deref(), Some("add(int, int)"));
+        assert_eq!(demangle("main"), None);
+        assert_eq!(demangle("<wasm function 3>"), None);
+        assert_eq!(demangle("_Znot a symbol"), None);
+        let mut f = frame("_ZN4json4main17h0123456789abcdefE");
+        f.demangled_name = Some(Arc::from("json::main"));
+        assert_eq!(f.func_name(), Some("_ZN4json4main17h0123456789abcdefE"));
+        assert_eq!(f.to_string(), "json::main");
+    }
 }

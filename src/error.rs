@@ -119,6 +119,9 @@ pub struct Trap {
     pub(crate) func_name: Option<String>,
     pub(crate) wasm_offset: Option<u32>,
     pub(crate) backtrace: Option<crate::backtrace::WasmBacktrace>,
+    /// What the runtime was doing when it trapped outside guest code, such
+    /// as "instantiation: data segment 2 (...) does not fit in memory 0".
+    pub(crate) context: Option<String>,
 }
 
 impl Trap {
@@ -131,7 +134,22 @@ impl Trap {
             func_name: None,
             wasm_offset: None,
             backtrace: None,
+            context: None,
         }
+    }
+
+    /// The same trap, saying what the runtime was doing.
+    pub(crate) fn during(mut self, context: String) -> Trap {
+        self.context = Some(context);
+        self
+    }
+
+    /// What the runtime was doing when it trapped, for traps raised
+    /// outside guest code: for a segment that does not fit at
+    /// instantiation, which data or element segment, where, and the size
+    /// of its memory or table.
+    pub fn context(&self) -> Option<&str> {
+        self.context.as_deref()
     }
 
     /// Locates a trap at a native PC of guest code through the registry.
@@ -186,11 +204,21 @@ impl Trap {
 impl fmt::Display for Trap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "wasm trap: {}", self.code.message())?;
-        match (&self.func_name, self.wasm_offset) {
+        let demangled = self
+            .func_name
+            .as_deref()
+            .and_then(crate::backtrace::demangle);
+        match (
+            demangled.as_ref().or(self.func_name.as_ref()),
+            self.wasm_offset,
+        ) {
             (Some(name), Some(offset)) => write!(f, " in {name} at wasm offset {offset:#x}")?,
             (Some(name), None) => write!(f, " in {name}")?,
             (None, Some(offset)) => write!(f, " at wasm offset {offset:#x}")?,
             (None, None) => {}
+        }
+        if let Some(context) = &self.context {
+            write!(f, " during {context}")?;
         }
         if let Some(backtrace) = self.backtrace.as_ref().filter(|b| !b.frames().is_empty()) {
             write!(f, "\nwasm backtrace:\n{backtrace}")?;

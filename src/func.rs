@@ -244,6 +244,44 @@ impl<T: 'static> Caller<'_, T> {
         self.inner.kill.is_requested() || exit::is_pending()
     }
 
+    /// Waits until `fd` is ready for what is asked, `timeout` (if any)
+    /// passes, or a kill switch fires for this run, whichever comes first.
+    /// A host function that would block on a descriptor waits here first,
+    /// so that a kill (a timeout) cuts the wait short: on
+    /// `Waited::Killed` it should return at once, and the run then ends
+    /// with `Error::Killed`. (WASI's `fd_read`, `fd_write` and
+    /// `poll_oneoff` wait this way.)
+    pub fn wait_for_fd(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        what: crate::WaitFor,
+        timeout: Option<std::time::Duration>,
+    ) -> crate::Waited {
+        self.inner.kill.wait(Some((fd, what)), timeout)
+    }
+
+    /// Sleeps for `duration`, or until a kill switch fires for this run
+    /// (`Waited::Killed`; otherwise `Waited::TimedOut`).
+    pub fn sleep(&self, duration: std::time::Duration) -> crate::Waited {
+        self.inner.kill.wait(None, Some(duration))
+    }
+
+    /// A descriptor that becomes readable when a kill switch fires for
+    /// this run, for host functions with an event loop of their own: poll
+    /// it beside their own descriptors, then check
+    /// `is_termination_pending` (a wakeup may be left over from a kill of
+    /// an earlier run). Do not read it; `None` if the kernel gave no
+    /// eventfd.
+    pub fn kill_wakeup_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.inner.kill.wakeup_fd()
+    }
+
+    /// The run's kill state, for WASI's waits (which hold it while they
+    /// borrow the instance's data mutably).
+    pub(crate) fn kill_state(&self) -> Arc<KillShared> {
+        self.inner.kill.clone()
+    }
+
     /// Suspends the guest: the embedder's call returns
     /// `Outcome::Yielded(value)` (or `Error::Yielded` from a plain `call`),
     /// with every frame on the guest stack kept as it is. When the embedder

@@ -552,8 +552,16 @@ pub(crate) fn instantiate_core(
             ElementMode::Active { table, offset } => {
                 let offset = eval_const(offset, &core.globals, |_| 0) as u32;
                 let items = &core.elements[index].items;
-                if !core.tables[*table as usize].init_raw(offset, items) {
-                    return Err(Error::Trap(Trap::new(TrapCode::TableOutOfBounds)));
+                let target = &core.tables[*table as usize];
+                if !target.init_raw(offset, items) {
+                    return Err(Error::Trap(Trap::new(TrapCode::TableOutOfBounds).during(
+                        format!(
+                            "instantiation: element segment {index} ({} elements at \
+                             offset {offset}) does not fit in table {table} ({} elements)",
+                            items.len(),
+                            target.size()
+                        ),
+                    )));
                 }
                 core.drop_element(index as u32);
             }
@@ -564,11 +572,16 @@ pub(crate) fn instantiate_core(
     for (index, segment) in info.data.iter().enumerate() {
         if let DataMode::Active { memory, offset } = &segment.mode {
             let offset = eval_const(offset, &core.globals, |_| 0) as u32;
-            if core.memories[*memory as usize]
-                .write(offset as usize, &segment.bytes)
-                .is_err()
-            {
-                return Err(Error::Trap(Trap::new(TrapCode::MemoryOutOfBounds)));
+            let target = &core.memories[*memory as usize];
+            if target.write(offset as usize, &segment.bytes).is_err() {
+                return Err(Error::Trap(Trap::new(TrapCode::MemoryOutOfBounds).during(
+                    format!(
+                        "instantiation: data segment {index} ({} bytes at offset {offset}) \
+                         does not fit in memory {memory} ({} bytes)",
+                        segment.bytes.len(),
+                        target.data_size()
+                    ),
+                )));
             }
             core.drop_data(index as u32);
         }

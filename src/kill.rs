@@ -51,7 +51,7 @@
 //! |-----------------------------------------|--------------------------------------|------------------------|
 //! | idle, target run not started            | that run is cancelled at its start   | `CancelledBeforeStart` |
 //! | running the target run, in Wasm code    | the guest stops (signal or check)    | `Interrupted`          |
-//! | running the target run, in a hostcall   | stops when the hostcall returns      | `PendingInHostcall`    |
+//! | running the target run, in a hostcall   | stops when the hostcall returns; a wait in it (`Caller::wait_for_fd`, WASI's blocking calls) returns at once | `PendingInHostcall`    |
 //! | target run suspended (yielded)          | stops when it is resumed             | `PendingUntilResume`   |
 //! | target run finished, instance reset, or another run in progress | nothing | `NothingToTerminate` |
 //! | instance dropped                        | nothing                              | `NothingToTerminate`   |
@@ -110,6 +110,11 @@ pub(crate) struct KillShared {
     /// last run it stopped.
     interrupts_declined: AtomicU32,
     interrupted_run: AtomicU64,
+    /// An eventfd a kill writes to, so host code waiting on a descriptor
+    /// (WASI's `fd_read` on stdin, `poll_oneoff`) wakes up: made on first
+    /// use by such a wait (`kill_wait`); `None` inside if the kernel
+    /// refused one.
+    pub(crate) wakeup: OnceLock<Option<std::os::fd::OwnedFd>>,
 }
 
 thread_local! {
@@ -147,6 +152,7 @@ impl KillShared {
             thread: AtomicI32::new(0),
             interrupts_declined: AtomicU32::new(0),
             interrupted_run: AtomicU64::new(0),
+            wakeup: OnceLock::new(),
         })
     }
 
@@ -514,7 +520,7 @@ impl KillSwitch {
                 // a hostcall; a run in Wasm is armed at once.
                 self.shared.request(self.target);
                 let in_host = || self.shared.in_host.load(Ordering::SeqCst) != 0;
-                if in_host() && process_wide_fence() && in_host() {
+                let outcome = if in_host() && process_wide_fence() && in_host() {
                     KillOutcome::PendingInHostcall
                 } else {
                     self.shared.notify_compiled_code(self.target);
@@ -523,7 +529,12 @@ impl KillSwitch {
                     } else {
                         KillOutcome::Interrupted
                     }
-                }
+                };
+                // A host function waiting on a descriptor wakes up now
+                // (after the outcome is known: woken, it leaves the
+                // hostcall at once).
+                self.shared.wake_waiters();
+                outcome
             }
             PHASE_SUSPENDED if run == self.target => {
                 // Not armed: `resume` publishes the running status and then

@@ -6,7 +6,15 @@
 use crate::{Engine, Error};
 use backstop_jit::{CodeKind, CompileOptions, CompiledModule, ExternType, ImportKind, ModuleInfo};
 use backstop_unwind::{CodeRegion, FunctionRange, SourceLoc, TrapSite};
+use std::borrow::Cow;
+use std::path::Path;
 use std::sync::Arc;
+
+/// Reads a module file; the error names it.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path)
+        .map_err(|e| Error::InvalidArgument(format!("cannot read {}: {e}", path.display())))
+}
 
 pub(crate) struct ModuleInner {
     // Field order is drop order: registrations go before the code they describe.
@@ -49,26 +57,63 @@ pub struct ExportType {
     pub ty: ExternType,
 }
 
-/// Whether `bytes` look like the Wasm binary format (rather than text).
-fn is_binary(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"\0asm")
+/// The Wasm binary in `bytes`: `bytes` themselves if they are a binary,
+/// else the text format compiled. Anything that starts with `\0`, or is not
+/// UTF-8 text free of control characters, is taken for a (perhaps
+/// truncated or malformed) binary, so a broken binary gets the binary
+/// reader's error, not the text parser's. `path` names the file in text
+/// errors (`--> prog.wat:5:1`).
+fn to_binary<'a>(bytes: &'a [u8], path: Option<&Path>) -> Result<Cow<'a, [u8]>, Error> {
+    let named = |message: String| match path {
+        Some(path) => Error::Invalid(format!("{}: {message}", path.display())),
+        None => Error::Invalid(message),
+    };
+    if bytes.is_empty() {
+        return Err(named(
+            "the module is empty (0 bytes): neither a Wasm binary nor text".into(),
+        ));
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) if bytes[0] != 0 && !text.chars().any(is_binary_control) => text,
+        _ => return Ok(Cow::Borrowed(bytes)),
+    };
+    if text.trim().is_empty() {
+        return Err(named(
+            "the module is only white space: neither a Wasm binary nor text".into(),
+        ));
+    }
+    wat::parse_str(text).map(Cow::Owned).map_err(|mut e| {
+        if let Some(path) = path {
+            e.set_path(path);
+        }
+        Error::Invalid(e.to_string())
+    })
+}
+
+/// Characters that do not occur in text: control characters other than
+/// tab, line feed, carriage return and form feed.
+fn is_binary_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0c')
 }
 
 impl Module {
     /// Compiles a module from the binary or the text format.
     pub fn new(engine: &Engine, bytes: impl AsRef<[u8]>) -> Result<Module, Error> {
-        let bytes = bytes.as_ref();
-        if is_binary(bytes) {
-            Module::from_binary(engine, bytes)
-        } else {
-            let text = std::str::from_utf8(bytes).map_err(|_| {
-                Error::Invalid(
-                    "not a Wasm binary (no \\0asm header) and not UTF-8 text either".into(),
-                )
-            })?;
-            let binary = wat::parse_str(text).map_err(|e| Error::Invalid(e.to_string()))?;
-            Module::from_binary(engine, &binary)
-        }
+        Module::from_binary(engine, &to_binary(bytes.as_ref(), None)?)
+    }
+
+    /// Compiles a module from a file in the binary or the text format.
+    /// Errors name the file.
+    pub fn from_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Module, Error> {
+        let path = path.as_ref();
+        let bytes = read_file(path)?;
+        // Text errors name the file already (to_binary).
+        let binary = to_binary(&bytes, Some(path))?;
+        Module::from_binary(engine, &binary).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+            Error::Unsupported(m) => Error::Unsupported(format!("{}: {m}", path.display())),
+            other => other,
+        })
     }
 
     /// Compiles a module from the binary format only.
@@ -123,17 +168,7 @@ impl Module {
 
     /// Validates without compiling.
     pub fn validate(bytes: impl AsRef<[u8]>) -> Result<(), Error> {
-        let bytes = bytes.as_ref();
-        let binary;
-        let bytes = if is_binary(bytes) {
-            bytes
-        } else {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| Error::Invalid("neither a Wasm binary nor UTF-8 text".into()))?;
-            binary = wat::parse_str(text).map_err(|e| Error::Invalid(e.to_string()))?;
-            &binary
-        };
-        backstop_jit::module_info::validate(bytes)?;
+        backstop_jit::module_info::validate(&to_binary(bytes.as_ref(), None)?)?;
         Ok(())
     }
 

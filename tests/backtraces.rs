@@ -129,3 +129,103 @@ fn capture_can_be_turned_off() {
     assert!(error.as_trap().unwrap().backtrace().is_none());
     assert!(!error.to_string().contains("wasm backtrace"));
 }
+
+/// A stack overflow's backtrace has tens of thousands of frames; its
+/// `Display` (what the CLI prints) collapses the recursion into a few
+/// lines, and `frames()` still has every one.
+#[test]
+fn a_stack_overflow_prints_a_few_lines_and_keeps_every_frame() {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (func $r (export "r") (param i32) (result i32)
+               (call $r (i32.add (local.get 0) (i32.const 1))))
+             (func $main (export "main") (result i32) (call $r (i32.const 0))))"#,
+    )
+    .unwrap();
+    let mut instance = Linker::new(&engine).instantiate(&module, ()).unwrap();
+    let error = instance.call::<(), i32>("main", ()).unwrap_err();
+    let trap = error.as_trap().expect("a trap");
+    assert_eq!(trap.code(), backstop::TrapCode::StackOverflow);
+    let frames = trap.backtrace().unwrap().frames();
+    assert!(frames.len() > 1000, "only {} frames", frames.len());
+    let text = error.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() < 10, "{} lines:\n{text}", lines.len());
+    let repeated = lines
+        .iter()
+        .find(|line| line.contains("repeated"))
+        .unwrap_or_else(|| panic!("no collapsed line:\n{text}"));
+    // The longest run of equal frames: the recursion's calls (the
+    // innermost frame, at the overflow check, has another offset).
+    let mut recursion = 0;
+    let mut run = 0;
+    for (i, frame) in frames.iter().enumerate() {
+        run = if i > 0 && *frame == frames[i - 1] {
+            run + 1
+        } else {
+            1
+        };
+        recursion = recursion.max(run);
+    }
+    assert!(
+        recursion + 3 >= frames.len(),
+        "{recursion} of {}",
+        frames.len()
+    );
+    assert!(
+        repeated.contains(&format!("repeated {} times", with_commas(recursion))),
+        "{repeated} (expected {recursion})"
+    );
+    assert!(lines.last().unwrap().contains("main"), "{text}");
+}
+
+fn with_commas(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// Rust and C++ symbols from the name section are demangled where people
+/// read them (`Display` of frames and traps), and kept raw in `func_name`.
+#[test]
+fn guest_symbols_are_demangled_and_the_raw_name_kept() {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (func $_ZN4json4main17h0123456789abcdefE (export "rust")
+               (call $_Z5innerv))
+             (func $_Z5innerv unreachable)
+             (func $_RNvNtCs1234_7mycrate6module4func (export "v0") unreachable))"#,
+    )
+    .unwrap();
+    let mut instance = Linker::new(&engine).instantiate(&module, ()).unwrap();
+    let error = instance.call::<(), ()>("rust", ()).unwrap_err();
+    let trap = error.as_trap().unwrap();
+    assert_eq!(trap.func_name(), Some("_Z5innerv"));
+    let frames = trap.backtrace().unwrap().frames();
+    assert_eq!(frames[0].func_name(), Some("_Z5innerv"));
+    assert_eq!(frames[0].display_name(), Some("inner()"));
+    assert_eq!(
+        frames[1].func_name(),
+        Some("_ZN4json4main17h0123456789abcdefE")
+    );
+    assert_eq!(frames[1].display_name(), Some("json::main"));
+    let text = error.to_string();
+    assert!(text.contains("in inner()"), "{text}");
+    assert!(text.contains("json::main @ "), "{text}");
+    assert!(!text.contains("_ZN4json"), "{text}");
+    let error = instance.call::<(), ()>("v0", ()).unwrap_err();
+    assert!(
+        error.to_string().contains("mycrate::module::func"),
+        "{error}"
+    );
+}

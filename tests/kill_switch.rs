@@ -255,3 +255,98 @@ fn terminate_races_a_fault() {
     }
     println!("{trapped} faulted, {killed} killed first");
 }
+
+/// A host function that waits on a descriptor with `Caller::wait_for_fd`
+/// (here a pipe nobody writes to) is woken by a kill: the wait returns
+/// `Waited::Killed`, the host function returns, its destructors run, and
+/// the call ends with `Error::Killed`. `Caller::sleep` is cut short too.
+#[test]
+fn a_kill_wakes_a_host_function_waiting_on_a_descriptor() {
+    use backstop::{WaitFor, Waited};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    struct Guard(Arc<AtomicUsize>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let waited: Arc<parking_lot::Mutex<Vec<Waited>>> = Default::default();
+    let engine = backstop::Engine::default();
+    let module = backstop::Module::new(
+        &engine,
+        r#"(module (import "host" "wait" (func $wait)) (import "host" "sleep" (func $sleep))
+             (func (export "wait") (call $wait))
+             (func (export "sleep") (call $sleep)))"#,
+    )
+    .unwrap();
+    let mut linker = backstop::Linker::new(&engine);
+    let (d, w) = (dropped.clone(), waited.clone());
+    linker
+        .func_wrap("host", "wait", move |caller: backstop::Caller<'_, ()>| {
+            let _guard = Guard(d.clone());
+            let mut fds = [0; 2];
+            // SAFETY: pipe writes two new descriptors into the array.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            // SAFETY: both are fresh descriptors owned by nobody else.
+            let (read, _write) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            use std::os::fd::AsFd;
+            let outcome = caller.wait_for_fd(read.as_fd(), WaitFor::Readable, None);
+            w.lock().push(outcome);
+        })
+        .unwrap();
+    let w = waited.clone();
+    linker
+        .func_wrap("host", "sleep", move |caller: backstop::Caller<'_, ()>| {
+            w.lock()
+                .push(caller.sleep(std::time::Duration::from_secs(60)));
+        })
+        .unwrap();
+    let mut instance = linker.instantiate(&module, ()).unwrap();
+    for name in ["wait", "sleep"] {
+        let switch = instance.kill_switch();
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            switch.terminate()
+        });
+        let started = std::time::Instant::now();
+        let result = instance.call::<(), ()>(name, ());
+        assert!(
+            matches!(result, Err(backstop::Error::Killed)),
+            "{name}: {result:?}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{name}"
+        );
+        assert_eq!(
+            killer.join().unwrap(),
+            backstop::KillOutcome::PendingInHostcall,
+            "{name}"
+        );
+    }
+    assert_eq!(*waited.lock(), [Waited::Killed, Waited::Killed]);
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    // Without a kill, a sleep runs to its end.
+    let w = waited.clone();
+    let module = backstop::Module::new(
+        &engine,
+        r#"(module (import "host" "short" (func $f)) (func (export "run") (call $f)))"#,
+    )
+    .unwrap();
+    let mut linker = backstop::Linker::new(&engine);
+    linker
+        .func_wrap("host", "short", move |caller: backstop::Caller<'_, ()>| {
+            w.lock()
+                .push(caller.sleep(std::time::Duration::from_millis(1)));
+        })
+        .unwrap();
+    let mut instance = linker.instantiate(&module, ()).unwrap();
+    waited.lock().clear();
+    instance.call::<(), ()>("run", ()).unwrap();
+    assert_eq!(*waited.lock(), [Waited::TimedOut]);
+}

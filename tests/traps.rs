@@ -829,3 +829,48 @@ fn trap_in_a_nested_root_returns_to_the_host_function() {
     }
     assert_eq!(drops.load(Ordering::SeqCst), 100);
 }
+
+/// A segment that does not fit at instantiation is a trap that says so:
+/// while instantiating, which segment, where, and how big its target is.
+#[test]
+fn out_of_bounds_segments_at_instantiation_are_named() {
+    let engine = Engine::default();
+    let linker: Linker<()> = Linker::new(&engine);
+    let data = Module::new(
+        &engine,
+        r#"(module (memory 1)
+             (data (i32.const 0) "ok")
+             (data (i32.const 65530) "0123456789"))"#,
+    )
+    .unwrap();
+    let error = linker.instantiate(&data, ()).unwrap_err();
+    let trap = error.as_trap().expect("a trap");
+    assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+    assert_eq!(
+        trap.context(),
+        Some(
+            "instantiation: data segment 1 (10 bytes at offset 65530) does not fit \
+             in memory 0 (65536 bytes)"
+        )
+    );
+    assert_eq!(
+        error.to_string(),
+        "wasm trap: out of bounds memory access during instantiation: data segment 1 \
+         (10 bytes at offset 65530) does not fit in memory 0 (65536 bytes)"
+    );
+    let elements = Module::new(
+        &engine,
+        r#"(module (table 2 funcref) (func $f)
+             (elem (i32.const 1) $f $f))"#,
+    )
+    .unwrap();
+    let error = linker.instantiate(&elements, ()).unwrap_err();
+    assert_eq!(error.trap_code(), Some(TrapCode::TableOutOfBounds));
+    assert!(
+        error.to_string().contains(
+            "during instantiation: element segment 0 (2 elements at offset 1) \
+             does not fit in table 0 (2 elements)"
+        ),
+        "{error}"
+    );
+}

@@ -33,7 +33,15 @@ const OFLAGS_EXCL: i32 = 4;
 const OFLAGS_TRUNC: i32 = 8;
 const RIGHTS_FD_READ: i64 = 1 << 1;
 const RIGHTS_FD_WRITE: i64 = 1 << 6;
+const RIGHTS_FD_SEEK: i64 = 1 << 2;
+const RIGHTS_FD_SYNC: i64 = 1 << 4;
+const RIGHTS_FD_FILESTAT_SET_TIMES: i64 = 1 << 23;
 const RIGHTS_ALL: i64 = (1 << 30) - 1;
+/// The rights Rust's std asks `path_open` for to read a file: read and
+/// readdir, plus a fixed set it asks for whatever the access (advise,
+/// fdstat_set_flags, filestat_get, filestat_set_times, seek, sync, tell,
+/// and the path rights of a directory).
+const RUST_STD_READ_RIGHTS: i64 = 0x0fbf_febe;
 const FOLLOW: i32 = 1;
 const PREOPEN: i32 = 3;
 
@@ -928,10 +936,35 @@ fn read_only_preopen() {
     );
     let fd = g.open(PREOPEN, "data.txt", 0, RIGHTS_FD_READ, 0).unwrap();
     assert_eq!(g.fd_read(fd, 10).unwrap(), b"keep");
+    // Write access the directory cannot give fails the open ...
     assert_eq!(
         g.open(PREOPEN, "data.txt", 0, RIGHTS_ALL, 0),
         Err(NOTCAPABLE)
     );
+    assert_eq!(
+        g.open(PREOPEN, "data.txt", 0, RIGHTS_FD_READ | RIGHTS_FD_WRITE, 0),
+        Err(NOTCAPABLE)
+    );
+    // ... but other rights it cannot give are left out, not refused: what
+    // Rust's std asks for to read a file (`OpenOptions::rights_base` with
+    // `read(true)`), including fd_filestat_set_times and fd_sync.
+    let fd = g
+        .open(PREOPEN, "data.txt", 0, RUST_STD_READ_RIGHTS, 0)
+        .unwrap();
+    assert_eq!(g.fd_read(fd, 10).unwrap(), b"keep");
+    assert_eq!(g.call("fd_fdstat_get", &[i(fd), i(BIG as i32)]), SUCCESS);
+    let granted = g.u64_at(BIG + 8) as i64;
+    assert_eq!(granted & RIGHTS_FD_READ, RIGHTS_FD_READ);
+    assert_eq!(granted & RIGHTS_FD_SEEK, RIGHTS_FD_SEEK);
+    assert_eq!(granted & (RIGHTS_FD_FILESTAT_SET_TIMES | RIGHTS_FD_SYNC), 0);
+    assert_eq!(granted & !RUST_STD_READ_RIGHTS, 0, "never more than asked");
+    // What was left out is refused when used.
+    assert_eq!(
+        g.call("fd_filestat_set_times", &[i(fd), l(0), l(0), i(1 << 1)]),
+        NOTCAPABLE
+    );
+    assert_eq!(g.call("fd_sync", &[i(fd)]), NOTCAPABLE);
+    assert_eq!(g.fd_write(fd, b"x"), Err(NOTCAPABLE));
     assert_eq!(
         g.open(PREOPEN, "new.txt", OFLAGS_CREAT, RIGHTS_FD_READ, 0),
         Err(NOTCAPABLE)

@@ -333,3 +333,190 @@ fn c_trap_and_kill() {
     assert!(matches!(wasi::run(&mut instance), Err(Error::Killed)));
     killer.join().unwrap();
 }
+
+/// A Rust program built with the standard library (tests/programs/rust,
+/// built by build.sh there): `File::open` asks `path_open` for rights a
+/// read-only directory cannot give (fd_filestat_set_times, fd_sync); the
+/// open must still succeed, with what the directory can give.
+fn rust_program(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/programs/rust/{name}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// The files the read-only tests read.
+fn read_only_fixture(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    std::fs::write(dir.0.join("a.txt"), "hello\n").unwrap();
+    std::fs::write(dir.0.join("b.txt"), "second file\n").unwrap();
+    dir
+}
+
+#[test]
+fn rust_std_reads_files_from_a_read_only_preopen_as_natively() {
+    let dir = read_only_fixture("rust-ro");
+    // The same source, built for this machine and run on the same
+    // directory, is what the guest must print.
+    let native = std::env::temp_dir().join(format!("backstop-readfile-{}", std::process::id()));
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let built = std::process::Command::new(rustc)
+        .args(["--edition", "2021", "-o"])
+        .arg(&native)
+        .arg(format!(
+            "{}/tests/programs/rust/readfile.rs",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .status()
+        .expect("rustc runs");
+    assert!(built.success());
+    let expected = std::process::Command::new(&native)
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&native);
+    let expected = String::from_utf8(expected.stdout).unwrap();
+    assert_eq!(
+        expected,
+        "a.txt (6 bytes): hello\nb.txt (12 bytes): second file\n"
+    );
+
+    let stdout = WritePipe::new();
+    let ctx = WasiCtxBuilder::new()
+        .args(["readfile", "/data"])
+        .stdout(stdout.clone())
+        .preopened_dir_read_only(&dir.0, "/data")
+        .unwrap()
+        .build();
+    let mut instance = instantiate(rust_program("readfile"), ctx);
+    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
+    assert_eq!(stdout.contents_string(), expected);
+
+    // Asked to create a file there, it is refused, and nothing appears.
+    let stdout = WritePipe::new();
+    let ctx = WasiCtxBuilder::new()
+        .args(["readfile", "/data", "create"])
+        .stdout(stdout.clone())
+        .preopened_dir_read_only(&dir.0, "/data")
+        .unwrap()
+        .build();
+    let mut instance = instantiate(rust_program("readfile"), ctx);
+    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
+    assert_eq!(
+        stdout.contents_string(),
+        format!("{expected}create: refused (Capabilities insufficient (os error 76))\n")
+    );
+    assert!(!dir.0.join("created.txt").exists());
+
+    // A writable preopen lets it create.
+    let stdout = WritePipe::new();
+    let ctx = WasiCtxBuilder::new()
+        .args(["readfile", "/data", "create"])
+        .stdout(stdout.clone())
+        .preopened_dir(&dir.0, "/data")
+        .unwrap()
+        .build();
+    let mut instance = instantiate(rust_program("readfile"), ctx);
+    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
+    assert!(stdout.contents_string().ends_with("create: ok\n"));
+    assert_eq!(
+        std::fs::read(dir.0.join("created.txt")).unwrap(),
+        b"written\n"
+    );
+}
+
+#[test]
+fn c_reads_files_from_a_read_only_preopen() {
+    let dir = read_only_fixture("c-ro");
+    let (code, out) = run_c(
+        "readonly",
+        WasiCtxBuilder::new()
+            .args(["readonly", "/data/a.txt", "/data/b.txt", "create"])
+            .preopened_dir_read_only(&dir.0, "/data")
+            .unwrap(),
+    );
+    assert_eq!(code.unwrap(), 0, "{out}");
+    assert_eq!(
+        out,
+        "/data/a.txt (6 bytes): hello\n/data/b.txt (12 bytes): second file\n\
+         create: refused (Capabilities insufficient)\n"
+    );
+    assert!(!dir.0.join("created.txt").exists());
+}
+
+#[test]
+fn start_with_the_wrong_type_is_refused_in_a_users_words() {
+    let cases = [
+        (
+            r#"(module (func (export "_start") (result i32) i32.const 1))"#,
+            "`_start` must take no parameters and return nothing; this one returns i32",
+        ),
+        (
+            r#"(module (func (export "_start") (param i32 i64)))"#,
+            "`_start` must take no parameters and return nothing; this one takes (i32, i64)",
+        ),
+        (
+            r#"(module (func (export "_start") (param i32) (result f32 f64) unreachable))"#,
+            "`_start` must take no parameters and return nothing; \
+             this one takes (i32) and returns f32, f64",
+        ),
+        (
+            r#"(module (memory (export "_start") 1))"#,
+            "`_start` is a memory, not a function",
+        ),
+        (
+            r#"(module (func (export "main")))"#,
+            "the module exports no `_start` function, so it is not a WASI command",
+        ),
+    ];
+    for (wat, expected) in cases {
+        let mut instance = instantiate(wat, WasiCtxBuilder::new().build());
+        match wasi::run(&mut instance) {
+            Err(Error::InvalidArgument(message)) => assert_eq!(message, expected),
+            other => panic!("expected InvalidArgument for {wat}, got {other:?}"),
+        }
+    }
+}
+
+/// `fd_read` on a stdin that never delivers, and `poll_oneoff` sleeping
+/// for a minute, are cut short by the kill switch: the run ends with
+/// `Error::Killed` promptly, not when the wait would have ended.
+#[test]
+fn a_kill_cuts_blocking_wasi_calls_short() {
+    const SLEEP_A_MINUTE: &str = r#"
+    (module
+      (import "wasi_snapshot_preview1" "poll_oneoff"
+        (func $poll (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      ;; One relative clock subscription: 60 s on the monotonic clock.
+      (data (i32.const 0) "\00\00\00\00\00\00\00\00" "\00" "\00\00\00\00\00\00\00"
+                          "\01\00\00\00\00\00\00\00" "\00\b0\8e\f0\1b\00\00\00"
+                          "\00\00\00\00\00\00\00\00" "\00\00\00\00\00\00\00\00")
+      (func (export "_start")
+        (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
+    let mut instance = instantiate(SLEEP_A_MINUTE, WasiCtxBuilder::new().build());
+    let switch = instance.kill_switch();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        switch.terminate()
+    });
+    let started = Instant::now();
+    assert!(matches!(wasi::run(&mut instance), Err(Error::Killed)));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the sleep was not cut short"
+    );
+    assert_eq!(
+        killer.join().unwrap(),
+        backstop::KillOutcome::PendingInHostcall
+    );
+    // The instance stays usable: a kill of the next run lands too.
+    let switch = instance.kill_switch();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        switch.terminate()
+    });
+    assert!(matches!(wasi::run(&mut instance), Err(Error::Killed)));
+    killer.join().unwrap();
+}

@@ -1,13 +1,14 @@
 //! The `backstop` command: runs WASI programs (`backstop run prog.wasm
 //! args...`) or a plain export (`--invoke`), and compiles modules to check
-//! them (`backstop compile`). Exit status: the guest's exit code; 134 when
-//! the guest traps; 124 when `--timeout` stops it; 1 for any other error
-//! (bad module, missing import, ...); 2 for bad command-line usage.
+//! them (`backstop compile`). Exit status: the guest's exit code (from
+//! `proc_exit`; 0 when `_start` returns); 134 when the guest traps; 124
+//! when `--timeout` stops it; 2 for bad command-line usage; 1 for any other
+//! error (bad module, missing import, ...).
 
 use backstop::wasi::{WasiCtx, WasiCtxBuilder};
-use backstop::{Config, Engine, Error, Linker, Module, Val, ValType};
+use backstop::{Config, Engine, Error, Extern, ExternType, Linker, Module, Val, ValType};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -24,8 +25,9 @@ const EXIT_ERROR: u8 = 1;
     name = "backstop",
     version,
     about = "Run WebAssembly with Backstop: every host destructor runs, however a guest ends",
-    after_help = "Exit status: the guest's exit code (proc_exit or _start's return), \
-                  134 if the guest traps, 124 if --timeout stops it, 1 for other errors."
+    after_help = "Exit status: the guest's exit code (the code given to proc_exit; 0 when \
+                  _start returns), 134 if the guest traps, 124 if --timeout stops it, \
+                  2 for command-line usage errors, 1 for other errors."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,24 +50,33 @@ enum Command {
 struct RunArgs {
     /// Give the guest a host directory: HOST, or HOST::GUEST to name it
     /// differently inside the guest (default: the same path). Repeatable.
-    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
-    dirs: Vec<String>,
-    /// Set an environment variable for the guest. Repeatable.
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    envs: Vec<String>,
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
+    dirs: Vec<(String, String)>,
+    /// Like --dir, but read-only: the guest can read files and list
+    /// directories under it, and cannot create, change, rename or remove
+    /// anything. Repeatable.
+    #[arg(long = "dir-ro", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
+    read_only_dirs: Vec<(String, String)>,
+    /// Set an environment variable for the guest: NAME=VALUE, or NAME alone
+    /// to pass on the host's value (skipped if the host has none).
+    /// Repeatable.
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
+    envs: Vec<(String, Option<String>)>,
     /// Call this export instead of running `_start`; ARGS are its
-    /// arguments, parsed by the export's parameter types; results are
-    /// printed one per line.
+    /// arguments, parsed by the export's parameter types (integers may be
+    /// hex: 0x10, -0x10); results are printed one per line.
     #[arg(long, value_name = "FUNC")]
     invoke: Option<String>,
-    /// Stop the guest after this long, e.g. 500ms, 10s, 2m (plain numbers
-    /// are seconds). Exits with status 124.
+    /// Stop the guest after this long, e.g. 250us, 500ms, 10s, 2m, 1h
+    /// (plain numbers are seconds), whatever it is doing, even waiting for
+    /// input. Exits with status 124.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
-    /// The most linear memory the guest may have, e.g. 64M, 1G, 65536
-    /// (bytes; K, M, G suffixes are powers of 1024).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    max_memory: Option<u64>,
+    /// The most linear memory the guest may have, a whole number of 64 KiB
+    /// Wasm pages from 64K to 4G, e.g. 64M, 1G, 65536 (bytes; K, M, G
+    /// suffixes are powers of 1024).
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_memory)]
+    max_memory: Option<u32>,
     /// Guest stack size for Wasm code, e.g. 512K, 8M.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     stack_size: Option<u64>,
@@ -82,27 +93,60 @@ struct RunArgs {
     args: Vec<String>,
 }
 
+/// `HOST` or `HOST::GUEST`; anything with more `::` is a mistake.
+fn parse_dir(text: &str) -> Result<(String, String), String> {
+    let parts: Vec<&str> = text.split("::").collect();
+    match parts[..] {
+        [host] if !host.is_empty() => Ok((host.to_string(), host.to_string())),
+        [host, guest] if !host.is_empty() && !guest.is_empty() => {
+            Ok((host.to_string(), guest.to_string()))
+        }
+        _ => Err(format!(
+            "`{text}` is not HOST or HOST::GUEST (one `::` at most, neither side empty)"
+        )),
+    }
+}
+
+/// `NAME=VALUE`, or `NAME` to inherit the host's value.
+fn parse_env(text: &str) -> Result<(String, Option<String>), String> {
+    let (name, value) = match text.split_once('=') {
+        Some((name, value)) => (name, Some(value.to_string())),
+        None => (text, None),
+    };
+    if name.is_empty() {
+        return Err(format!(
+            "`{text}` has no variable name (expected NAME=VALUE or NAME)"
+        ));
+    }
+    Ok((name.to_string(), value))
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = text.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (text, 1.0)
-    };
+    // Longer suffixes first: "ms" before "s", "us" before "s".
+    const UNITS: [(&str, f64); 8] = [
+        ("ns", 1e-9),
+        ("us", 1e-6),
+        ("\u{b5}s", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+        ("", 1.0),
+    ];
+    let (number, scale) = UNITS
+        .iter()
+        .find_map(|(unit, scale)| Some((text.strip_suffix(unit)?, *scale)))
+        .unwrap_or((text, 1.0));
     let value: f64 = number
         .trim()
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 10s, 2m)"))?;
-    if !(value.is_finite() && value >= 0.0) {
+        .map_err(|_| format!("`{text}` is not a duration (try 250us, 500ms, 10s, 2m)"))?;
+    let seconds = value * scale;
+    if !(seconds.is_finite() && seconds >= 0.0) || seconds > Duration::MAX.as_secs_f64() {
         return Err(format!("`{text}` is not a duration"));
     }
-    Ok(Duration::from_secs_f64(value * scale))
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -119,6 +163,35 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(scale))
         .ok_or_else(|| format!("`{text}` is not a size (try 64M, 1G, 65536)"))
+}
+
+/// The Wasm page size.
+const PAGE: u64 = 65536;
+/// A 32-bit memory's largest size, in pages (4 GiB).
+const MAX_PAGES: u64 = 65536;
+
+/// A `--max-memory` size as a number of pages: refused, not rounded or
+/// clamped, when it is below one page, above 4 GiB, or not whole pages.
+fn parse_max_memory(text: &str) -> Result<u32, String> {
+    let bytes = parse_size(text)?;
+    if bytes < PAGE {
+        return Err(format!(
+            "{text} is less than one 64 KiB Wasm page (the smallest is 64K)"
+        ));
+    }
+    if bytes > MAX_PAGES * PAGE {
+        return Err(format!(
+            "{text} is more than a 32-bit memory can hold (the largest is 4G)"
+        ));
+    }
+    if bytes % PAGE != 0 {
+        return Err(format!(
+            "{text} is not a whole number of 64 KiB Wasm pages (try {}K or {}K)",
+            bytes / PAGE * 64,
+            (bytes / PAGE + 1) * 64
+        ));
+    }
+    Ok((bytes / PAGE) as u32)
 }
 
 /// What a run ended with, as an exit status.
@@ -152,13 +225,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn read_module(engine: &Engine, file: &PathBuf) -> Result<Module, Error> {
-    let bytes = std::fs::read(file)
-        .map_err(|e| Error::msg(format!("cannot read {}: {e}", file.display())))?;
-    Module::new(engine, bytes)
+fn read_module(engine: &Engine, file: &Path) -> Result<Module, Error> {
+    Module::from_file(engine, file)
 }
 
-fn compile(file: &PathBuf) -> Ending {
+fn compile(file: &Path) -> Ending {
     let engine = Engine::default();
     let started = Instant::now();
     match read_module(&engine, file) {
@@ -186,23 +257,33 @@ fn wasi_context(args: &RunArgs) -> Result<WasiCtx, Error> {
         .arg(program)
         .args(&args.args)
         .inherit_stdio();
-    for pair in &args.envs {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| Error::msg(format!("--env {pair}: expected KEY=VALUE")))?;
-        builder = builder.env(key, value);
+    for (name, value) in &args.envs {
+        match value {
+            Some(value) => builder = builder.env(name, value),
+            None => {
+                if let Some(value) = std::env::var_os(name) {
+                    builder = builder.env(name, value.to_string_lossy());
+                }
+            }
+        }
     }
-    for dir in &args.dirs {
-        let (host, guest) = dir.split_once("::").unwrap_or((dir, dir));
+    for (host, guest) in &args.dirs {
         builder = builder.preopened_dir(host, guest)?;
+    }
+    for (host, guest) in &args.read_only_dirs {
+        builder = builder.preopened_dir_read_only(host, guest)?;
     }
     Ok(builder.build())
 }
 
+/// How long the timeout waits, after firing the kill switch, for the run
+/// to end before it ends the process itself.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
 fn run(args: RunArgs) -> Ending {
     let mut config = Config::new();
-    if let Some(bytes) = args.max_memory {
-        config.max_memory_pages((bytes / 65536).min(65536) as u32);
+    if let Some(pages) = args.max_memory {
+        config.max_memory_pages(pages);
     }
     if let Some(bytes) = args.stack_size {
         config.stack_size(bytes as usize);
@@ -211,19 +292,33 @@ fn run(args: RunArgs) -> Ending {
     let result = (|| -> Result<Ending, Error> {
         let engine = Engine::new(&config)?;
         let module = read_module(&engine, &args.file)?;
+        if args.invoke.is_none() {
+            check_command(&module)?;
+        }
         let mut linker: Linker<State> = Linker::new(&engine);
         backstop::wasi::add_to_linker(&mut linker, |state: &mut State| &mut state.wasi)?;
         let wasi = wasi_context(&args)?;
         let mut instance = linker.instantiate(&module, State { wasi })?;
 
         // The timeout: a thread that fires the kill switch unless the run
-        // finishes first.
+        // finishes first. The kill stops the guest wherever it is, in
+        // compiled code or waiting in a WASI call; should the run still not
+        // have ended after KILL_GRACE (a host call that cannot be cut
+        // short), the timeout ends the process, so the command always
+        // keeps its limit.
         let (done, finished) = mpsc::channel::<()>();
         let timer = args.timeout.map(|limit| {
             let switch = instance.kill_switch();
             std::thread::spawn(move || {
                 if finished.recv_timeout(limit).is_err() {
                     switch.terminate();
+                    if finished.recv_timeout(KILL_GRACE).is_err() {
+                        eprintln!(
+                            "error: the guest was stopped by --timeout \
+                             (it did not stop within {KILL_GRACE:?} of the kill)"
+                        );
+                        std::process::exit(EXIT_TIMEOUT.into());
+                    }
                 }
             })
         });
@@ -245,14 +340,65 @@ fn run(args: RunArgs) -> Ending {
     }
 }
 
+/// Refuses a module that is not a WASI command before instantiating it,
+/// pointing to --invoke when it exports functions.
+fn check_command(module: &Module) -> Result<(), Error> {
+    let message = match backstop::wasi::check_command(module) {
+        Ok(()) => return Ok(()),
+        Err(Error::InvalidArgument(message)) => message,
+        Err(other) => return Err(other),
+    };
+    let has_start = module.exports().any(|export| export.name == "_start");
+    let functions: Vec<String> = module
+        .exports()
+        .filter(|export| matches!(export.ty, ExternType::Func(_)))
+        .map(|export| format!("`{}`", export.name))
+        .collect();
+    Err(Error::msg(if has_start || functions.is_empty() {
+        message
+    } else {
+        format!(
+            "{message}; to call one of its exports, use --invoke NAME (it exports {})",
+            functions.join(", ")
+        )
+    }))
+}
+
 fn invoke(
     instance: &mut backstop::Instance<State>,
     name: &str,
     texts: &[String],
 ) -> Result<Ending, Error> {
-    let func = instance
-        .get_func(name)
-        .ok_or_else(|| Error::msg(format!("the module exports no function `{name}`")))?;
+    let func = match instance.get_export(name) {
+        Some(Extern::Func(func)) => func,
+        Some(other) => {
+            let kind = match other {
+                Extern::Table(_) => "table",
+                Extern::Memory(_) => "memory",
+                Extern::Global(_) => "global",
+                Extern::Func(_) => unreachable!("matched above"),
+            };
+            return Err(Error::msg(format!(
+                "`{name}` is a {kind}, not a function, so it cannot be invoked"
+            )));
+        }
+        None => {
+            let functions: Vec<String> = instance
+                .exports()
+                .into_iter()
+                .filter(|(_, export)| matches!(export, Extern::Func(_)))
+                .map(|(name, _)| format!("`{name}`"))
+                .collect();
+            return Err(Error::msg(if functions.is_empty() {
+                format!("the module exports no function `{name}` (it exports no functions)")
+            } else {
+                format!(
+                    "the module exports no function `{name}` (its functions: {})",
+                    functions.join(", ")
+                )
+            }));
+        }
+    };
     let ty = func.ty();
     if texts.len() != ty.params().len() {
         return Err(Error::msg(format!(
@@ -276,16 +422,8 @@ fn invoke(
 fn parse_value(ty: ValType, text: &str) -> Result<Val, Error> {
     let bad = || Error::msg(format!("`{text}` is not a valid {ty}"));
     Ok(match ty {
-        ValType::I32 => Val::I32(
-            text.parse::<i32>()
-                .or_else(|_| text.parse::<u32>().map(|v| v as i32))
-                .map_err(|_| bad())?,
-        ),
-        ValType::I64 => Val::I64(
-            text.parse::<i64>()
-                .or_else(|_| text.parse::<u64>().map(|v| v as i64))
-                .map_err(|_| bad())?,
-        ),
+        ValType::I32 => Val::I32(parse_integer(text, 32).ok_or_else(bad)? as i32),
+        ValType::I64 => Val::I64(parse_integer(text, 64).ok_or_else(bad)? as i64),
         ValType::F32 => Val::from(text.parse::<f32>().map_err(|_| bad())?),
         ValType::F64 => Val::from(text.parse::<f64>().map_err(|_| bad())?),
         other => {
@@ -294,6 +432,29 @@ fn parse_value(ty: ValType, text: &str) -> Result<Val, Error> {
             )))
         }
     })
+}
+
+/// An integer of `bits` bits, signed or unsigned, decimal or hex (`0x10`,
+/// `-0x10`, `0xffffffff`), as its two's-complement bit pattern.
+fn parse_integer(text: &str, bits: u32) -> Option<u64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let magnitude = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16).ok()?,
+        None => digits.parse::<u64>().ok()?,
+    };
+    let unsigned_max = u64::MAX >> (64 - bits);
+    let signed_min_magnitude = 1u64 << (bits - 1);
+    if negative {
+        (magnitude <= signed_min_magnitude).then(|| magnitude.wrapping_neg() & unsigned_max)
+    } else {
+        (magnitude <= unsigned_max).then_some(magnitude)
+    }
 }
 
 fn show_value(value: &Val) -> String {
@@ -305,5 +466,62 @@ fn show_value(value: &Val) -> String {
         Val::V128(v) => format!("{:#034x}", v.0),
         Val::FuncRef(f) => format!("{f:?}"),
         Val::ExternRef(e) => format!("{e:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_in_decimal_and_hex() {
+        assert_eq!(parse_integer("16", 32), Some(16));
+        assert_eq!(parse_integer("0x10", 32), Some(16));
+        assert_eq!(parse_integer("-0x10", 32), Some(0xffff_fff0));
+        assert_eq!(parse_integer("0xffffffff", 32), Some(0xffff_ffff));
+        assert_eq!(parse_integer("0x100000000", 32), None);
+        assert_eq!(parse_integer("-2147483648", 32), Some(0x8000_0000));
+        assert_eq!(parse_integer("-2147483649", 32), None);
+        assert_eq!(parse_integer("-1", 64), Some(u64::MAX));
+        assert_eq!(parse_integer("0x", 32), None);
+        assert_eq!(parse_integer("ten", 32), None);
+    }
+
+    #[test]
+    fn durations_with_every_unit() {
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("250\u{b5}s"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("100ns"), Ok(Duration::from_nanos(100)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1e300h").is_err());
+    }
+
+    #[test]
+    fn max_memory_is_refused_not_rounded() {
+        assert_eq!(parse_max_memory("64K"), Ok(1));
+        assert_eq!(parse_max_memory("65536"), Ok(1));
+        assert_eq!(parse_max_memory("1G"), Ok(16384));
+        assert_eq!(parse_max_memory("4G"), Ok(65536));
+        assert!(parse_max_memory("1000").is_err());
+        assert!(parse_max_memory("0").is_err());
+        assert!(parse_max_memory("5G").is_err());
+        assert!(parse_max_memory("100000").is_err());
+    }
+
+    #[test]
+    fn dirs_and_envs() {
+        assert_eq!(parse_dir("data"), Ok(("data".into(), "data".into())));
+        assert_eq!(parse_dir("./d::/data"), Ok(("./d".into(), "/data".into())));
+        assert!(parse_dir("a::b::c").is_err());
+        assert!(parse_dir("a::").is_err());
+        assert!(parse_dir("").is_err());
+        assert_eq!(parse_env("K=V=W"), Ok(("K".into(), Some("V=W".into()))));
+        assert_eq!(parse_env("HOME"), Ok(("HOME".into(), None)));
+        assert!(parse_env("=V").is_err());
     }
 }

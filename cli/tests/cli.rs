@@ -284,3 +284,228 @@ fn help_is_complete() {
     let out = backstop(&["--help"], None);
     assert!(text(&out.stdout).contains("compile"));
 }
+
+fn rust_program(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/programs/rust")
+        .join(format!("{name}.wasm"))
+}
+
+fn write_file(dir: &TempDir, name: &str, contents: &[u8]) -> String {
+    let path = dir.0.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn rust_program_reads_a_read_only_dir() {
+    let dir = TempDir::new("rust-ro");
+    write_file(&dir, "a.txt", b"hello\n");
+    write_file(&dir, "b.txt", b"second file\n");
+    let mapping = format!("{}::/data", dir.0.display());
+    let readfile = rust_program("readfile");
+    let out = backstop(
+        &[
+            "run",
+            "--dir-ro",
+            &mapping,
+            readfile.to_str().unwrap(),
+            "/data",
+            "create",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "a.txt (6 bytes): hello\nb.txt (12 bytes): second file\n\
+         create: refused (Capabilities insufficient (os error 76))\n"
+    );
+    assert!(!dir.0.join("created.txt").exists());
+    // The C program, through the command too.
+    let c = program("readonly");
+    let out = backstop(
+        &[
+            "run",
+            "--dir-ro",
+            &mapping,
+            c.to_str().unwrap(),
+            "/data/a.txt",
+            "create",
+        ],
+        None,
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "/data/a.txt (6 bytes): hello\ncreate: refused (Capabilities insufficient)\n"
+    );
+}
+
+#[test]
+fn start_and_invoke_mistakes_are_explained() {
+    let dir = TempDir::new("start");
+    let start_i32 = write_file(
+        &dir,
+        "start.wat",
+        br#"(module (func (export "_start") (result i32) i32.const 7))"#,
+    );
+    let out = backstop(&["run", &start_i32], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("`_start` must take no parameters and return nothing; this one returns i32"),
+        "{}",
+        text(&out.stderr)
+    );
+    let library = write_file(
+        &dir,
+        "lib.wat",
+        br#"(module (memory (export "memory") 1)
+              (func (export "add") (param i32 i32) (result i32)
+                (i32.add (local.get 0) (local.get 1))))"#,
+    );
+    let out = backstop(&["run", &library], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no `_start`"), "{stderr}");
+    assert!(
+        stderr.contains("use --invoke NAME (it exports `add`)"),
+        "{stderr}"
+    );
+    let out = backstop(&["run", "--invoke", "memory", &library], None);
+    assert!(
+        text(&out.stderr).contains("`memory` is a memory, not a function"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = backstop(&["run", "--invoke", "add", &library, "0x10", "-0x1"], None);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "15\n".into())
+    );
+    let out = backstop(&["run", "--invoke", "nothing", &library], None);
+    assert!(text(&out.stderr).contains("its functions: `add`"));
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let hello = program("hello");
+    let hello = hello.to_str().unwrap();
+    for (args, message) in [
+        (
+            vec!["run", "--max-memory", "1000", hello],
+            "less than one 64 KiB Wasm page",
+        ),
+        (
+            vec!["run", "--max-memory", "8G", hello],
+            "more than a 32-bit memory can hold",
+        ),
+        (
+            vec!["run", "--max-memory", "100000", hello],
+            "not a whole number",
+        ),
+        (
+            vec!["run", "--dir", "a::b::c", hello],
+            "is not HOST or HOST::GUEST",
+        ),
+        (vec!["run", "--timeout", "soon", hello], "is not a duration"),
+        (vec!["run", "--env", "=x", hello], "no variable name"),
+        (vec!["frobnicate"], "unrecognized subcommand"),
+    ] {
+        let out = backstop(&args, None);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(message),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let help = backstop(&["--help"], None);
+    assert!(text(&help.stdout).contains("2 for command-line usage errors"));
+    assert!(!text(&help.stdout).contains("_start's return"));
+}
+
+#[test]
+fn env_name_alone_inherits_the_hosts_value() {
+    let hello = program("hello");
+    let out = Command::new(env!("CARGO_BIN_EXE_backstop"))
+        .args(["run", "--env", "GREETING", "--env", "BACKSTOP_UNSET_VAR"])
+        .arg(&hello)
+        .env("GREETING", "from the host")
+        .env_remove("BACKSTOP_UNSET_VAR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("GREETING=from the host\n"), "{stdout}");
+    assert!(!stdout.contains("BACKSTOP_UNSET_VAR"), "{stdout}");
+}
+
+#[test]
+fn bad_module_files_are_named_and_binaries_read_as_binaries() {
+    let dir = TempDir::new("badfiles");
+    let wat = write_file(&dir, "broken.wat", b"(module\n  (func\n    i32.frob))\n");
+    let out = backstop(&["run", &wat], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("--> {wat}:3:5")),
+        "{}",
+        text(&out.stderr)
+    );
+    let truncated = write_file(&dir, "truncated.wasm", b"\0as");
+    let out = backstop(&["run", &truncated], None);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&truncated) && !stderr.contains("unexpected character"),
+        "{stderr}"
+    );
+    let empty = write_file(&dir, "empty.wasm", b"");
+    let out = backstop(&["run", &empty], None);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&empty) && stderr.contains("the module is empty"),
+        "{stderr}"
+    );
+    let binary = write_file(&dir, "garbage.wasm", b"\x01\x02\x03 not text");
+    let out = backstop(&["run", &binary], None);
+    assert!(
+        !text(&out.stderr).contains("unexpected character"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `--timeout` ends a guest blocked reading stdin (a writer that keeps the
+/// pipe open for 30 s and sends nothing) about when it should, not when
+/// the input arrives; and accepts `ms` and `us`.
+#[test]
+fn timeout_stops_a_guest_blocked_in_a_host_call() {
+    let stdin = program("stdin");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backstop"))
+        .args(["run", "--timeout", "300ms"])
+        .arg(&stdin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let writer = child.stdin.take().unwrap(); // held open, never written
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    drop(writer);
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+    assert!(text(&out.stderr).contains("stopped by --timeout"));
+    let forever = program("forever");
+    let out = backstop(
+        &["run", "--timeout", "200000us", forever.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(124));
+}

@@ -14,6 +14,7 @@ mod divconst;
 pub mod func_env;
 mod loop_exits;
 pub mod module_info;
+mod proposals;
 mod trampolines;
 pub mod types;
 pub mod vmoffsets;
@@ -414,6 +415,30 @@ impl fmt::Debug for CompiledModule {
 /// Compiles `wasm` (binary format). `intern_type` gives each function type
 /// its engine-wide id, used by `call_indirect` signature checks.
 pub fn compile(
+    isa: &OwnedTargetIsa,
+    wasm: &[u8],
+    intern_type: &mut dyn FnMut(&FuncType) -> u32,
+    options: CompileOptions,
+) -> Result<CompiledModule, CompileError> {
+    compile_supported(isa, wasm, intern_type, options).map_err(|e| name_unsupported(wasm, e))
+}
+
+/// Turns a validation error of a module that is valid with later proposals
+/// into `CompileError::Unsupported` naming them (`proposals`), keeping the
+/// validator's message (and its offset) after the names.
+pub(crate) fn name_unsupported(wasm: &[u8], error: CompileError) -> CompileError {
+    match error {
+        CompileError::Invalid(message) => match proposals::needed_proposals(wasm) {
+            Some(names) => {
+                CompileError::Unsupported(format!("{names} (the module needs it: {message})"))
+            }
+            None => CompileError::Invalid(message),
+        },
+        other => other,
+    }
+}
+
+fn compile_supported(
     isa: &OwnedTargetIsa,
     wasm: &[u8],
     intern_type: &mut dyn FnMut(&FuncType) -> u32,

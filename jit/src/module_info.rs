@@ -518,10 +518,15 @@ fn read_names(
 }
 
 /// Validates `wasm` completely, function bodies included, without compiling.
+/// A module that needs a proposal beyond Wasm 2.0 is
+/// `CompileError::Unsupported`, naming it.
 pub fn validate(wasm: &[u8]) -> Result<(), CompileError> {
-    let (_, bodies) = parse(wasm)?;
-    for mut pending in bodies {
-        pending.validator.validate(&pending.body).map_err(invalid)?;
-    }
-    Ok(())
+    let validate_all = || {
+        let (_, bodies) = parse(wasm)?;
+        for mut pending in bodies {
+            pending.validator.validate(&pending.body).map_err(invalid)?;
+        }
+        Ok(())
+    };
+    validate_all().map_err(|e| crate::name_unsupported(wasm, e))
 }

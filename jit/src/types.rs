@@ -170,6 +170,19 @@ pub enum ExternType {
     Global(GlobalType),
 }
 
+impl ExternType {
+    /// What kind of entity this is, as a word: "function", "table",
+    /// "memory" or "global".
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ExternType::Func(_) => "function",
+            ExternType::Table(_) => "table",
+            ExternType::Memory(_) => "memory",
+            ExternType::Global(_) => "global",
+        }
+    }
+}
+
 impl fmt::Display for ExternType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -7,6 +7,8 @@ use super::ctx::{Kind, WasiCtx};
 use super::error::{io, WasiResult};
 use super::memory::GuestMemory;
 use super::stdio::Stream;
+use crate::kill::KillShared;
+use crate::kill_wait::{WaitFor, Waited};
 use rustix::time::{ClockId, Timespec};
 use std::io::Seek;
 use std::time::{Duration, Instant};
@@ -267,31 +269,15 @@ pub(crate) fn poll_prepare(
     Ok(plan)
 }
 
-/// Whether the host's stdin has input (or end of file) within `timeout`.
-fn host_stdin_ready(timeout: Duration) -> bool {
-    let stdin = std::io::stdin();
-    let mut fds = [rustix::event::PollFd::new(
-        &stdin,
-        rustix::event::PollFlags::IN,
-    )];
-    let timeout = Timespec {
-        tv_sec: timeout.as_secs() as _,
-        tv_nsec: timeout.subsec_nanos() as _,
-    };
-    matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
-}
-
-/// The longest single sleep, so a kill or termination requested meanwhile
-/// is noticed promptly.
-const POLL_SLICE: Duration = Duration::from_millis(10);
-
-/// Waits until some subscription is ready (or `stop()` says the run is
-/// ending), then writes the events.
+/// Waits until some subscription is ready, or a kill switch fires for the
+/// run (then it returns no events: the run ends when the host function
+/// returns), and writes the events.
 pub(crate) fn poll_wait(
     mut plan: PollPlan,
     mem: &GuestMemory,
-    stop: impl Fn() -> bool,
+    kill: &KillShared,
 ) -> WasiResult<()> {
+    let stdin = rustix::stdio::stdin();
     loop {
         let now = Instant::now();
         let mut events = std::mem::take(&mut plan.ready);
@@ -300,30 +286,27 @@ pub(crate) fn poll_wait(
                 events.push(Event::ready(userdata, EVENTTYPE_CLOCK, 0));
             }
         }
-        if !plan.host_stdin.is_empty() && host_stdin_ready(Duration::ZERO) {
+        let stdin_now = || kill.wait(Some((stdin, WaitFor::Readable)), Some(Duration::ZERO));
+        if !plan.host_stdin.is_empty() && stdin_now() == Waited::Ready {
             for &userdata in &plan.host_stdin {
                 events.push(Event::ready(userdata, EVENTTYPE_FD_READ, 0));
             }
         }
-        if !events.is_empty() || stop() {
+        if !events.is_empty() || kill.is_requested() {
             for (i, event) in events.iter().enumerate() {
                 mem.write(plan.out + i as u32 * EVENT_SIZE, &event.to_bytes())?;
             }
             return mem.write_u32(plan.nevents, events.len() as u32);
         }
+        // Until the nearest deadline (or for ever), on stdin if asked for.
         let until_deadline = plan
             .clocks
             .iter()
             .filter_map(|&(_, d)| d)
             .min()
-            .map(|d| d.saturating_duration_since(now))
-            .unwrap_or(POLL_SLICE);
-        let wait = until_deadline.min(POLL_SLICE);
-        if plan.host_stdin.is_empty() {
-            std::thread::sleep(wait);
-        } else {
-            host_stdin_ready(wait);
-        }
+            .map(|d| d.saturating_duration_since(now));
+        let on_stdin = (!plan.host_stdin.is_empty()).then_some((stdin, WaitFor::Readable));
+        kill.wait(on_stdin, until_deadline);
     }
 }
 

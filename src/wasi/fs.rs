@@ -5,10 +5,11 @@
 //! `ENOTCAPABLE`, and hard links and renames can only name both ends inside
 //! preopens. Rights are checked before any host operation.
 
-use super::ctx::{Descriptor, DirDesc, Kind, WasiCtx, DIR_RIGHTS, FILE_RIGHTS, FILE_WRITE_RIGHTS};
+use super::ctx::{Descriptor, DirDesc, Kind, WasiCtx, DIR_RIGHTS, FILE_RIGHTS};
 use super::error::{io, WasiResult};
 use super::memory::{GuestMemory, VectoredIo};
 use super::stdio::Stream;
+use crate::kill::KillShared;
 use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt};
 use cap_fs_ext::{OsMetadataExt, SystemTimeSpec};
 use cap_std::fs::Dir;
@@ -330,6 +331,7 @@ fn seekable_file(d: &Descriptor, dir_errno: Errno) -> WasiResult<&std::fs::File>
 pub(crate) fn fd_read(
     ctx: &mut WasiCtx,
     mem: &GuestMemory,
+    kill: &KillShared,
     fd: u32,
     iovs: u32,
     iovs_len: u32,
@@ -343,7 +345,7 @@ pub(crate) fn fd_read(
             let mut f: &std::fs::File = f;
             io(f.read(buffer))
         }
-        Kind::Stream(s) => io(s.read(buffer)),
+        Kind::Stream(s) => io(s.read(buffer, kill)),
         Kind::Dir(_) => Err(ERRNO_ISDIR),
     })
 }
@@ -378,6 +380,7 @@ pub(crate) fn fd_pread(
 pub(crate) fn fd_write(
     ctx: &mut WasiCtx,
     mem: &GuestMemory,
+    kill: &KillShared,
     fd: u32,
     iovs: u32,
     iovs_len: u32,
@@ -395,7 +398,7 @@ pub(crate) fn fd_write(
             io(f.write_all(data))?;
             Ok(data.len())
         }
-        Kind::Stream(s) => io(s.write(data)),
+        Kind::Stream(s) => io(s.write(data, kill)),
         Kind::Dir(_) => Err(ERRNO_BADF),
     })
 }
@@ -658,10 +661,14 @@ pub(crate) fn path_link(
     io(old_dir.hard_link(old_path, new_dir, new_path))
 }
 
+/// The rights that need a file opened for writing by the operating system.
+const WRITE_ACCESS_RIGHTS: Rights =
+    RIGHTS_FD_WRITE | RIGHTS_FD_ALLOCATE | RIGHTS_FD_FILESTAT_SET_SIZE;
+
 /// Which operating-system access a descriptor with these rights needs.
 fn access_of(base: Rights) -> (bool, bool) {
     let read = base & (RIGHTS_FD_READ | RIGHTS_FD_READDIR) != 0;
-    let write = base & (RIGHTS_FD_WRITE | RIGHTS_FD_ALLOCATE | RIGHTS_FD_FILESTAT_SET_SIZE) != 0;
+    let write = base & WRITE_ACCESS_RIGHTS != 0;
     (read, write)
 }
 
@@ -697,10 +704,14 @@ pub(crate) fn path_open(
         needed |= RIGHTS_PATH_FILESTAT_SET_SIZE;
     }
     let dir = parent.dir(needed)?;
-    // The new descriptor gets at most the parent's inheriting rights; asking
-    // for a write right it may not have fails rather than quietly opening
-    // the file read-only.
-    if base & FILE_WRITE_RIGHTS & !parent.inheriting != 0 {
+    // The new descriptor gets the rights asked for that the parent can
+    // pass on, and no others (the preview 1 convention: programs ask for
+    // more than they use; Rust's std asks for `fd_filestat_set_times` and
+    // `fd_sync` even to read). The open itself fails only when it needs a
+    // missing right: creating or truncating (checked on the directory
+    // above) or write access to the file, which must not quietly become a
+    // read-only open.
+    if base & WRITE_ACCESS_RIGHTS & !parent.inheriting != 0 {
         return Err(ERRNO_NOTCAPABLE);
     }
     let base = base & parent.inheriting;
@@ -751,7 +762,7 @@ pub(crate) fn path_open(
                 rights &= !RIGHTS_FD_READ;
             }
             if !(write || creates) {
-                rights &= !(RIGHTS_FD_WRITE | RIGHTS_FD_ALLOCATE | RIGHTS_FD_FILESTAT_SET_SIZE);
+                rights &= !WRITE_ACCESS_RIGHTS;
             }
             Descriptor {
                 kind: Kind::File(file),

@@ -109,12 +109,58 @@ impl std::fmt::Display for ExitCode {
 }
 
 /// Runs a WASI command: calls its `_start` export and returns the exit code
-/// (0 if `_start` returns, the code given to `proc_exit` otherwise).
+/// (0 if `_start` returns, the code given to `proc_exit` otherwise). A
+/// module without a `_start` of type `() -> ()` is refused before anything
+/// runs, with `Error::InvalidArgument` saying what is wrong
+/// (`check_command`).
 pub fn run<T: 'static>(instance: &mut Instance<T>) -> Result<u32, Error> {
+    check_command(instance.module())?;
     match instance.call::<(), ()>("_start", ()) {
         Ok(()) => Ok(0),
         Err(error) => ExitCode::from_error(error).map(|code| code.0),
     }
+}
+
+/// Whether `module` is a WASI command: it exports a function `_start` that
+/// takes no parameters and returns nothing. The error says, in a user's
+/// words, what is missing or wrong (`Error::InvalidArgument`).
+pub fn check_command(module: &crate::Module) -> Result<(), Error> {
+    let start = module.exports().find(|export| export.name == "_start");
+    let Some(start) = start else {
+        return Err(Error::InvalidArgument(
+            "the module exports no `_start` function, so it is not a WASI command".into(),
+        ));
+    };
+    let ty = match start.ty {
+        crate::ExternType::Func(ty) => ty,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "`_start` is a {}, not a function",
+                other.kind_name()
+            )))
+        }
+    };
+    if ty.params().is_empty() && ty.results().is_empty() {
+        return Ok(());
+    }
+    let list = |types: &[crate::ValType]| {
+        types
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut wrong = Vec::new();
+    if !ty.params().is_empty() {
+        wrong.push(format!("takes ({})", list(ty.params())));
+    }
+    if !ty.results().is_empty() {
+        wrong.push(format!("returns {}", list(ty.results())));
+    }
+    Err(Error::InvalidArgument(format!(
+        "`_start` must take no parameters and return nothing; this one {}",
+        wrong.join(" and ")
+    )))
 }
 
 /// The errno a WASI function returns to the guest.
@@ -154,6 +200,20 @@ pub fn add_to_linker<T: 'static>(
             define!($name, |ctx, mem $(, $arg: <$ty as AbiParam>::Wasm)*| {
                 $func(ctx, &mem $(, <$ty as AbiParam>::from_wasm($arg))*)
             })
+        };
+        // One that may block, handed the run's kill state too, so that a
+        // kill cuts its wait short (`kill_wait`).
+        ($name:literal => $func:path, ctx, mem, kill $(, $arg:ident : $ty:ty)*) => {
+            linker.func_wrap(
+                MODULE,
+                $name,
+                move |mut caller: Caller<'_, T>, $($arg: <$ty as AbiParam>::Wasm),*| -> i32 {
+                    let kill = caller.kill_state();
+                    let mem = GuestMemory::new(caller.get_memory("memory"));
+                    let ctx = get(caller.data_mut());
+                    errno($func(ctx, &mem, &kill $(, <$ty as AbiParam>::from_wasm($arg))*))
+                },
+            )?;
         };
         ($name:literal => $func:path, ctx $(, $arg:ident : $ty:ty)*) => {
             define!($name, |ctx, mem $(, $arg: <$ty as AbiParam>::Wasm)*| {
@@ -200,14 +260,16 @@ pub fn add_to_linker<T: 'static>(
         ctx, mem, fd: u32, path: u32, path_len: u32);
     define!("fd_pwrite" => fs::fd_pwrite,
         ctx, mem, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nwritten: u32);
-    define!("fd_read" => fs::fd_read, ctx, mem, fd: u32, iovs: u32, iovs_len: u32, nread: u32);
+    define!("fd_read" => fs::fd_read,
+        ctx, mem, kill, fd: u32, iovs: u32, iovs_len: u32, nread: u32);
     define!("fd_readdir" => fs::fd_readdir,
         ctx, mem, fd: u32, buf: u32, buf_len: u32, cookie: u64, bufused: u32);
     define!("fd_renumber" => fs::fd_renumber, ctx, from: u32, to: u32);
     define!("fd_seek" => fs::fd_seek, ctx, mem, fd: u32, offset: i64, whence: i32, newoffset: u32);
     define!("fd_sync" => fs::fd_sync, ctx, fd: u32);
     define!("fd_tell" => fs::fd_tell, ctx, mem, fd: u32, offset: u32);
-    define!("fd_write" => fs::fd_write, ctx, mem, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32);
+    define!("fd_write" => fs::fd_write,
+        ctx, mem, kill, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32);
     define!("path_create_directory" => fs::path_create_directory,
         ctx, mem, fd: u32, path: u32, path_len: u32);
     define!("path_filestat_get" => fs::path_filestat_get,
@@ -264,8 +326,8 @@ pub fn add_to_linker<T: 'static>(
         |ctx, mem, fd: i32, _how: i32| not_a_socket(ctx, fd)
     );
 
-    // poll_oneoff reads the table first, then waits without it, so the wait
-    // can ask the caller whether the run is being ended (a kill switch).
+    // poll_oneoff reads the table first, then waits without it, in a way a
+    // kill switch cuts short.
     linker.func_wrap(
         MODULE,
         "poll_oneoff",
@@ -279,11 +341,8 @@ pub fn add_to_linker<T: 'static>(
                 n as u32,
                 nevents as u32,
             );
-            errno(
-                plan.and_then(|plan| {
-                    clocks::poll_wait(plan, &mem, || caller.is_termination_pending())
-                }),
-            )
+            let kill = caller.kill_state();
+            errno(plan.and_then(|plan| clocks::poll_wait(plan, &mem, &kill)))
         },
     )?;
 

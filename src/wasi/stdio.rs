@@ -2,9 +2,17 @@
 //! (inherited), nothing (reads see end of file, writes are discarded), or
 //! in-memory pipes an embedder fills and reads (`ReadPipe`, `WritePipe`).
 
+use crate::kill::KillShared;
+use crate::kill_wait::{WaitFor, Waited};
 use parking_lot::Mutex;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
+
+/// The error of a read or write a kill cut short (`EINTR` to the guest,
+/// which never sees it: the run ends when the host function returns).
+fn killed() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by a kill switch")
+}
 
 /// An in-memory byte sink for a guest's stdout or stderr. Clones share the
 /// buffer: keep one, give one to the `WasiCtxBuilder`, and read what the
@@ -117,24 +125,56 @@ impl Stream {
         matches!(self, Stream::Null | Stream::HostStdin | Stream::Read(_))
     }
 
-    pub(crate) fn read(&self, buffer: &mut [u8]) -> std::io::Result<usize> {
+    /// Reads into `buffer`. The host's stdin is read directly (not through
+    /// `std::io::stdin()`'s buffer, which would hide input from the
+    /// readiness wait), after waiting for input in a way `kill` cuts
+    /// short: a kill makes this fail with `Interrupted`.
+    pub(crate) fn read(&self, buffer: &mut [u8], kill: &KillShared) -> std::io::Result<usize> {
         match self {
-            Stream::HostStdin => std::io::stdin().read(buffer),
+            Stream::HostStdin => {
+                let stdin = rustix::stdio::stdin();
+                loop {
+                    if kill.wait(Some((stdin, WaitFor::Readable)), None) == Waited::Killed {
+                        return Err(killed());
+                    }
+                    match rustix::io::read(stdin, &mut *buffer) {
+                        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
+                        result => return result.map_err(std::io::Error::from),
+                    }
+                }
+            }
             Stream::Read(pipe) => Ok(pipe.read(buffer)),
             _ => Ok(0),
         }
     }
 
-    pub(crate) fn write(&self, data: &[u8]) -> std::io::Result<usize> {
-        match self {
+    /// Writes all of `data`. The host's stdout and stderr are written
+    /// directly (after flushing what the embedder left in Rust's stdout
+    /// buffer), waiting for room in a way `kill` cuts short, so a guest
+    /// writing to a full pipe nobody reads can still be stopped.
+    pub(crate) fn write(&self, data: &[u8], kill: &KillShared) -> std::io::Result<usize> {
+        let fd = match self {
             Stream::HostStdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(data)?;
-                out.flush()?;
+                std::io::stdout().lock().flush()?;
+                rustix::stdio::stdout()
             }
-            Stream::HostStderr => std::io::stderr().lock().write_all(data)?,
-            Stream::Write(pipe) => pipe.write(data),
-            _ => {}
+            Stream::HostStderr => rustix::stdio::stderr(),
+            Stream::Write(pipe) => {
+                pipe.write(data);
+                return Ok(data.len());
+            }
+            _ => return Ok(data.len()),
+        };
+        let mut written = 0;
+        while written < data.len() {
+            if kill.wait(Some((fd, WaitFor::Writable)), None) == Waited::Killed {
+                return Err(killed());
+            }
+            match rustix::io::write(fd, &data[written..]) {
+                Ok(n) => written += n,
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(data.len())
     }

@@ -1,0 +1,93 @@
+//! Naming the proposal a refused module needs. Backstop validates with the
+//! Wasm 2.0 feature set only, so a module that uses a later proposal fails
+//! validation with the validator's wording ("tail calls support is not
+//! enabled", "constant expression required: non-constant operator"),
+//! which cannot be told from a broken module. When validation fails, this
+//! validates again with every proposal enabled: if the module is valid
+//! then, it is not broken but needs proposals Backstop lacks, and the
+//! smallest set of them that makes it valid is named.
+//!
+//! This runs only on the error path; a valid Wasm 2.0 module never gets
+//! here.
+
+use crate::module_info::supported_features;
+use wasmparser::{Validator, WasmFeatures};
+
+/// The standard proposals beyond Wasm 2.0 (Wasm 3.0's, threads, the legacy
+/// exception instructions toolchains still emit, components), with the
+/// names users know them by. Early-stage proposals are left out, so a
+/// module malformed under every standard is never blamed on one. A
+/// proposal listed before another that it builds on (GC before typed
+/// function references) is
+/// dropped first when the smallest set is searched for, so what a module
+/// uses of the later one alone is not blamed on the earlier one.
+const PROPOSALS: &[(WasmFeatures, &str)] = &[
+    (WasmFeatures::COMPONENT_MODEL, "the component model"),
+    (WasmFeatures::GC, "GC"),
+    (
+        WasmFeatures::GC_TYPES,
+        "GC (reference types of the GC proposal)",
+    ),
+    (
+        WasmFeatures::FUNCTION_REFERENCES,
+        "typed function references",
+    ),
+    (WasmFeatures::TAIL_CALL, "tail calls"),
+    (WasmFeatures::EXCEPTIONS, "exception handling"),
+    (
+        WasmFeatures::LEGACY_EXCEPTIONS,
+        "exception handling (legacy instructions)",
+    ),
+    (WasmFeatures::MEMORY64, "memory64"),
+    (WasmFeatures::MULTI_MEMORY, "multiple memories"),
+    (
+        WasmFeatures::EXTENDED_CONST,
+        "extended constant expressions",
+    ),
+    (WasmFeatures::RELAXED_SIMD, "relaxed SIMD"),
+    (WasmFeatures::THREADS, "threads"),
+];
+
+/// Every proposal in `PROPOSALS`, on top of Wasm 2.0.
+fn all_proposals() -> WasmFeatures {
+    PROPOSALS
+        .iter()
+        .fold(supported_features(), |set, (feature, _)| set | *feature)
+}
+
+fn valid_with(wasm: &[u8], features: WasmFeatures) -> bool {
+    Validator::new_with_features(features)
+        .validate_all(wasm)
+        .is_ok()
+}
+
+/// If `wasm` is invalid as Wasm 2.0 but valid with later proposals, the
+/// names of the proposals it needs (joined with ", "); otherwise `None`
+/// (the module is broken, or valid already).
+pub fn needed_proposals(wasm: &[u8]) -> Option<String> {
+    let all = all_proposals();
+    if valid_with(wasm, supported_features()) || !valid_with(wasm, all) {
+        return None;
+    }
+    // Drop each proposal the module still validates without; what remains
+    // is a smallest set (each one left is needed, given the others).
+    let mut needed = all;
+    for (feature, _) in PROPOSALS {
+        let without = needed.difference(*feature);
+        if valid_with(wasm, without) {
+            needed = without;
+        }
+    }
+    let names: Vec<&str> = PROPOSALS
+        .iter()
+        .filter(|(feature, _)| needed.contains(*feature))
+        .map(|(_, name)| *name)
+        .collect();
+    Some(if names.is_empty() {
+        // Valid only with every proposal on, yet no single one is needed:
+        // not expected, but say something true.
+        "proposals beyond Wasm 2.0".to_string()
+    } else {
+        names.join(", ")
+    })
+}
