@@ -2,7 +2,8 @@
 //! stack, where the innermost host function terminates the guest. Every
 //! host frame on the way holds a resource whose destructor prints; all of
 //! them run, innermost first, before `call` returns, and the lock held by the
-//! outermost host frame is free again.
+//! outermost host frame is free again. Then the same instance is called
+//! again, and answers.
 
 use backstop::{Caller, Engine, Error, Linker, Module};
 use std::sync::{Arc, Mutex};
@@ -38,7 +39,9 @@ pub fn main() -> Result<(), Error> {
         (module $app
           (import "host" "work" (func $work (param i32)))
           (func (export "run") (param i32)
-            (call $work (local.get 0))))
+            (call $work (local.get 0)))
+          (func (export "add") (param i32 i32) (result i32)
+            (i32.add (local.get 0) (local.get 1))))
         "#,
     )?;
 
@@ -79,8 +82,10 @@ pub fn main() -> Result<(), Error> {
     assert!(shared_lock.try_lock().is_some(), "the lock is free again");
     println!("the lock held by the outermost host frame is free again");
 
-    // The instance is still usable.
-    let _ = instance.call::<i32, ()>("run", 0);
+    // The instance is still usable: call it again.
+    let sum: i32 = instance.call("add", (2, 3))?;
+    println!("calling add(2, 3) on the same instance returned {sum}");
+    assert_eq!(sum, 5, "the instance still runs guest code");
     println!("and the instance is still usable");
     Ok(())
 }
