@@ -134,10 +134,10 @@ impl Memory {
             )
         };
         if base == libc::MAP_FAILED {
-            return Err(Error::Resource(format!(
-                "could not reserve {mapping_size} bytes for a linear memory: {}",
-                std::io::Error::last_os_error()
-            )));
+            return Err(crate::mappings::mapping_failure(
+                &format!("reserve {mapping_size} bytes for a linear memory"),
+                std::io::Error::last_os_error(),
+            ));
         }
         let memory = Memory {
             inner: Arc::new(MemoryInner {
@@ -153,10 +153,11 @@ impl Memory {
             }),
         };
         if ty.minimum > 0 && memory.grow_pages(ty.minimum).is_none() {
-            return Err(Error::Resource(format!(
-                "could not commit {} pages of linear memory",
-                ty.minimum
-            )));
+            // Read at once: nothing since the failed mprotect sets errno.
+            return Err(crate::mappings::mapping_failure(
+                &format!("commit {} pages of linear memory", ty.minimum),
+                std::io::Error::last_os_error(),
+            ));
         }
         Ok(memory)
     }

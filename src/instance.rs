@@ -822,7 +822,7 @@ impl<T: 'static> Instance<T> {
         let group = core.group();
         let config = core.module.engine().config().clone();
         let stack = backstop_asm::GuestStack::new(config.stack_size + config.host_reserve, 4096)
-            .map_err(|e| Error::Resource(format!("cannot allocate a guest stack: {e}")))?;
+            .map_err(|e| crate::mappings::mapping_failure("allocate a guest stack", e))?;
         let stack_limit = stack.usable_bottom() as usize + config.host_reserve;
         let host_floor = stack.usable_bottom() as usize + config.host_reserve / 2;
         let mut instance = Instance {

@@ -49,6 +49,7 @@ mod instance;
 mod kill;
 mod kill_wait;
 mod linker;
+mod mappings;
 mod module;
 mod signals;
 mod values;

@@ -12,7 +12,7 @@
 //! vmctx + memories             [VMMemoryImport; memories]   { base, definition }
 //! vmctx + globals              [*mut VMGlobal; globals]     16-byte storage of each global
 //! vmctx + tables               [*mut VMTable; tables]       { elements, length }
-//! vmctx + func_refs            [VMFuncRef; functions]       { native_call, type_id, vmctx }
+//! vmctx + func_refs            [VMFuncRef; functions]       { native_call, type_id, vmctx, owner }
 //! ```
 //!
 //! A `VMFuncRef` is what a `funcref` value points to (null is 0). Its

@@ -1,0 +1,108 @@
+//! At the kernel's limit on memory mappings (`vm.max_map_count`), a new
+//! instance fails with an error that names the limit and how to raise it,
+//! not with a bare "could not commit pages". Its own test binary: it fills
+//! the process's mappings up to the limit for a moment, which would make
+//! any other test running beside it fail.
+
+use backstop::{Engine, Error, Linker, Module};
+
+/// The tests here count or fill the process's mappings: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn max_map_count() -> usize {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn mapping_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[test]
+fn running_out_of_mappings_names_vm_max_map_count() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = max_map_count();
+    if limit > 4 << 20 {
+        println!("vm.max_map_count is {limit}: too many mappings to fill in a test; skipped");
+        return;
+    }
+    let engine = Engine::default();
+    let module = Module::new(&engine, "(module (memory 1) (func (export \"f\")))").unwrap();
+    let linker: Linker<()> = Linker::new(&engine);
+    let page = 4096;
+    // Single pages with alternating protections, so the kernel cannot
+    // merge neighbours into one mapping.
+    let mut pages = Vec::new();
+    let mut error = None;
+    while mapping_count() + 64 < limit || error.is_none() {
+        for _ in 0..1024 {
+            let prot = if pages.len() % 2 == 0 {
+                libc::PROT_READ
+            } else {
+                libc::PROT_NONE
+            };
+            // SAFETY: a fresh anonymous mapping; nothing refers to it.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    page,
+                    prot,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                break;
+            }
+            pages.push(p);
+        }
+        if mapping_count() + 64 >= limit {
+            match linker.instantiate(&module, ()) {
+                Err(e) => error = Some(e),
+                Ok(instance) => std::mem::forget(instance),
+            }
+        }
+        if pages.len() > limit + 10_000 {
+            break;
+        }
+    }
+    for p in pages {
+        // SAFETY: each is a page this test mapped and nothing uses.
+        unsafe { libc::munmap(p, page) };
+    }
+    match error {
+        Some(Error::Resource(message)) => {
+            println!("{message}");
+            assert!(message.contains("vm.max_map_count"), "{message}");
+            assert!(message.contains("sysctl"), "{message}");
+        }
+        other => panic!("expected Error::Resource naming the limit, got {other:?}"),
+    }
+    // With the mappings back, instantiation works again.
+    assert!(linker.instantiate(&module, ()).is_ok());
+}
+
+/// How many kernel mappings a live instance with one memory costs: the
+/// figure BENCHMARKS.md and the error above quote.
+#[test]
+fn mappings_per_instance() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let engine = Engine::default();
+    let module = Module::new(&engine, "(module (memory 1) (func (export \"f\")))").unwrap();
+    let linker: Linker<()> = Linker::new(&engine);
+    let _warm = linker.instantiate(&module, ()).unwrap();
+    let before = mapping_count();
+    let instances: Vec<_> = (0..200)
+        .map(|_| linker.instantiate(&module, ()).unwrap())
+        .collect();
+    let per_instance = (mapping_count() - before) as f64 / instances.len() as f64;
+    println!("kernel mappings per instance: {per_instance:.2}");
+    assert!(per_instance <= 4.5, "{per_instance} mappings per instance");
+}
