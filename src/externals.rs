@@ -76,6 +76,11 @@ pub(crate) struct MemoryInner {
     ty: MemoryType,
     max_pages: u32,
     grow_lock: Mutex<()>,
+    /// Room for the owning instance's guest stack at the end of the
+    /// mapping, past the reservation and its guard (offset from `base`,
+    /// length), and whether a stack has taken it (see `new_with_stack_room`).
+    stack_room: Option<(usize, usize)>,
+    stack_room_taken: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the mapping is owned by this value and freed only on drop; the
@@ -110,6 +115,21 @@ impl std::fmt::Debug for Memory {
 impl Memory {
     /// A new memory of type `ty`, with `ty.minimum` zeroed pages.
     pub fn new(engine: &Engine, ty: MemoryType) -> Result<Memory, Error> {
+        Memory::new_with_stack_room(engine, ty, 0)
+    }
+
+    /// Like `new`, with `stack_room` bytes (whole pages) more at the end of
+    /// the mapping, past the reservation and a guard of at least a page,
+    /// for the instance's guest stack (`take_stack_room`). One mapping for
+    /// both saves the kernel mappings: the memory's trailing guard is the
+    /// stack's guard, so an instance costs 3 mappings instead of 4. Guest
+    /// accesses cannot reach the room: compiled code checks bounds
+    /// explicitly wherever an access could pass the reservation and guard.
+    pub(crate) fn new_with_stack_room(
+        engine: &Engine,
+        ty: MemoryType,
+        stack_room: usize,
+    ) -> Result<Memory, Error> {
         let config = engine.config();
         let reservation = config.memory_layout.reservation;
         let limit_pages = (reservation / WASM_PAGE as u64).min(u64::from(config.max_memory_pages));
@@ -120,7 +140,22 @@ impl Memory {
                 ty.minimum, max_pages
             )));
         }
-        let mapping_size = (reservation + config.memory_layout.guard) as usize;
+        let page = backstop_asm::page_size();
+        let guarded = (reservation + config.memory_layout.guard) as usize;
+        // The stack needs a guard of its own below it when the memory's is
+        // less than a page (a memory grown to its whole reservation would
+        // otherwise touch the stack).
+        let room_start = guarded
+            .max(reservation as usize + page)
+            .next_multiple_of(page);
+        let stack_room = stack_room.next_multiple_of(page);
+        let mapping_size = if stack_room == 0 {
+            guarded
+        } else {
+            room_start.checked_add(stack_room).ok_or_else(|| {
+                Error::Resource("a memory reservation and stack overflow usize".into())
+            })?
+        };
         // SAFETY: a fresh anonymous mapping with no access; nothing else
         // refers to it.
         let base = unsafe {
@@ -150,6 +185,8 @@ impl Memory {
                 ty,
                 max_pages,
                 grow_lock: Mutex::new(()),
+                stack_room: (stack_room > 0).then_some((room_start, stack_room)),
+                stack_room_taken: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         if ty.minimum > 0 && memory.grow_pages(ty.minimum).is_none() {
@@ -165,6 +202,35 @@ impl Memory {
     /// The memory's type as declared (its minimum is the initial size).
     pub fn ty(&self) -> MemoryType {
         self.inner.ty
+    }
+
+    /// A guest stack in this memory's stack room, if it has one not yet
+    /// taken (`new_with_stack_room`); the stack keeps the memory's mapping
+    /// alive.
+    pub(crate) fn take_stack_room(
+        &self,
+        usable_size: usize,
+    ) -> Option<std::io::Result<backstop_asm::GuestStack>> {
+        let (offset, length) = self.inner.stack_room?;
+        if usable_size > length || self.inner.stack_room_taken.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        let bottom = std::ptr::NonNull::new(self.base().wrapping_add(offset))?;
+        let keepalive: Box<dyn Send + Sync> = Box::new(self.inner.clone());
+        // SAFETY: [bottom, bottom + length) is the room at the end of this
+        // memory's mapping, inaccessible until now and used by nothing else
+        // (taken once, above); the page below it is inaccessible (the
+        // memory's guard, at least a page, never made accessible since
+        // the memory grows only within its reservation); `keepalive` holds
+        // the mapping until the stack is dropped.
+        Some(unsafe {
+            backstop_asm::GuestStack::in_reservation(
+                bottom,
+                usable_size,
+                backstop_asm::page_size(),
+                keepalive,
+            )
+        })
     }
 
     /// The current size in 64 KiB pages.

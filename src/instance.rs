@@ -458,8 +458,16 @@ pub(crate) fn instantiate_core(
             Resolved::Global(g) => globals.push(g.detached()),
         }
     }
-    for ty in &info.memories[info.num_imported_memories as usize..] {
-        memories.push(Memory::new(engine, *ty)?);
+    // The first memory the module defines also holds the instance's guest
+    // stack (one mapping for both: `Memory::new_with_stack_room`).
+    let config = engine.config();
+    let stack_room = config.stack_size + config.host_reserve;
+    for (i, ty) in info.memories[info.num_imported_memories as usize..]
+        .iter()
+        .enumerate()
+    {
+        let room = if i == 0 { stack_room } else { 0 };
+        memories.push(Memory::new_with_stack_room(engine, *ty, room)?);
     }
     for ty in &info.tables[info.num_imported_tables as usize..] {
         tables.push(Table::new_raw(engine, *ty, 0)?);
@@ -821,8 +829,17 @@ impl<T: 'static> Instance<T> {
     pub(crate) fn new(core: Arc<InstanceCore>, data: T) -> Result<Instance<T>, Error> {
         let group = core.group();
         let config = core.module.engine().config().clone();
-        let stack = backstop_asm::GuestStack::new(config.stack_size + config.host_reserve, 4096)
-            .map_err(|e| crate::mappings::mapping_failure("allocate a guest stack", e))?;
+        let stack_size = config.stack_size + config.host_reserve;
+        let first_defined = core.module.info().num_imported_memories as usize;
+        let stack = match core
+            .memories
+            .get(first_defined)
+            .and_then(|memory| memory.take_stack_room(stack_size))
+        {
+            Some(stack) => stack,
+            None => backstop_asm::GuestStack::new(stack_size, 4096),
+        }
+        .map_err(|e| crate::mappings::mapping_failure("allocate a guest stack", e))?;
         let stack_limit = stack.usable_bottom() as usize + config.host_reserve;
         let host_floor = stack.usable_bottom() as usize + config.host_reserve / 2;
         let mut instance = Instance {

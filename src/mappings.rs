@@ -35,7 +35,7 @@ pub(crate) fn mapping_failure(what: &str, error: io::Error) -> Error {
             if count + LIMIT_MARGIN >= limit {
                 return Error::Resource(format!(
                     "could not {what}: the process has {count} memory mappings, at the \
-                     kernel's limit vm.max_map_count = {limit} (each instance takes about 4; \
+                     kernel's limit vm.max_map_count = {limit} (an instance takes 2 to 4, see README; \
                      raise the limit with `sysctl -w vm.max_map_count=1048576`, or drop \
                      instances that are no longer used)"
                 ));

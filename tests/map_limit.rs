@@ -104,5 +104,5 @@ fn mappings_per_instance() {
         .collect();
     let per_instance = (mapping_count() - before) as f64 / instances.len() as f64;
     println!("kernel mappings per instance: {per_instance:.2}");
-    assert!(per_instance <= 4.5, "{per_instance} mappings per instance");
+    assert!(per_instance <= 3.05, "{per_instance} mappings per instance");
 }

@@ -179,6 +179,6 @@ pub use fiber::{
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use one_phase::{resume_unwind_one_phase, resume_unwind_one_phase_observed, UnwindStopFn};
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub use stack::GuestStack;
+pub use stack::{page_size, GuestStack};
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use switch::{backstop_asm_call_on_stack, call_on_stack};

@@ -1,9 +1,13 @@
 //! `GuestStack`: an anonymous `mmap` region used as a stack, with a
-//! `PROT_NONE` guard region at its low end.
+//! `PROT_NONE` guard region at its low end: a mapping of its own
+//! (`GuestStack::new`), or a part of a larger reservation someone else
+//! owns, whose inaccessible bytes below it are the guard
+//! (`GuestStack::in_reservation`), which saves the kernel a mapping or two
+//! per stack.
 //!
-//! This file owns the mapping's lifetime (map, protect, unmap) and the
-//! arithmetic for its bounds. It does not switch to the stack; see
-//! `switch.rs`.
+//! This file owns the stack's lifetime (map or protect, unprotect or
+//! unmap) and the arithmetic for its bounds. It does not switch to the
+//! stack; see `switch.rs`.
 
 use std::io;
 use std::ops::Range;
@@ -21,8 +25,9 @@ use std::ptr::NonNull;
 ///   base             -> +------------------------+
 /// ```
 ///
-/// Dropping a `GuestStack` unmaps it; nothing may still run on it then.
-#[derive(Debug)]
+/// Dropping a `GuestStack` unmaps it (or, inside another reservation,
+/// makes it inaccessible and releases its pages); nothing may still run on
+/// it then.
 pub struct GuestStack {
     /// Start of the mapping: the lowest guard byte.
     base: NonNull<u8>,
@@ -30,18 +35,40 @@ pub struct GuestStack {
     guard_size: usize,
     /// Bytes usable above the guard (a whole number of pages, at least one).
     usable_size: usize,
+    /// For a stack inside someone else's reservation: what keeps that
+    /// reservation mapped (dropped after the stack is made inaccessible
+    /// again). `None`: the stack owns its mapping and unmaps it.
+    reservation: Option<Box<dyn Send + Sync>>,
 }
 
-// SAFETY: a `GuestStack` only owns an address range. Its methods never read
-// or write through the pointer; they return addresses. Unmapping on drop
-// needs `&mut`/ownership, so sharing or sending the handle across threads
-// cannot race with anything this type does.
+impl std::fmt::Debug for GuestStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestStack")
+            .field("base", &self.base)
+            .field("guard_size", &self.guard_size)
+            .field("usable_size", &self.usable_size)
+            .field("in_reservation", &self.reservation.is_some())
+            .finish()
+    }
+}
+
+// SAFETY: a `GuestStack` only owns an address range (and, inside another
+// reservation, a `Send + Sync` value keeping it alive). Its methods never
+// read or write through the pointer; they return addresses. Unmapping on
+// drop needs `&mut`/ownership, so sharing or sending the handle across
+// threads cannot race with anything this type does.
 unsafe impl Send for GuestStack {}
 // SAFETY: see `Send` above; every `&self` method is a pure computation.
 unsafe impl Sync for GuestStack {}
 
-/// The system page size.
-fn page_size() -> usize {
+// A stack's methods only compute addresses, and the keepalive is never
+// touched but dropped: no state a panic could leave half-changed is
+// observable through it.
+impl std::panic::UnwindSafe for GuestStack {}
+impl std::panic::RefUnwindSafe for GuestStack {}
+
+/// The system page size (4096 if the system cannot tell).
+pub fn page_size() -> usize {
     // SAFETY: `sysconf` has no preconditions; `_SC_PAGESIZE` is always valid.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(size)
@@ -93,6 +120,7 @@ impl GuestStack {
             base,
             guard_size,
             usable_size,
+            reservation: None,
         };
         // SAFETY: `usable_bottom()..top()` lies inside the mapping we just
         // created and own (guard_size + usable_size == total).
@@ -108,6 +136,49 @@ impl GuestStack {
             return Err(io::Error::last_os_error());
         }
         Ok(stack)
+    }
+
+    /// A stack of `usable_size` bytes (rounded up to whole pages) at
+    /// `bottom`, inside a reservation that `keepalive` keeps mapped: this
+    /// makes it readable and writable, and on drop inaccessible again, with
+    /// its pages released, before it drops `keepalive`. The guard is the
+    /// reservation's own inaccessible bytes below `bottom`.
+    ///
+    /// # Safety
+    /// `bottom` is page aligned; `[bottom - guard_size, bottom +
+    /// usable_size)` (sizes rounded up to pages) lies inside an anonymous
+    /// private mapping that stays mapped while `keepalive` lives, that
+    /// nothing else uses or changes the protection of, and whose guard part
+    /// is `PROT_NONE` and stays so.
+    pub unsafe fn in_reservation(
+        bottom: NonNull<u8>,
+        usable_size: usize,
+        guard_size: usize,
+        keepalive: Box<dyn Send + Sync>,
+    ) -> io::Result<GuestStack> {
+        let page = page_size();
+        let usable_size = round_up_pages(usable_size, page)?;
+        let guard_size = round_up_pages(guard_size, page)?;
+        let base = NonNull::new(bottom.as_ptr().wrapping_sub(guard_size))
+            .ok_or_else(|| io::Error::other("a stack's guard cannot start at 0"))?;
+        // SAFETY: the usable range lies inside the reservation, which the
+        // caller gives this stack alone (the contract above).
+        let rc = unsafe {
+            libc::mprotect(
+                bottom.as_ptr().cast(),
+                usable_size,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(GuestStack {
+            base,
+            guard_size,
+            usable_size,
+            reservation: Some(keepalive),
+        })
     }
 
     /// The highest address of the stack (exclusive). Page aligned, hence
@@ -138,6 +209,18 @@ impl GuestStack {
 
 impl Drop for GuestStack {
     fn drop(&mut self) {
+        if self.reservation.is_some() {
+            // SAFETY: the usable range lies inside the reservation, which
+            // is still mapped (its keepalive is dropped only below) and
+            // which this stack alone uses; nothing runs on it any more.
+            unsafe {
+                let bottom = self.usable_bottom().cast();
+                libc::mprotect(bottom, self.usable_size, libc::PROT_NONE);
+                libc::madvise(bottom, self.usable_size, libc::MADV_DONTNEED);
+            }
+            self.reservation = None;
+            return;
+        }
         // SAFETY: `base` and the total length describe exactly the mapping
         // created in `new`, which this value owns; nothing borrows it past
         // the drop (the caller's contract: no code still runs on it).
@@ -186,6 +269,61 @@ mod tests {
     fn absurd_sizes_fail_cleanly() {
         assert!(GuestStack::new(usize::MAX, 0).is_err());
         assert!(GuestStack::new(usize::MAX / 2, usize::MAX / 2).is_err());
+    }
+
+    #[test]
+    fn a_stack_inside_a_reservation_opens_and_closes_its_part() {
+        let page = page_size();
+        let total = 8 * page;
+        // SAFETY: a fresh anonymous mapping with no access.
+        let region = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(region, libc::MAP_FAILED);
+        struct Unmap(usize, usize);
+        impl Drop for Unmap {
+            fn drop(&mut self) {
+                // SAFETY: the test's own mapping, unused by now.
+                unsafe { libc::munmap(self.0 as *mut libc::c_void, self.1) };
+            }
+        }
+        let dropped = std::sync::Arc::new(());
+        let bottom = NonNull::new(region.cast::<u8>().wrapping_add(4 * page)).unwrap();
+        // SAFETY: pages 4..8 of the mapping, above 4 inaccessible ones.
+        let s = unsafe {
+            GuestStack::in_reservation(
+                bottom,
+                3 * page,
+                page,
+                Box::new((Unmap(region as usize, total), dropped.clone())),
+            )
+        }
+        .unwrap();
+        assert_eq!(s.usable_bottom(), bottom.as_ptr());
+        assert_eq!(s.usable_size(), 3 * page);
+        assert_eq!(
+            s.guard_range(),
+            bottom.as_ptr() as usize - page..bottom.as_ptr() as usize
+        );
+        // SAFETY: inside the usable part.
+        unsafe {
+            s.top().sub(1).write_volatile(7);
+            assert_eq!(s.top().sub(1).read_volatile(), 7);
+        }
+        assert_eq!(std::sync::Arc::strong_count(&dropped), 2);
+        drop(s);
+        assert_eq!(
+            std::sync::Arc::strong_count(&dropped),
+            1,
+            "the keepalive is dropped"
+        );
     }
 
     #[test]
