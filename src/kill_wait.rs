@@ -83,6 +83,17 @@ impl KillShared {
         timeout: Option<Duration>,
     ) -> Waited {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // A descriptor that is ready now needs no wakeup: most writes to
+        // stdout and reads of a file end here, and an instance that never
+        // has to wait never takes an eventfd.
+        if let Some((fd, what)) = fd {
+            if self.is_requested() {
+                return Waited::Killed;
+            }
+            if poll_now(fd, what) {
+                return Waited::Ready;
+            }
+        }
         let wakeup = self.wakeup_fd();
         if let Some(wakeup) = wakeup {
             Self::drain_wakeup(wakeup);
@@ -105,11 +116,7 @@ impl KillShared {
             };
             let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2);
             if let Some((fd, what)) = fd {
-                let events = match what {
-                    WaitFor::Readable => PollFlags::IN,
-                    WaitFor::Writable => PollFlags::OUT,
-                };
-                fds.push(PollFd::from_borrowed_fd(fd, events));
+                fds.push(PollFd::from_borrowed_fd(fd, interest(what)));
             }
             if let Some(wakeup) = wakeup {
                 fds.push(PollFd::from_borrowed_fd(wakeup, PollFlags::IN));
@@ -147,6 +154,28 @@ impl KillShared {
                 };
             }
         }
+    }
+}
+
+/// Whether `fd` is ready for `what` right now (or poll cannot tell: the
+/// caller's read or write will find out).
+fn poll_now(fd: BorrowedFd<'_>, what: WaitFor) -> bool {
+    let mut fds = [PollFd::from_borrowed_fd(fd, interest(what))];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match rustix::event::poll(&mut fds, Some(&now)) {
+        Ok(n) => n > 0,
+        Err(rustix::io::Errno::INTR) => false,
+        Err(_) => true,
+    }
+}
+
+fn interest(what: WaitFor) -> PollFlags {
+    match what {
+        WaitFor::Readable => PollFlags::IN,
+        WaitFor::Writable => PollFlags::OUT,
     }
 }
 

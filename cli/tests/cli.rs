@@ -502,10 +502,51 @@ fn timeout_stops_a_guest_blocked_in_a_host_call() {
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
     assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
     assert!(text(&out.stderr).contains("stopped by --timeout"));
+    // The kill ended the run, not the last-resort exit after it.
+    assert!(!text(&out.stderr).contains("did not stop within"));
     let forever = program("forever");
     let out = backstop(
         &["run", "--timeout", "200000us", forever.to_str().unwrap()],
         None,
     );
     assert_eq!(out.status.code(), Some(124));
+}
+
+/// `--timeout` also ends a guest blocked writing to a full pipe that
+/// nobody reads (fd_write waits for room in a way the kill cuts short).
+#[test]
+fn timeout_stops_a_guest_blocked_writing_to_a_full_pipe() {
+    let dir = TempDir::new("fullpipe");
+    let flood = write_file(
+        &dir,
+        "flood.wat",
+        br#"(module
+              (import "wasi_snapshot_preview1" "fd_write"
+                (func $write (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 2)
+              ;; One iovec at 0: 65,536 bytes from address 65,536.
+              (data (i32.const 0) "\00\00\01\00\00\00\01\00")
+              (func (export "_start")
+                (loop $again
+                  (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
+                  (br $again))))"#,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backstop"))
+        .args(["run", "--timeout", "300ms", &flood])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap(); // held open, never read
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    let took = started.elapsed();
+    drop(stdout);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(124), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+    // The kill ended the run, not the last-resort exit after it.
+    assert!(!stderr.contains("did not stop within"), "{stderr}");
 }
