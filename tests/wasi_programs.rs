@@ -382,44 +382,31 @@ fn rust_std_reads_files_from_a_read_only_preopen_as_natively() {
         "a.txt (6 bytes): hello\nb.txt (12 bytes): second file\n"
     );
 
-    let stdout = WritePipe::new();
-    let ctx = WasiCtxBuilder::new()
-        .args(["readfile", "/data"])
-        .stdout(stdout.clone())
-        .preopened_dir_read_only(&dir.0, "/data")
-        .unwrap()
-        .build();
-    let mut instance = instantiate(rust_program("readfile"), ctx);
-    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
-    assert_eq!(stdout.contents_string(), expected);
+    // The program's stdout, run with `args` on the directory preopened as
+    // /data, read-only or writable.
+    let readfile = |args: &[&str], writable: bool| {
+        let stdout = WritePipe::new();
+        let builder = WasiCtxBuilder::new().args(args).stdout(stdout.clone());
+        let builder = if writable {
+            builder.preopened_dir(&dir.0, "/data")
+        } else {
+            builder.preopened_dir_read_only(&dir.0, "/data")
+        };
+        let mut instance = instantiate(rust_program("readfile"), builder.unwrap().build());
+        assert_eq!(wasi::run(&mut instance).unwrap(), 0);
+        stdout.contents_string()
+    };
+    assert_eq!(readfile(&["readfile", "/data"], false), expected);
 
     // Asked to create a file there, it is refused, and nothing appears.
-    let stdout = WritePipe::new();
-    let ctx = WasiCtxBuilder::new()
-        .args(["readfile", "/data", "create"])
-        .stdout(stdout.clone())
-        .preopened_dir_read_only(&dir.0, "/data")
-        .unwrap()
-        .build();
-    let mut instance = instantiate(rust_program("readfile"), ctx);
-    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
     assert_eq!(
-        stdout.contents_string(),
+        readfile(&["readfile", "/data", "create"], false),
         format!("{expected}create: refused (Capabilities insufficient (os error 76))\n")
     );
     assert!(!dir.0.join("created.txt").exists());
 
     // A writable preopen lets it create.
-    let stdout = WritePipe::new();
-    let ctx = WasiCtxBuilder::new()
-        .args(["readfile", "/data", "create"])
-        .stdout(stdout.clone())
-        .preopened_dir(&dir.0, "/data")
-        .unwrap()
-        .build();
-    let mut instance = instantiate(rust_program("readfile"), ctx);
-    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
-    assert!(stdout.contents_string().ends_with("create: ok\n"));
+    assert!(readfile(&["readfile", "/data", "create"], true).ends_with("create: ok\n"));
     assert_eq!(
         std::fs::read(dir.0.join("created.txt")).unwrap(),
         b"written\n"
