@@ -169,8 +169,9 @@ impl Memory {
             )
         };
         if base == libc::MAP_FAILED {
-            return Err(crate::mappings::mapping_failure(
+            return Err(crate::mappings::reservation_failure(
                 &format!("reserve {mapping_size} bytes for a linear memory"),
+                mapping_size as u64,
                 std::io::Error::last_os_error(),
             ));
         }

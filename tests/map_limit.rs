@@ -106,3 +106,32 @@ fn mappings_per_instance() {
     println!("kernel mappings per instance: {per_instance:.2}");
     assert!(per_instance <= 3.05, "{per_instance} mappings per instance");
 }
+
+/// Live instances until the process's address space is full (each memory
+/// reserves 6 GiB of the 128 TiB): the error says so, and dropping them
+/// makes room again.
+#[test]
+fn running_out_of_address_space_says_so() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let engine = Engine::default();
+    let module = Module::new(&engine, "(module (memory 1) (func (export \"f\")))").unwrap();
+    let linker: Linker<()> = Linker::new(&engine);
+    let mut instances = Vec::new();
+    let error = loop {
+        match linker.instantiate(&module, ()) {
+            Ok(instance) => instances.push(instance),
+            Err(error) => break error,
+        }
+        assert!(instances.len() < 200_000, "no limit was reached");
+    };
+    println!("{} live instances, then: {error}", instances.len());
+    match &error {
+        Error::Resource(message) => assert!(
+            message.contains("address space is full") || message.contains("vm.max_map_count"),
+            "{message}"
+        ),
+        other => panic!("expected Error::Resource, got {other:?}"),
+    }
+    drop(instances);
+    assert!(linker.instantiate(&module, ()).is_ok());
+}
