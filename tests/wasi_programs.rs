@@ -325,11 +325,7 @@ fn c_trap_and_kill() {
     );
 
     let mut instance = instantiate(c_program("forever"), WasiCtxBuilder::new().build());
-    let switch = instance.kill_switch();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        switch.terminate()
-    });
+    let killer = kill_after(&instance, 50);
     assert!(matches!(wasi::run(&mut instance), Err(Error::Killed)));
     killer.join().unwrap();
 }
@@ -483,11 +479,7 @@ fn a_kill_cuts_blocking_wasi_calls_short() {
       (func (export "_start")
         (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
     let mut instance = instantiate(SLEEP_A_MINUTE, WasiCtxBuilder::new().build());
-    let switch = instance.kill_switch();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        switch.terminate()
-    });
+    let killer = kill_after(&instance, 100);
     let started = Instant::now();
     assert!(matches!(wasi::run(&mut instance), Err(Error::Killed)));
     assert!(
@@ -499,11 +491,19 @@ fn a_kill_cuts_blocking_wasi_calls_short() {
         backstop::KillOutcome::PendingInHostcall
     );
     // The instance stays usable: a kill of the next run lands too.
-    let switch = instance.kill_switch();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        switch.terminate()
-    });
+    let killer = kill_after(&instance, 50);
     assert!(matches!(wasi::run(&mut instance), Err(Error::Killed)));
     killer.join().unwrap();
+}
+
+/// Fires `instance`'s kill switch from another thread after `ms`.
+fn kill_after(
+    instance: &Instance<State>,
+    ms: u64,
+) -> std::thread::JoinHandle<backstop::KillOutcome> {
+    let switch = instance.kill_switch();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(ms));
+        switch.terminate()
+    })
 }
