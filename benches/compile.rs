@@ -1,6 +1,8 @@
 //! Compilation benchmark for Backstop: a generated module of 2,000 functions
 //! (about 296 KiB of binary), compiled with parallel compilation on (the
-//! default) and off.
+//! default) and off; and compiling real modules against loading them
+//! precompiled (`precompiled/`: the largest sightglass modules, read in
+//! place from ../shared/programs/sightglass, skipped when it is missing).
 //!
 //! Run with `cargo bench --bench compile`. The module is generated as WAT
 //! and converted to binary once, outside the measurement: the benchmark
@@ -242,5 +244,49 @@ fn compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, compile);
+/// The largest real modules at hand: TinyGo's regex (1.3 MB), SQLite (C,
+/// 853 KB) and blind-sig (the largest Rust one, 403 KB).
+const REAL_MODULES: [(&str, &str); 3] = [
+    ("tinygo_regex", "tinygo/tinygo-regex.wasm"),
+    ("sqlite3", "sqlite3/sqlite3.wasm"),
+    ("blind_sig", "blind-sig/benchmark.wasm"),
+];
+
+/// Compiling each real module (`Module::from_binary`) against loading its
+/// `.cwasm` (`Module::deserialize`), both with the module's drop.
+fn precompiled(c: &mut Criterion) {
+    let root =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/programs/sightglass");
+    if !root.is_dir() {
+        println!(
+            "precompiled: skipped, no sightglass programs at {}",
+            root.display()
+        );
+        return;
+    }
+    let engine = Engine::default();
+    let mut group = c.benchmark_group("precompiled");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.measurement_time(Duration::from_secs(8));
+    for (name, path) in REAL_MODULES {
+        let binary = std::fs::read(root.join(path)).expect("the sightglass module reads");
+        let compiled = engine.precompile_module(&binary).unwrap();
+        println!(
+            "precompiled/{name}: {} bytes of Wasm, {} bytes of .cwasm",
+            binary.len(),
+            compiled.len()
+        );
+        group.bench_function(format!("compile/{name}"), |b| {
+            b.iter(|| Module::from_binary(&engine, black_box(&binary)).unwrap())
+        });
+        group.bench_function(format!("deserialize/{name}"), |b| {
+            // SAFETY: the bytes come from `precompile_module` above.
+            b.iter(|| unsafe { Module::deserialize(&engine, black_box(&compiled)) }.unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, compile, precompiled);
 criterion_main!(benches);

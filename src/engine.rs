@@ -224,6 +224,22 @@ impl Engine {
         &self.inner.config
     }
 
+    /// Compiles a module (binary or text) without loading it, and returns
+    /// the contents of a compiled module file (`.cwasm`), which
+    /// `Module::deserialize` loads in milliseconds into an engine with the
+    /// same settings, in this process or another, with the same build of
+    /// Backstop.
+    pub fn precompile_module(&self, bytes: impl AsRef<[u8]>) -> Result<Vec<u8>, Error> {
+        crate::module::precompile(self, bytes.as_ref(), None)
+    }
+
+    /// `precompile_module` of a file (binary or text); errors name it.
+    pub fn precompile_file(&self, path: impl AsRef<std::path::Path>) -> Result<Vec<u8>, Error> {
+        let path = path.as_ref();
+        let bytes = crate::module::read_file(path)?;
+        crate::module::precompile(self, &bytes, Some(path))
+    }
+
     /// The engine-wide id of a function type.
     pub(crate) fn type_id(&self, ty: &FuncType) -> u32 {
         if let Some(id) = self.inner.types.read().ids.get(ty) {

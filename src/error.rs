@@ -16,6 +16,10 @@ pub enum Error {
     /// The module uses a feature Backstop does not support; the message
     /// names it.
     Unsupported(String),
+    /// A compiled module (`.cwasm`) was made by another build of Backstop,
+    /// in another file format, or with other settings than this engine's.
+    /// Compile the module again.
+    Incompatible(String),
     /// Instantiation could not resolve an import, or found one of the wrong
     /// type.
     Link(String),
@@ -76,6 +80,7 @@ impl fmt::Display for Error {
         match self {
             Error::Invalid(m) => write!(f, "invalid module: {m}"),
             Error::Unsupported(m) => write!(f, "unsupported feature: {m}"),
+            Error::Incompatible(m) => write!(f, "incompatible compiled module: {m}"),
             Error::Link(m) => write!(f, "link error: {m}"),
             Error::Trap(t) => t.fmt(f),
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
@@ -106,6 +111,7 @@ impl From<CompileError> for Error {
             CompileError::Invalid(m) => Error::Invalid(m),
             CompileError::Unsupported(m) => Error::Unsupported(m),
             CompileError::Codegen(m) => Error::Unsupported(format!("code generation: {m}")),
+            CompileError::Incompatible(m) => Error::Incompatible(m),
         }
     }
 }

@@ -73,6 +73,12 @@ fn to_binary<'a>(bytes: &'a [u8], path: Option<&Path>) -> Result<Cow<'a, [u8]>, 
             "the module is empty (0 bytes): neither a Wasm binary nor text".into(),
         ));
     }
+    if backstop_jit::is_precompiled(bytes) {
+        return Err(named(
+            "this is a compiled module (.cwasm), not Wasm: load it with `Module::deserialize`"
+                .into(),
+        ));
+    }
     let text = match std::str::from_utf8(bytes) {
         Ok(text) if bytes[0] != 0 && !text.chars().any(is_binary_control) => text,
         _ => return Ok(Cow::Borrowed(bytes)),
@@ -118,27 +124,80 @@ impl Module {
 
     /// Compiles a module from the binary format only.
     pub fn from_binary(engine: &Engine, binary: &[u8]) -> Result<Module, Error> {
-        let config = engine.config();
-        let mut options = CompileOptions {
-            memory_layout: config.memory_layout,
-            interrupt_checks: config.interrupt_checks,
-            loop_closing_min_live: config.loop_closing_min_live,
-            ..CompileOptions::default()
-        };
-        if !config.parallel_compilation {
-            options.threads = 1;
-        }
         let compiled = backstop_jit::compile(
             &engine.inner.isa,
             binary,
             &mut |ty| engine.type_id(ty),
-            options,
+            compile_options(engine),
         )?;
+        Module::from_compiled(engine, compiled, Origin::Compiled)
+    }
+
+    /// Loads a compiled module made by `Engine::precompile_module` (or
+    /// `backstop compile`) without compiling it. A file made by another
+    /// build of Backstop or with other settings is refused
+    /// (`Error::Incompatible`), a damaged one too (`Error::Invalid`, by its
+    /// checksum).
+    ///
+    /// # Safety
+    ///
+    /// A compiled module is native code, and Backstop runs it as it finds
+    /// it: the checksum catches damage, not tampering, and no check can tell
+    /// good machine code from bad. `bytes` must come from
+    /// `Engine::precompile_module` or `backstop compile` run on Wasm of
+    /// your choosing, and must not have been writable by anyone you would
+    /// not let run code in this process. A `.cwasm` is trusted input, like a
+    /// shared library.
+    pub unsafe fn deserialize(engine: &Engine, bytes: impl AsRef<[u8]>) -> Result<Module, Error> {
+        let compiled = backstop_jit::load_precompiled(
+            &engine.inner.isa,
+            bytes.as_ref(),
+            compile_options(engine),
+            &mut |ty| engine.type_id(ty),
+        )?;
+        Module::from_compiled(engine, compiled, Origin::Loaded)
+    }
+
+    /// `Module::deserialize` of a file; errors name it.
+    ///
+    /// # Safety
+    ///
+    /// As for `Module::deserialize`: the file is trusted native code.
+    pub unsafe fn deserialize_file(
+        engine: &Engine,
+        path: impl AsRef<Path>,
+    ) -> Result<Module, Error> {
+        let path = path.as_ref();
+        let bytes = read_file(path)?;
+        // SAFETY: the caller vouches for the file (this function's contract).
+        unsafe { Module::deserialize(engine, bytes) }.map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+            Error::Incompatible(m) => Error::Incompatible(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Registers freshly loaded code: its unwind info with the system
+    /// unwinder, its functions and trap sites in the PC registry, and, where
+    /// the engine asks for them, its perf map and GDB entries.
+    fn from_compiled(
+        engine: &Engine,
+        compiled: CompiledModule,
+        origin: Origin,
+    ) -> Result<Module, Error> {
+        let config = engine.config();
         let region = Arc::new(code_region(&compiled));
         let eh_frame = match &compiled.cie {
             Some(cie) if !compiled.fdes.is_empty() => Some(
                 backstop_unwind::EhFrameRegistration::new(cie.clone(), compiled.fdes.clone())
-                    .map_err(|e| Error::Unsupported(format!("unwind info registration: {e}")))?,
+                    .map_err(|e| match origin {
+                        Origin::Compiled => {
+                            Error::Unsupported(format!("unwind info registration: {e}"))
+                        }
+                        Origin::Loaded => {
+                            Error::Invalid(format!("corrupt compiled module: its unwind info: {e}"))
+                        }
+                    })?,
             ),
             _ => None,
         };
@@ -164,6 +223,13 @@ impl Module {
                 engine: engine.clone(),
             }),
         })
+    }
+
+    /// Whether `bytes` are a compiled module (`.cwasm`, for
+    /// `Module::deserialize`) rather than Wasm: they start with its magic
+    /// number. 16 bytes suffice to tell.
+    pub fn is_precompiled(bytes: &[u8]) -> bool {
+        backstop_jit::is_precompiled(bytes)
     }
 
     /// Validates without compiling.
@@ -194,7 +260,8 @@ impl Module {
         self.info().functions.len()
     }
 
-    /// How long compilation took.
+    /// How long compilation took (for a module from `Module::deserialize`,
+    /// how long loading took).
     pub fn compile_time(&self) -> std::time::Duration {
         self.inner.compiled.compile_time
     }
@@ -222,6 +289,48 @@ impl Module {
             ty: export_type(info, e.kind, e.index),
         })
     }
+}
+
+/// Where a module's code came from, for the wording of errors.
+#[derive(Clone, Copy)]
+enum Origin {
+    Compiled,
+    /// From a `.cwasm` file: what fails to register is damaged data.
+    Loaded,
+}
+
+/// The compile options an engine's configuration asks for.
+fn compile_options(engine: &Engine) -> CompileOptions {
+    let config = engine.config();
+    let mut options = CompileOptions {
+        memory_layout: config.memory_layout,
+        interrupt_checks: config.interrupt_checks,
+        loop_closing_min_live: config.loop_closing_min_live,
+        ..CompileOptions::default()
+    };
+    if !config.parallel_compilation {
+        options.threads = 1;
+    }
+    options
+}
+
+/// `Engine::precompile_module`: compiles `bytes` (binary or text) into a
+/// `.cwasm` file's contents. `path` names the file in errors.
+pub(crate) fn precompile(
+    engine: &Engine,
+    bytes: &[u8],
+    path: Option<&Path>,
+) -> Result<Vec<u8>, Error> {
+    let binary = to_binary(bytes, path)?;
+    backstop_jit::precompile(&engine.inner.isa, &binary, compile_options(engine)).map_err(
+        |e| match (Error::from(e), path) {
+            (Error::Invalid(m), Some(path)) => Error::Invalid(format!("{}: {m}", path.display())),
+            (Error::Unsupported(m), Some(path)) => {
+                Error::Unsupported(format!("{}: {m}", path.display()))
+            }
+            (other, _) => other,
+        },
+    )
 }
 
 pub(crate) fn export_type(

@@ -1,6 +1,8 @@
 //! The `backstop` command: runs WASI programs (`backstop run prog.wasm
-//! args...`) or a plain export (`--invoke`), and compiles modules to check
-//! them (`backstop compile`). Exit status: the guest's exit code (from
+//! args...`) or a plain export (`--invoke`), and compiles modules, to check
+//! them or to save the compiled code (`backstop compile prog.wasm -o
+//! prog.cwasm`, which `backstop run prog.cwasm` loads without compiling).
+//! Exit status: the guest's exit code (from
 //! `proc_exit`; 0 when `_start` returns); 134 when the guest traps; 124
 //! when `--timeout` stops it; 2 for bad command-line usage; 1 for any other
 //! error (bad module, missing import, ...).
@@ -38,12 +40,26 @@ struct Cli {
 enum Command {
     /// Run a WASI program (its `_start`), or call one export with --invoke.
     Run(RunArgs),
-    /// Validate and compile a module; report its function count and the
-    /// compile time.
-    Compile {
-        /// The module: a .wasm binary or .wat text.
-        file: PathBuf,
-    },
+    /// Validate and compile a module and report its function count and the
+    /// compile time; with -o, save the compiled module for `backstop run`.
+    Compile(CompileArgs),
+}
+
+#[derive(clap::Args)]
+struct CompileArgs {
+    /// Write the compiled module here (a .cwasm file), which `backstop run`
+    /// then loads without compiling. It is native code: run only .cwasm
+    /// files you made or trust as you would a program. Only the same build
+    /// of backstop, on a machine with the same CPU features and with the
+    /// same --interrupt-checks, loads it.
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<PathBuf>,
+    /// Compile with interrupt checks (see `backstop run --interrupt-checks`);
+    /// `backstop run` must be given the same flag.
+    #[arg(long)]
+    interrupt_checks: bool,
+    /// The module: a .wasm binary or .wat text.
+    file: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -86,7 +102,8 @@ struct RunArgs {
     /// --timeout interrupts the guest with a signal (SIGURG).
     #[arg(long)]
     interrupt_checks: bool,
-    /// The module: a .wasm binary or .wat text.
+    /// The module: a .wasm binary, .wat text, or a compiled module from
+    /// `backstop compile -o` (a .cwasm file, trusted as native code).
     file: PathBuf,
     /// Arguments for the program (or the invoked export).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -205,7 +222,7 @@ enum Ending {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let ending = match cli.command {
-        Command::Compile { file } => compile(&file),
+        Command::Compile(args) => compile(&args),
         Command::Run(args) => run(args),
     };
     match ending {
@@ -225,24 +242,56 @@ fn main() -> ExitCode {
     }
 }
 
+/// Compiles a .wasm or .wat file, or loads a .cwasm file (by its magic
+/// number, whatever its name).
 fn read_module(engine: &Engine, file: &Path) -> Result<Module, Error> {
-    Module::from_file(engine, file)
+    let mut magic = [0u8; 16];
+    let is_compiled = std::fs::File::open(file)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && Module::is_precompiled(&magic);
+    if is_compiled {
+        // SAFETY: a .cwasm given to `backstop run` is trusted as native code,
+        // as `backstop compile --help` and the README say: whoever runs it
+        // vouches for it, as for any program they run.
+        unsafe { Module::deserialize_file(engine, file) }
+    } else {
+        Module::from_file(engine, file)
+    }
 }
 
-fn compile(file: &Path) -> Ending {
-    let engine = Engine::default();
-    let started = Instant::now();
-    match read_module(&engine, file) {
-        Ok(module) => {
+fn compile(args: &CompileArgs) -> Ending {
+    let mut config = Config::new();
+    config.interrupt_checks(args.interrupt_checks);
+    let result = (|| -> Result<(), Error> {
+        let engine = Engine::new(&config)?;
+        let started = Instant::now();
+        let Some(output) = &args.output else {
+            let module = Module::from_file(&engine, &args.file)?;
             println!(
                 "{}: {} functions, compiled in {:.1} ms ({:.1} ms including reading)",
-                file.display(),
+                args.file.display(),
                 module.function_count(),
                 module.compile_time().as_secs_f64() * 1e3,
                 started.elapsed().as_secs_f64() * 1e3
             );
-            Ending::Exit(0)
-        }
+            return Ok(());
+        };
+        let compiled = engine.precompile_file(&args.file)?;
+        std::fs::write(output, &compiled).map_err(|e| {
+            Error::InvalidArgument(format!("cannot write {}: {e}", output.display()))
+        })?;
+        println!(
+            "{}: compiled in {:.1} ms, {} bytes written to {}",
+            args.file.display(),
+            started.elapsed().as_secs_f64() * 1e3,
+            compiled.len(),
+            output.display()
+        );
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ending::Exit(0),
         Err(error) => Ending::Failed(error),
     }
 }

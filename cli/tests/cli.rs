@@ -550,3 +550,123 @@ fn timeout_stops_a_guest_blocked_writing_to_a_full_pipe() {
     // The kill ended the run, not the last-resort exit after it.
     assert!(!stderr.contains("did not stop within"), "{stderr}");
 }
+
+/// `backstop compile -o` saves the compiled module and `backstop run` loads
+/// it without compiling: the same output and exit status as from the Wasm,
+/// for a Rust program reading a read-only directory and for a C program;
+/// a file compiled with other settings, or damaged, is refused with status 1.
+#[test]
+fn compile_once_and_run_the_compiled_module() {
+    let dir = TempDir::new("cwasm");
+    let data = dir.0.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("a.txt"), b"hello\n").unwrap();
+    let mapping = format!("{}::/data", data.display());
+    let compiled = dir.0.join("readfile.cwasm");
+    let compiled = compiled.to_str().unwrap();
+    let readfile = rust_program("readfile");
+    let out = backstop(
+        &["compile", readfile.to_str().unwrap(), "-o", compiled],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("bytes written to"),
+        "{}",
+        text(&out.stdout)
+    );
+    let run = |module: &str| backstop(&["run", "--dir-ro", &mapping, module, "/data"], None);
+    let from_wasm = run(readfile.to_str().unwrap());
+    let from_cwasm = run(compiled);
+    assert_eq!(
+        from_cwasm.status.code(),
+        Some(0),
+        "{}",
+        text(&from_cwasm.stderr)
+    );
+    assert_eq!(text(&from_cwasm.stdout), "a.txt (6 bytes): hello\n");
+    assert_eq!(from_cwasm.stdout, from_wasm.stdout);
+
+    // A C program and its exit code.
+    let exit = dir.0.join("exit3.cwasm");
+    let out = backstop(
+        &[
+            "compile",
+            program("exit3").to_str().unwrap(),
+            "--output",
+            exit.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = backstop(&["run", exit.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "exiting with 3\n");
+
+    // Other settings: compiled without interrupt checks, run with them.
+    let out = backstop(&["run", "--interrupt-checks", compiled, "/data"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("incompatible compiled module") && stderr.contains("interrupt checks"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("readfile.cwasm"),
+        "the file is named: {stderr}"
+    );
+    // Compiled with them, run with them.
+    let checked = dir.0.join("checked.cwasm");
+    let out = backstop(
+        &[
+            "compile",
+            "--interrupt-checks",
+            readfile.to_str().unwrap(),
+            "-o",
+            checked.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = backstop(
+        &[
+            "run",
+            "--interrupt-checks",
+            "--dir-ro",
+            &mapping,
+            checked.to_str().unwrap(),
+            "/data",
+        ],
+        None,
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "a.txt (6 bytes): hello\n",
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Damaged.
+    let mut bytes = std::fs::read(compiled).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let damaged = write_file(&dir, "damaged.cwasm", &bytes);
+    let out = backstop(&["run", &damaged], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("checksum"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A .cwasm is not compiled again.
+    let out = backstop(
+        &["compile", compiled, "-o", &format!("{compiled}.again")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("compiled module (.cwasm)"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -5,6 +5,7 @@
 //! that do bulk memory and table work. One `FuncEnv` is made per function so
 //! that compilation can run on several threads.
 
+use crate::artifact::{Symbol, NAMESPACE_FUNCTION};
 use crate::module_info::ModuleInfo;
 use crate::types::{FuncType, ValType};
 use crate::vmoffsets::*;
@@ -122,8 +123,6 @@ pub struct FuncEnv<'a> {
     isa: &'a dyn TargetIsa,
     module: &'a ModuleInfo,
     offsets: &'a VMOffsets,
-    /// Engine-wide signature id of each type index, baked into call_indirect.
-    type_ids: &'a [u32],
     memory_layout: MemoryLayout,
     interrupt_checks: bool,
     heaps: cranelift_codegen::entity::PrimaryMap<Heap, HeapData>,
@@ -132,6 +131,8 @@ pub struct FuncEnv<'a> {
     /// This function's one `trap Interrupt` block, shared by all its
     /// interrupt checks (see `emit_interrupt_check`).
     interrupted: Option<ir::Block>,
+    /// The global value of each link-time symbol this function uses.
+    symbols: HashMap<Symbol, ir::GlobalValue>,
 }
 
 impl<'a> FuncEnv<'a> {
@@ -139,7 +140,6 @@ impl<'a> FuncEnv<'a> {
         isa: &'a dyn TargetIsa,
         module: &'a ModuleInfo,
         offsets: &'a VMOffsets,
-        type_ids: &'a [u32],
         memory_layout: MemoryLayout,
         interrupt_checks: bool,
     ) -> Self {
@@ -147,14 +147,35 @@ impl<'a> FuncEnv<'a> {
             isa,
             module,
             offsets,
-            type_ids,
             memory_layout,
             interrupt_checks,
             heaps: Default::default(),
             vmctx: None,
             builtin_sigs: HashMap::new(),
             interrupted: None,
+            symbols: HashMap::new(),
         }
+    }
+
+    /// The value of a link-time symbol (`symbols`): a `movabs` of an
+    /// immediate that a relocation fills in when the code is loaded, so the
+    /// compiled code holds no address or engine-wide id of this process.
+    fn symbol_value(&mut self, builder: &mut FunctionBuilder, symbol: Symbol) -> ir::Value {
+        let func = &mut *builder.func;
+        let gv = *self.symbols.entry(symbol).or_insert_with(|| {
+            let (namespace, index) = symbol.name();
+            let name =
+                func.declare_imported_user_function(ir::UserExternalName::new(namespace, index));
+            func.create_global_value(ir::GlobalValueData::Symbol {
+                name: ir::ExternalName::User(name),
+                offset: 0.into(),
+                // Not colocated: with `is_pic` off, an absolute 64-bit
+                // immediate (`Abs8`), whatever the value is.
+                colocated: false,
+                tls: false,
+            })
+        });
+        builder.ins().symbol_value(types::I64, gv)
     }
 
     fn vmctx_gv(&mut self, func: &mut ir::Function) -> ir::GlobalValue {
@@ -199,7 +220,7 @@ impl<'a> FuncEnv<'a> {
     /// Traps `Interrupt` if the running root call's interrupt flag is set.
     ///
     /// ```text
-    ///   pending = atomic_load [&INTERRUPTS_PENDING]   ; a constant address
+    ///   pending = atomic_load [&INTERRUPTS_PENDING]   ; a constant address (a symbol)
     ///   brif pending, check_own_flag, continue
     /// check_own_flag:                                   ; cold: only while a kill is pending somewhere
     ///   flag = atomic_load [load vmctx.interrupt]
@@ -226,10 +247,7 @@ impl<'a> FuncEnv<'a> {
         if !self.interrupt_checks {
             return;
         }
-        let pending_address = builder.ins().iconst(
-            types::I64,
-            &INTERRUPTS_PENDING as *const std::sync::atomic::AtomicU32 as i64,
-        );
+        let pending_address = self.symbol_value(builder, Symbol::InterruptsPending);
         let pending = builder
             .ins()
             .atomic_load(types::I32, trusted(), pending_address);
@@ -531,8 +549,10 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
     ) -> WasmResult<ir::FuncRef> {
         let ty = self.module.func_type(index.as_u32());
         let signature = func.import_signature(native_signature(ty));
-        let name =
-            func.declare_imported_user_function(ir::UserExternalName::new(0, index.as_u32()));
+        let name = func.declare_imported_user_function(ir::UserExternalName::new(
+            NAMESPACE_FUNCTION,
+            index.as_u32(),
+        ));
         Ok(func.import_function(ir::ExtFuncData {
             name: ir::ExternalName::User(name),
             signature,
@@ -578,11 +598,12 @@ impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
             func_ref,
             FUNC_REF_TYPE_ID as i32,
         );
-        let expected = self.type_ids[sig_index.as_u32() as usize];
-        let mismatch =
-            builder
-                .ins()
-                .icmp_imm(ir::condcodes::IntCC::NotEqual, type_id, i64::from(expected));
+        // The engine-wide id of the expected type, filled in at load time.
+        let expected = self.symbol_value(builder, Symbol::TypeId(sig_index.as_u32()));
+        let expected = builder.ins().ireduce(types::I32, expected);
+        let mismatch = builder
+            .ins()
+            .icmp(ir::condcodes::IntCC::NotEqual, type_id, expected);
         builder.ins().trapnz(mismatch, TrapCode::BadSignature);
         Ok(Some(Self::call_func_ref(
             builder, sig_ref, func_ref, call_args,

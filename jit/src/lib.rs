@@ -10,6 +10,8 @@
 //! DWARF unwind info (as gimli FDEs) that the unwind registry needs. It knows
 //! nothing of instances, stacks or signals.
 
+mod artifact;
+mod cwasm;
 mod divconst;
 pub mod func_env;
 mod loop_exits;
@@ -21,6 +23,7 @@ pub mod vmoffsets;
 mod xor_fences;
 
 pub use cranelift_codegen::isa::OwnedTargetIsa;
+pub use cwasm::{is_precompiled, load_precompiled, precompile};
 pub use func_env::MemoryLayout;
 pub use module_info::{
     ConstExpr, DataMode, DataSegment, ElementMode, ElementSegment, Export, ExportKind, Import,
@@ -33,9 +36,7 @@ use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir;
 use cranelift_codegen::isa::unwind::UnwindInfo;
 use cranelift_codegen::settings::{self, Configurable};
-use cranelift_codegen::{Context, FinalizedMachReloc, FinalizedRelocTarget};
-use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{Linkage, Module};
+use cranelift_codegen::{Context, FinalizedRelocTarget};
 use cranelift_wasm::{FuncTranslator, WasmError};
 use std::collections::HashMap;
 use std::fmt;
@@ -51,6 +52,9 @@ pub enum CompileError {
     Unsupported(String),
     /// Code generation failed (an implementation limit or a bug).
     Codegen(String),
+    /// A compiled module (`.cwasm`) made by another build of the compiler,
+    /// in another file format or with other settings.
+    Incompatible(String),
 }
 
 impl fmt::Display for CompileError {
@@ -59,6 +63,7 @@ impl fmt::Display for CompileError {
             CompileError::Invalid(m) => write!(f, "invalid module: {m}"),
             CompileError::Unsupported(m) => write!(f, "unsupported feature: {m}"),
             CompileError::Codegen(m) => write!(f, "code generation failed: {m}"),
+            CompileError::Incompatible(m) => write!(f, "incompatible compiled module: {m}"),
         }
     }
 }
@@ -168,14 +173,17 @@ impl Default for CompileOptions {
 /// A relocation still to apply inside the code block.
 #[derive(Clone, Debug)]
 enum Reloc {
-    /// A PC-relative call to another compiled function of this module.
+    /// A PC-relative call to another compiled function of this module,
+    /// patched when the block is laid out.
     CallFunction {
         offset: u32,
         func_index: u32,
         addend: i64,
     },
-    /// Anything else (libcalls): cranelift-jit resolves it.
-    Other(FinalizedMachReloc),
+    /// A symbol the loading process fills in (`artifact::Symbol`).
+    Symbol(artifact::SymbolReloc),
+    /// A libcall, which cranelift-jit resolves when the code is loaded.
+    Libcall(artifact::LibcallReloc),
 }
 
 /// One function's machine code and metadata before layout.
@@ -288,22 +296,47 @@ fn compile_context(
         .collect();
     let mut relocs = Vec::new();
     for reloc in code.buffer.relocs() {
+        let unexpected = || {
+            CompileError::Codegen(format!(
+                "unexpected relocation {:?} to {:?}",
+                reloc.kind, reloc.target
+            ))
+        };
+        use cranelift_codegen::binemit::Reloc as Kind;
         match reloc.target {
             FinalizedRelocTarget::ExternalName(ir::ExternalName::User(name_ref)) => {
                 let name = &user_names[name_ref];
-                relocs.push(Reloc::CallFunction {
-                    offset: reloc.offset,
-                    func_index: name.index,
-                    addend: reloc.addend,
-                });
-                if reloc.kind != cranelift_codegen::binemit::Reloc::X86CallPCRel4 {
-                    return Err(CompileError::Codegen(format!(
-                        "unexpected relocation kind {:?} for a direct call",
-                        reloc.kind
-                    )));
+                if name.namespace == artifact::NAMESPACE_FUNCTION {
+                    if reloc.kind != Kind::X86CallPCRel4 {
+                        return Err(unexpected());
+                    }
+                    relocs.push(Reloc::CallFunction {
+                        offset: reloc.offset,
+                        func_index: name.index,
+                        addend: reloc.addend,
+                    });
+                } else {
+                    let symbol = artifact::Symbol::from_name(name.namespace, name.index)
+                        .ok_or_else(unexpected)?;
+                    if reloc.kind != Kind::Abs8 {
+                        return Err(unexpected());
+                    }
+                    relocs.push(Reloc::Symbol(artifact::SymbolReloc {
+                        offset: reloc.offset,
+                        symbol,
+                        addend: reloc.addend,
+                    }));
                 }
             }
-            _ => relocs.push(Reloc::Other(reloc.clone())),
+            FinalizedRelocTarget::ExternalName(ir::ExternalName::LibCall(libcall)) => {
+                relocs.push(Reloc::Libcall(artifact::LibcallReloc {
+                    offset: reloc.offset,
+                    kind: reloc.kind,
+                    libcall,
+                    addend: reloc.addend,
+                }))
+            }
+            _ => return Err(unexpected()),
         }
     }
     let unwind = match code.create_unwind_info(isa).map_err(codegen_error)? {
@@ -327,7 +360,7 @@ fn compile_context(
 }
 
 /// What a stretch of the code block is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CodeKind {
     /// A Wasm function, by function index.
     Wasm(u32),
@@ -338,35 +371,12 @@ pub enum CodeKind {
 }
 
 /// Where one compiled function sits in the code block.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct FunctionLayout {
     pub kind: CodeKind,
     /// Offset from the start of the code block.
     pub offset: u32,
     pub len: u32,
-}
-
-/// Executable memory owned through cranelift-jit; freed on drop.
-struct CodeMemory {
-    module: Option<JITModule>,
-}
-
-// SAFETY: after `finalize_definitions` the JITModule is never used again
-// except to free its memory in `drop`, which takes `&mut self`. The code it
-// holds is immutable and may be executed from any thread.
-unsafe impl Send for CodeMemory {}
-// SAFETY: as above; shared references give no access to the JITModule.
-unsafe impl Sync for CodeMemory {}
-
-impl Drop for CodeMemory {
-    fn drop(&mut self) {
-        if let Some(module) = self.module.take() {
-            // SAFETY: the owner (`CompiledModule`) is only dropped once no
-            // code of it can run and its unwind info has been deregistered
-            // (the runtime drops its registrations before the module).
-            unsafe { module.free_memory() };
-        }
-    }
 }
 
 /// A compiled module: its description, its code, and the metadata the
@@ -399,7 +409,7 @@ pub struct CompiledModule {
     /// Time spent compiling.
     pub compile_time: std::time::Duration,
     /// Keeps the code alive. Declared last so it is dropped last.
-    _code: CodeMemory,
+    _code: artifact::CodeMemory,
 }
 
 impl fmt::Debug for CompiledModule {
@@ -445,6 +455,17 @@ fn compile_supported(
     options: CompileOptions,
 ) -> Result<CompiledModule, CompileError> {
     let started = std::time::Instant::now();
+    let (info, artifact) = compile_artifact(isa, wasm, options)?;
+    artifact::load(isa, info, artifact, intern_type, started)
+}
+
+/// Compiles `wasm` (binary format) into position-independent code
+/// (`artifact`), not yet loaded.
+fn compile_artifact(
+    isa: &OwnedTargetIsa,
+    wasm: &[u8],
+    options: CompileOptions,
+) -> Result<(ModuleInfo, artifact::Artifact), CompileError> {
     let (info, bodies) = module_info::parse(wasm)?;
     let offsets = VMOffsets::new(
         info.memories.len() as u32,
@@ -452,7 +473,6 @@ fn compile_supported(
         info.tables.len() as u32,
         info.functions.len() as u32,
     );
-    let type_ids: Vec<u32> = info.types.iter().map(intern_type).collect();
 
     // Compile the bodies on up to `threads` threads, pulling from a shared index.
     let num_bodies = bodies.len();
@@ -466,7 +486,6 @@ fn compile_supported(
         isa: isa.as_ref(),
         info: &info,
         offsets: &offsets,
-        type_ids: &type_ids,
         memory_layout: options.memory_layout,
         interrupt_checks: options.interrupt_checks,
         loop_closing_min_live: options.loop_closing_min_live,
@@ -523,7 +542,7 @@ fn compile_supported(
 
     // One entry trampoline and one host adapter per distinct function type.
     let mut ctx = Context::new();
-    let mut distinct: HashMap<&FuncType, (usize, usize)> = HashMap::new();
+    let mut distinct: HashMap<&FuncType, (u32, u32)> = HashMap::new();
     let mut type_slots = Vec::with_capacity(info.types.len());
     for (type_index, ty) in info.types.iter().enumerate() {
         let slots = match distinct.get(ty) {
@@ -534,21 +553,30 @@ fn compile_supported(
                     CodeKind::EntryTrampoline(type_index as u32),
                     compile_context(isa.as_ref(), &mut ctx, options.loop_closing_min_live)?,
                 ));
-                let entry = blobs.len() - 1;
+                let entry = blobs.len() as u32 - 1;
                 trampolines::build_host_adapter(&mut ctx.func, ty);
                 blobs.push((
                     CodeKind::HostAdapter(type_index as u32),
                     compile_context(isa.as_ref(), &mut ctx, options.loop_closing_min_live)?,
                 ));
-                let adapter = blobs.len() - 1;
+                let adapter = blobs.len() as u32 - 1;
                 distinct.insert(ty, (entry, adapter));
                 (entry, adapter)
             }
         };
         type_slots.push(slots);
     }
+    let artifact = lay_out(&info, blobs, type_slots)?;
+    Ok((info, artifact))
+}
 
-    // Lay the functions out in one block.
+/// Lays the compiled functions out in one block, patches the direct calls
+/// between them, and gathers their metadata as offsets into the block.
+fn lay_out(
+    info: &ModuleInfo,
+    blobs: Vec<(CodeKind, CompiledBlob)>,
+    type_slots: Vec<(u32, u32)>,
+) -> Result<artifact::Artifact, CompileError> {
     let mut code = Vec::new();
     let mut blob_offsets = Vec::with_capacity(blobs.len());
     for (_, blob) in &blobs {
@@ -559,23 +587,20 @@ fn compile_supported(
         blob_offsets.push(code.len() as u32);
         code.extend_from_slice(&blob.bytes);
     }
-    if code.is_empty() {
-        code.push(0xcc);
-    }
     let wasm_offset_of = |func_index: u32| -> Option<u32> {
         let defined = func_index.checked_sub(info.num_imported_functions)?;
         blob_offsets.get(defined as usize).copied()
     };
-    let mut other_relocs = Vec::new();
-    for ((_, blob), &base) in blobs.iter().zip(&blob_offsets) {
-        for reloc in &blob.relocs {
+    let mut artifact = artifact::Artifact::default();
+    for (i, ((kind, blob), &base)) in blobs.into_iter().zip(&blob_offsets).enumerate() {
+        for reloc in blob.relocs {
             match reloc {
                 Reloc::CallFunction {
                     offset,
                     func_index,
                     addend,
                 } => {
-                    let target = wasm_offset_of(*func_index).ok_or_else(|| {
+                    let target = wasm_offset_of(func_index).ok_or_else(|| {
                         CompileError::Codegen(format!("call to unknown function {func_index}"))
                     })?;
                     let at = base + offset;
@@ -585,79 +610,34 @@ fn compile_supported(
                     })?;
                     code[at as usize..at as usize + 4].copy_from_slice(&value.to_le_bytes());
                 }
-                Reloc::Other(r) => {
-                    let mut r = r.clone();
+                Reloc::Symbol(mut r) => {
                     r.offset += base;
-                    other_relocs.push(r);
+                    artifact.symbol_relocs.push(r);
+                }
+                Reloc::Libcall(mut r) => {
+                    r.offset += base;
+                    artifact.libcall_relocs.push(r);
                 }
             }
         }
-    }
-
-    // Copy the block into executable memory.
-    let mut jit = JITModule::new(JITBuilder::with_isa(
-        isa.clone(),
-        cranelift_module::default_libcall_names(),
-    ));
-    let signature = ir::Signature::new(isa.default_call_conv());
-    let id = jit
-        .declare_function("backstop_module_code", Linkage::Local, &signature)
-        .map_err(codegen_error)?;
-    jit.define_function_bytes(id, &ir::Function::new(), 16, &code, &other_relocs)
-        .map_err(codegen_error)?;
-    jit.finalize_definitions().map_err(codegen_error)?;
-    let code_base = jit.get_finalized_function(id) as usize;
-    let code_memory = CodeMemory { module: Some(jit) };
-
-    // Metadata with final addresses.
-    let mut layout = Vec::with_capacity(blobs.len());
-    let mut traps = Vec::new();
-    let mut srclocs = Vec::new();
-    let mut fdes = Vec::new();
-    for ((kind, blob), &offset) in blobs.iter().zip(&blob_offsets) {
-        layout.push(FunctionLayout {
-            kind: *kind,
-            offset,
+        artifact.layout.push(FunctionLayout {
+            kind,
+            offset: base,
             len: blob.bytes.len() as u32,
         });
-        traps.extend(blob.traps.iter().map(|(o, c)| (offset + o, *c)));
-        srclocs.extend(blob.srclocs.iter().map(|(o, s)| (offset + o, *s)));
-        if let Some(unwind) = &blob.unwind {
-            fdes.push(unwind.to_fde(gimli::write::Address::Constant(
-                (code_base + offset as usize) as u64,
-            )));
+        artifact
+            .traps
+            .extend(blob.traps.iter().map(|(o, c)| (base + o, *c as u8)));
+        artifact
+            .srclocs
+            .extend(blob.srclocs.iter().map(|(o, s)| (base + o, *s)));
+        if let Some(unwind) = blob.unwind {
+            artifact.unwind.push((i as u32, unwind));
         }
     }
-    let function_addresses = blob_offsets[..num_bodies]
-        .iter()
-        .map(|o| code_base + *o as usize)
-        .collect();
-    let entry_trampolines = type_slots
-        .iter()
-        .map(|(e, _)| code_base + blob_offsets[*e] as usize)
-        .collect();
-    let host_adapters = type_slots
-        .iter()
-        .map(|(_, a)| code_base + blob_offsets[*a] as usize)
-        .collect();
-    let cie = isa.create_systemv_cie();
-    Ok(CompiledModule {
-        info,
-        offsets,
-        type_ids,
-        code_base,
-        code_len: code.len(),
-        layout,
-        function_addresses,
-        entry_trampolines,
-        host_adapters,
-        traps,
-        srclocs,
-        cie,
-        fdes,
-        compile_time: started.elapsed(),
-        _code: code_memory,
-    })
+    artifact.code = code;
+    artifact.type_slots = type_slots;
+    Ok(artifact)
 }
 
 /// What every function of a module is compiled against, shared by the
@@ -666,7 +646,6 @@ struct FunctionCompiler<'a> {
     isa: &'a dyn cranelift_codegen::isa::TargetIsa,
     info: &'a ModuleInfo,
     offsets: &'a VMOffsets,
-    type_ids: &'a [u32],
     memory_layout: func_env::MemoryLayout,
     interrupt_checks: bool,
     loop_closing_min_live: usize,
@@ -709,7 +688,6 @@ impl FunctionCompiler<'_> {
             self.isa,
             self.info,
             self.offsets,
-            self.type_ids,
             self.memory_layout,
             self.interrupt_checks,
         );
