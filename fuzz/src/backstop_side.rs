@@ -1,0 +1,196 @@
+//! Running a module on Backstop for a case: compile, instantiate with a
+//! generated definition for every import (host functions that return
+//! zeros, fresh memories, tables and globals of the asked types), call every
+//! exported function with `trace::argument`s, and record a `Trace`. All of
+//! the fuzzer's use of Backstop's API is here.
+
+use crate::trace::{self, Kind, Trace, Value};
+use backstop::{Engine, Extern, ExternType, Global, Linker, Memory, Module, Table, Val, ValType};
+
+fn kind(ty: ValType) -> Kind {
+    match ty {
+        ValType::I32 => Kind::I32,
+        ValType::I64 => Kind::I64,
+        ValType::F32 => Kind::F32,
+        ValType::F64 => Kind::F64,
+        ValType::V128 => Kind::V128,
+        ValType::FuncRef => Kind::FuncRef,
+        ValType::ExternRef => Kind::ExternRef,
+    }
+}
+
+fn to_val(value: Value) -> Val {
+    match value {
+        Value::I32(v) => Val::I32(v),
+        Value::I64(v) => Val::I64(v),
+        Value::F32(v) => Val::F32(v),
+        Value::F64(v) => Val::F64(v),
+        Value::V128(v) => Val::V128(backstop::V128(v)),
+        Value::FuncRef { .. } => Val::FuncRef(None),
+        Value::ExternRef { .. } => Val::ExternRef(None),
+    }
+}
+
+fn from_val(value: &Val) -> Value {
+    match value {
+        Val::I32(v) => Value::I32(*v),
+        Val::I64(v) => Value::I64(*v),
+        Val::F32(v) => Value::F32(*v),
+        Val::F64(v) => Value::F64(*v),
+        Val::V128(v) => Value::V128(v.0),
+        Val::FuncRef(f) => Value::FuncRef { null: f.is_none() },
+        Val::ExternRef(e) => Value::ExternRef { null: e.is_none() },
+    }
+}
+
+fn zero(ty: ValType) -> Val {
+    match ty {
+        ValType::I32 => Val::I32(0),
+        ValType::I64 => Val::I64(0),
+        ValType::F32 => Val::F32(0),
+        ValType::F64 => Val::F64(0),
+        ValType::V128 => Val::V128(backstop::V128(0)),
+        ValType::FuncRef => Val::FuncRef(None),
+        ValType::ExternRef => Val::ExternRef(None),
+    }
+}
+
+/// Defines every import of `module` in a fresh linker.
+fn linker_for(engine: &Engine, module: &Module) -> Result<Linker<()>, String> {
+    let mut linker = Linker::new(engine);
+    linker.allow_shadowing(true);
+    for import in module.imports() {
+        let definition = match import.ty {
+            ExternType::Func(ty) => {
+                let results: Vec<ValType> = ty.results().to_vec();
+                linker
+                    .func_new(&import.module, &import.name, ty, move |_, _, out| {
+                        for (slot, ty) in out.iter_mut().zip(&results) {
+                            *slot = zero(*ty);
+                        }
+                        Ok(())
+                    })
+                    .map_err(|e| format!("defining import {}: {e}", import.name))?;
+                continue;
+            }
+            ExternType::Memory(ty) => {
+                Extern::Memory(Memory::new(engine, ty).map_err(|e| e.to_string())?)
+            }
+            ExternType::Table(ty) => {
+                Extern::Table(Table::new(engine, ty, zero(ty.element)).map_err(|e| e.to_string())?)
+            }
+            ExternType::Global(ty) => Extern::Global(
+                Global::new(engine, ty, zero(ty.content)).map_err(|e| e.to_string())?,
+            ),
+        };
+        linker
+            .define(&import.module, &import.name, definition)
+            .map_err(|e| format!("defining import {}: {e}", import.name))?;
+    }
+    Ok(linker)
+}
+
+/// The state of every exported global, memory and table, one line each.
+fn state(
+    instance: &backstop::Instance<()>,
+    exports: &[(String, ExternType)],
+    lines: &mut Vec<String>,
+) {
+    for (name, ty) in exports {
+        match ty {
+            ExternType::Global(_) => {
+                let global = instance.get_global(name).expect("exported");
+                lines.push(format!("  global {name:?} = {}", from_val(&global.get())));
+            }
+            ExternType::Memory(_) => {
+                let memory = instance.memory(name).expect("exported");
+                lines.push(format!(
+                    "  memory {name:?}: {} bytes, hash {:#x}",
+                    memory.len(),
+                    trace::hash(memory)
+                ));
+            }
+            ExternType::Table(_) => {
+                let table = instance.get_table(name).expect("exported");
+                let nulls: String = (0..table.size())
+                    .map(|i| match table.get(i).map(|v| from_val(&v)) {
+                        Some(Value::FuncRef { null: true })
+                        | Some(Value::ExternRef { null: true }) => '0',
+                        _ => '1',
+                    })
+                    .collect();
+                lines.push(format!(
+                    "  table {name:?}: {} elements, hash {:#x}",
+                    table.size(),
+                    trace::hash(nulls.as_bytes())
+                ));
+            }
+            ExternType::Func(_) => {}
+        }
+    }
+}
+
+/// How a Backstop error reads in a trace (traps by code, as the oracle's).
+fn error_line(error: &backstop::Error) -> String {
+    match error.trap_code() {
+        Some(code) => format!("trap {code:?}"),
+        None => format!("error {error}"),
+    }
+}
+
+/// Runs `wasm` on `engine`. `Err` is a finding: Backstop refused a valid
+/// module, or an import definition it asked for did not fit.
+pub fn run(engine: &Engine, wasm: &[u8]) -> Result<Trace, String> {
+    let module =
+        Module::from_binary(engine, wasm).map_err(|e| format!("valid module refused: {e}"))?;
+    let linker = linker_for(engine, &module)?;
+    let mut trace = Trace {
+        exports: module.exports().map(|e| e.name).collect(),
+        ..Trace::default()
+    };
+    let mut instance = match linker.instantiate(&module, ()) {
+        Ok(instance) => instance,
+        Err(error) => {
+            if error.trap_code() == Some(backstop::TrapCode::StackOverflow) {
+                trace.inconclusive = Some("stack overflow while instantiating".into());
+            } else if error.trap_code().is_none() && !matches!(error, backstop::Error::Resource(_))
+            {
+                return Err(format!("instantiation failed without a trap: {error}"));
+            }
+            trace
+                .lines
+                .push(format!("instantiate: {}", error_line(&error)));
+            return Ok(trace);
+        }
+    };
+    trace.lines.push("instantiate: ok".into());
+    let exports: Vec<(String, ExternType)> = module.exports().map(|e| (e.name, e.ty)).collect();
+    for (call, (name, ty)) in exports.iter().enumerate() {
+        let ExternType::Func(ty) = ty else { continue };
+        let args: Vec<Value> = ty
+            .params()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| trace::argument(kind(*t), call, i))
+            .collect();
+        let vals: Vec<Val> = args.iter().map(|v| to_val(*v)).collect();
+        let outcome = match instance.call_dynamic(name, &vals) {
+            Ok(results) => {
+                let results: Vec<Value> = results.iter().map(from_val).collect();
+                format!("-> {}", trace::values(&results))
+            }
+            Err(error) => {
+                if error.trap_code() == Some(backstop::TrapCode::StackOverflow) {
+                    trace.inconclusive = Some(format!("stack overflow in {name}"));
+                    return Ok(trace);
+                }
+                error_line(&error)
+            }
+        };
+        trace
+            .lines
+            .push(format!("call {name:?}({}) {outcome}", trace::values(&args)));
+        state(&instance, &exports, &mut trace.lines);
+    }
+    Ok(trace)
+}

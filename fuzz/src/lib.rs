@@ -1,0 +1,185 @@
+//! `backstop-fuzz`: the fuzzing targets and the campaigns that run them.
+//!
+//! A case is named by (target, seed, index): its input bytes come from
+//! `generate::case_bytes`, so any case can be made again anywhere. Each
+//! target turns the bytes into a module and checks one promise:
+//!
+//! | target | input | promise |
+//! |---|---|---|
+//! | `compile` | real and generated modules, damaged (`mutate`) | an error or a module, never a panic, abort or hang; accepted exactly when `wasmparser`'s Wasm 2.0 validator accepts |
+//! | `run` | `wasm-smith` modules with imports | instantiating and calling every export ends however it ends, but never crashes or hangs the host |
+//! | `differential` | `wasm-smith` modules, no imports, NaNs canonical | Backstop and wasmi 1.1.0 give the same results, traps and exported state |
+//!
+//! `campaign` runs cases in worker processes, so a crash or hang of one is
+//! caught, counted and saved instead of ending the campaign.
+
+pub mod backstop_side;
+pub mod campaign;
+pub mod generate;
+pub mod mutate;
+pub mod oracle;
+pub mod trace;
+
+use std::fmt;
+
+/// A fuzzing target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Compile,
+    Run,
+    Differential,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Compile, Target::Run, Target::Differential];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Compile => "compile",
+            Target::Run => "run",
+            Target::Differential => "differential",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a case went, short of a crash or hang (which only the parent of a
+/// worker can see).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The promise held.
+    Pass,
+    /// The input did not make a case (wasm-smith ran out of bytes), or the
+    /// engines may legitimately differ (a stack overflow): not a finding.
+    Skip(String),
+    /// The promise broke: a panic, a wrong verdict, a difference.
+    Finding(String),
+}
+
+/// The module a case runs: what `run_case` feeds to Backstop, and what a
+/// finding saves.
+pub fn case_module(target: Target, input: &[u8]) -> Option<Vec<u8>> {
+    match target {
+        Target::Compile => Some(mutate::mutated_module(input)),
+        Target::Run => generate::smith_module(input, generate::Purpose::Run).ok(),
+        Target::Differential => generate::smith_module(input, generate::Purpose::Compare).ok(),
+    }
+}
+
+/// Runs one case's module through its target's check. A panic anywhere in
+/// it is a finding.
+pub fn check_module(target: Target, module: &[u8]) -> Verdict {
+    let result = std::panic::catch_unwind(|| match target {
+        Target::Compile => check_compile(module),
+        Target::Run => check_run(module),
+        Target::Differential => check_differential(module),
+    });
+    match result {
+        Ok(verdict) => verdict,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            Verdict::Finding(format!("panic: {message}"))
+        }
+    }
+}
+
+/// Makes case `index` of `seed` and checks it.
+pub fn run_case(target: Target, seed: u64, index: u64) -> Verdict {
+    let input = generate::case_bytes(seed, index);
+    match case_module(target, &input) {
+        Some(module) => check_module(target, &module),
+        None => Verdict::Skip("the input made no module".into()),
+    }
+}
+
+fn engine() -> backstop::Engine {
+    let mut config = backstop::Config::new();
+    // Interrupt checks make a hang stoppable by the worker's own deadline.
+    config.interrupt_checks(true);
+    backstop::Engine::new(&config).expect("the fuzzing configuration is valid")
+}
+
+fn check_compile(module: &[u8]) -> Verdict {
+    let valid = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::WASM2)
+        .validate_all(module);
+    let compiled = backstop::Module::from_binary(&engine(), module);
+    match (valid, compiled) {
+        (Ok(_), Ok(_)) => Verdict::Pass,
+        (Err(_), Err(backstop::Error::Invalid(_) | backstop::Error::Unsupported(_))) => {
+            Verdict::Pass
+        }
+        (Ok(_), Err(e)) => Verdict::Finding(format!("a valid module was refused: {e}")),
+        (Err(e), Ok(_)) => Verdict::Finding(format!("an invalid module compiled: {e}")),
+        (Err(_), Err(e)) => {
+            Verdict::Finding(format!("an invalid module gave the wrong error: {e:?}"))
+        }
+    }
+}
+
+/// Two imports of one name with different types: a linker holds one
+/// definition per name, so such a module cannot be instantiated by any
+/// embedder that links by name. Not a case.
+fn has_conflicting_imports(module: &backstop::Module) -> bool {
+    let mut seen = std::collections::HashMap::new();
+    module.imports().any(|import| {
+        let ty = import.ty.clone();
+        match seen.insert((import.module, import.name), import.ty) {
+            Some(previous) => previous != ty,
+            None => false,
+        }
+    })
+}
+
+fn check_run(module: &[u8]) -> Verdict {
+    if let Ok(compiled) = backstop::Module::from_binary(&engine(), module) {
+        if has_conflicting_imports(&compiled) {
+            return Verdict::Skip("two imports of one name with different types".into());
+        }
+    }
+    match backstop_side::run(&engine(), module) {
+        Ok(_) => Verdict::Pass,
+        Err(finding) => Verdict::Finding(finding),
+    }
+}
+
+/// Both engines' traces of a module, for looking at a case by hand
+/// (`backstop-fuzz case --trace`).
+pub fn traces(module: &[u8]) -> Result<(trace::Trace, trace::Trace), String> {
+    let backstop = backstop_side::run(&engine(), module)?;
+    let oracle = oracle::run(module, &backstop.exports);
+    Ok((backstop, oracle))
+}
+
+fn check_differential(module: &[u8]) -> Verdict {
+    let engine = engine();
+    let backstop = match backstop_side::run(&engine, module) {
+        Ok(trace) => trace,
+        Err(finding) => return Verdict::Finding(finding),
+    };
+    let oracle = oracle::run(module, &backstop.exports);
+    if let Some(reason) = &oracle.inconclusive {
+        if oracle.lines.is_empty() {
+            return Verdict::Skip(reason.clone());
+        }
+    }
+    match trace::compare(&backstop, &oracle) {
+        Ok(()) => match backstop.inconclusive.or(oracle.inconclusive) {
+            Some(reason) => Verdict::Skip(reason),
+            None => Verdict::Pass,
+        },
+        Err(difference) => Verdict::Finding(difference),
+    }
+}
