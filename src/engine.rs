@@ -20,6 +20,8 @@ pub struct Config {
     pub(crate) parallel_compilation: bool,
     pub(crate) interrupt_checks: bool,
     pub(crate) loop_closing_min_live: usize,
+    pub(crate) divconst: bool,
+    pub(crate) xor_fences: bool,
     pub(crate) verify_compiled_code: bool,
     pub(crate) wasm_backtrace: bool,
     pub(crate) gdb_jit: bool,
@@ -37,6 +39,8 @@ impl Default for Config {
             parallel_compilation: true,
             interrupt_checks: false,
             loop_closing_min_live: backstop_jit::LOOP_CLOSING_MIN_LIVE,
+            divconst: true,
+            xor_fences: true,
             verify_compiled_code: false,
             wasm_backtrace: true,
             gdb_jit: true,
@@ -120,6 +124,17 @@ impl Config {
     #[doc(hidden)]
     pub fn loop_closing_threshold(&mut self, min_live: usize) -> &mut Self {
         self.loop_closing_min_live = min_live;
+        self
+    }
+
+    /// For tests of the compiler (the config-differential fuzzing target):
+    /// turn Backstop's own CLIF passes off, `divconst` (division by
+    /// constants as multiplications) and `xor_fences` (xor chains kept from
+    /// reassociation). Both are on by default. Not a tuning knob.
+    #[doc(hidden)]
+    pub fn compiler_passes(&mut self, divconst: bool, xor_fences: bool) -> &mut Self {
+        self.divconst = divconst;
+        self.xor_fences = xor_fences;
         self
     }
 

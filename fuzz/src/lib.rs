@@ -9,6 +9,7 @@
 //! | `compile` | real and generated modules, damaged (`mutate`) | an error or a module, never a panic, abort or hang; accepted exactly when `wasmparser`'s Wasm 2.0 validator accepts |
 //! | `run` | `wasm-smith` modules with imports | instantiating and calling every export ends however it ends, but never crashes or hangs the host |
 //! | `differential` | `wasm-smith` modules, no imports, NaNs canonical | Backstop and wasmi 1.1.0 give the same results, traps and exported state |
+//! | `config` | the same modules | every Backstop configuration in `CONFIGS` gives exactly the same trace as the default |
 //!
 //! `campaign` runs cases in worker processes, so a crash or hang of one is
 //! caught, counted and saved instead of ending the campaign.
@@ -28,16 +29,23 @@ pub enum Target {
     Compile,
     Run,
     Differential,
+    Config,
 }
 
 impl Target {
-    pub const ALL: [Target; 3] = [Target::Compile, Target::Run, Target::Differential];
+    pub const ALL: [Target; 4] = [
+        Target::Compile,
+        Target::Run,
+        Target::Differential,
+        Target::Config,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Compile => "compile",
             Target::Run => "run",
             Target::Differential => "differential",
+            Target::Config => "config",
         }
     }
 
@@ -71,7 +79,9 @@ pub fn case_module(target: Target, input: &[u8]) -> Option<Vec<u8>> {
     match target {
         Target::Compile => Some(mutate::mutated_module(input)),
         Target::Run => generate::smith_module(input, generate::Purpose::Run).ok(),
-        Target::Differential => generate::smith_module(input, generate::Purpose::Compare).ok(),
+        Target::Differential | Target::Config => {
+            generate::smith_module(input, generate::Purpose::Compare).ok()
+        }
     }
 }
 
@@ -82,6 +92,7 @@ pub fn check_module(target: Target, module: &[u8]) -> Verdict {
         Target::Compile => check_compile(module),
         Target::Run => check_run(module),
         Target::Differential => check_differential(module),
+        Target::Config => check_configs(module),
     });
     match result {
         Ok(verdict) => verdict,
@@ -181,5 +192,70 @@ fn check_differential(module: &[u8]) -> Verdict {
             None => Verdict::Pass,
         },
         Err(difference) => Verdict::Finding(difference),
+    }
+}
+
+/// The configurations `config` compares with the default one: each changes
+/// how code is compiled and none may change what it does.
+pub const CONFIGS: [&str; 6] = [
+    "opt-none",
+    "opt-speed-and-size",
+    "no-interrupt-checks",
+    "close-every-loop",
+    "no-own-passes",
+    "explicit-bounds-checks",
+];
+
+/// The engine of one of `CONFIGS`, on top of the fuzzing default.
+pub fn config_engine(name: &str) -> backstop::Engine {
+    let mut config = backstop::Config::new();
+    config.interrupt_checks(true);
+    match name {
+        "opt-none" => {
+            config.optimization_level(backstop::OptimizationLevel::None);
+        }
+        "opt-speed-and-size" => {
+            config.optimization_level(backstop::OptimizationLevel::SpeedAndSize);
+        }
+        "no-interrupt-checks" => {
+            config.interrupt_checks(false);
+        }
+        "close-every-loop" => {
+            config.loop_closing_threshold(0);
+        }
+        "no-own-passes" => {
+            config.compiler_passes(false, false);
+        }
+        "explicit-bounds-checks" => {
+            // Exactly the largest memory a case can have, and no guard: every
+            // access is checked in code, none by a fault.
+            config
+                .memory_reservation(generate::MAX_MEMORY_BYTES)
+                .memory_guard_size(0);
+        }
+        other => panic!("unknown configuration {other}"),
+    }
+    backstop::Engine::new(&config).expect("the configuration is valid")
+}
+
+fn check_configs(module: &[u8]) -> Verdict {
+    let reference = match backstop_side::run(&engine(), module) {
+        Ok(trace) => trace,
+        Err(finding) => return Verdict::Finding(finding),
+    };
+    let mut inconclusive = reference.inconclusive.clone();
+    for name in CONFIGS {
+        let other = match backstop_side::run(&config_engine(name), module) {
+            Ok(trace) => trace,
+            Err(finding) => return Verdict::Finding(format!("{name}: {finding}")),
+        };
+        if let Err(difference) = trace::compare(&reference, &other) {
+            return Verdict::Finding(format!("{name} differs from the default: {difference}"));
+        }
+        inconclusive = inconclusive.or(other.inconclusive);
+    }
+    match inconclusive {
+        Some(reason) => Verdict::Skip(reason),
+        None => Verdict::Pass,
     }
 }

@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Run many cases of one or every target in worker processes.
     Campaign {
-        /// compile, run, differential, or all.
+        /// compile, run, differential, config, or all (comma-separated).
         #[arg(long, default_value = "all")]
         target: String,
         #[arg(long, default_value_t = 1)]
@@ -79,7 +79,7 @@ enum Command {
 
 fn target(name: &str) -> Result<Target, String> {
     Target::from_name(name)
-        .ok_or_else(|| format!("unknown target `{name}`: use compile, run or differential"))
+        .ok_or_else(|| format!("unknown target `{name}`: use compile, run, differential or config"))
 }
 
 fn main() -> ExitCode {

@@ -49,7 +49,12 @@ fn campaign(
 
 #[test]
 fn ci_campaign_of_every_target_finds_nothing() {
-    for (target, cases) in [("compile", 3000), ("run", 12000), ("differential", 12000)] {
+    for (target, cases) in [
+        ("compile", 3000),
+        ("run", 12000),
+        ("differential", 12000),
+        ("config", 3000),
+    ] {
         let dir = findings_dir(target);
         let (status, stdout) = campaign(target, cases, None, &dir);
         assert!(

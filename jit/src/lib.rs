@@ -151,6 +151,12 @@ pub struct CompileOptions {
     /// How many values a loop must keep live before `loop_exits` closes it
     /// (`LOOP_CLOSING_MIN_LIVE`; tests set 0 to close every loop it can).
     pub loop_closing_min_live: usize,
+    /// Whether `divconst` rewrites division by constants (on by default;
+    /// off for differential testing of the pass).
+    pub divconst: bool,
+    /// Whether `xor_fences` guards xor chains from reassociation (on by
+    /// default; off for differential testing of the pass).
+    pub xor_fences: bool,
 }
 
 /// The default of `CompileOptions::loop_closing_min_live`, measured (see
@@ -166,6 +172,8 @@ impl Default for CompileOptions {
             memory_layout: Default::default(),
             interrupt_checks: true,
             loop_closing_min_live: LOOP_CLOSING_MIN_LIVE,
+            divconst: true,
+            xor_fences: true,
         }
     }
 }
@@ -234,6 +242,7 @@ fn optimize_and_lower(
     isa: &dyn cranelift_codegen::isa::TargetIsa,
     ctx: &mut Context,
     loop_closing_min_live: usize,
+    xor_fences_on: bool,
 ) -> Result<cranelift_codegen::CompiledCode, cranelift_codegen::CodegenError> {
     let mut ctrl_plane = ControlPlane::default();
     ctx.verify_if(isa)?;
@@ -257,7 +266,7 @@ fn optimize_and_lower(
             ctx.compute_cfg();
             ctx.compute_domtree();
         }
-        let fenced = xor_fences::insert(&mut ctx.func) > 0;
+        let fenced = xor_fences_on && xor_fences::insert(&mut ctx.func) > 0;
         ctx.egraph_pass(isa, &mut ctrl_plane)?;
         if fenced {
             xor_fences::remove(&mut ctx.func);
@@ -272,9 +281,11 @@ fn compile_context(
     isa: &dyn cranelift_codegen::isa::TargetIsa,
     ctx: &mut Context,
     loop_closing_min_live: usize,
+    xor_fences_on: bool,
 ) -> Result<CompiledBlob, CompileError> {
     let user_names = ctx.func.params.user_named_funcs().clone();
-    let code = optimize_and_lower(isa, ctx, loop_closing_min_live).map_err(codegen_error)?;
+    let code = optimize_and_lower(isa, ctx, loop_closing_min_live, xor_fences_on)
+        .map_err(codegen_error)?;
     let code = &code;
     let mut bytes = code.code_buffer().to_vec();
     let alignment = code.buffer.alignment;
@@ -489,6 +500,8 @@ fn compile_artifact(
         memory_layout: options.memory_layout,
         interrupt_checks: options.interrupt_checks,
         loop_closing_min_live: options.loop_closing_min_live,
+        divconst: options.divconst,
+        xor_fences: options.xor_fences,
     };
     let worker = || {
         let mut ctx = Context::new();
@@ -551,13 +564,23 @@ fn compile_artifact(
                 trampolines::build_entry_trampoline(&mut ctx.func, ty);
                 blobs.push((
                     CodeKind::EntryTrampoline(type_index as u32),
-                    compile_context(isa.as_ref(), &mut ctx, options.loop_closing_min_live)?,
+                    compile_context(
+                        isa.as_ref(),
+                        &mut ctx,
+                        options.loop_closing_min_live,
+                        options.xor_fences,
+                    )?,
                 ));
                 let entry = blobs.len() as u32 - 1;
                 trampolines::build_host_adapter(&mut ctx.func, ty);
                 blobs.push((
                     CodeKind::HostAdapter(type_index as u32),
-                    compile_context(isa.as_ref(), &mut ctx, options.loop_closing_min_live)?,
+                    compile_context(
+                        isa.as_ref(),
+                        &mut ctx,
+                        options.loop_closing_min_live,
+                        options.xor_fences,
+                    )?,
                 ));
                 let adapter = blobs.len() as u32 - 1;
                 distinct.insert(ty, (entry, adapter));
@@ -649,6 +672,8 @@ struct FunctionCompiler<'a> {
     memory_layout: func_env::MemoryLayout,
     interrupt_checks: bool,
     loop_closing_min_live: usize,
+    divconst: bool,
+    xor_fences: bool,
 }
 
 /// Runs `compile` for function `func_index`, turning a panic inside it (a
@@ -698,8 +723,10 @@ impl FunctionCompiler<'_> {
             &mut ctx.func,
             &mut env,
         )?;
-        divconst::rewrite(&mut ctx.func);
-        compile_context(self.isa, ctx, self.loop_closing_min_live)
+        if self.divconst {
+            divconst::rewrite(&mut ctx.func);
+        }
+        compile_context(self.isa, ctx, self.loop_closing_min_live, self.xor_fences)
     }
 }
 
