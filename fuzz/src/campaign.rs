@@ -124,17 +124,18 @@ impl Shared {
 /// Saves the module of case `index` and what went wrong beside it.
 fn save(options: &Options, index: u64, kind: &FindingKind) -> Option<PathBuf> {
     let input = generate::case_bytes(options.seed, index);
-    let module = case_module(options.target, &input)?;
     std::fs::create_dir_all(&options.findings_dir).ok()?;
     let stem = format!("{}-{}-{index}", options.target, options.seed);
-    let path = options.findings_dir.join(format!("{stem}.wasm"));
-    std::fs::write(&path, &module).ok()?;
+    let saved = case_module(options.target, &input).and_then(|module| {
+        let path = options.findings_dir.join(format!("{stem}.wasm"));
+        std::fs::write(&path, &module).ok().map(|()| path)
+    });
     let text = format!(
         "target {}\nseed {}\ncase {index}\n{kind:?}\nreproduce: backstop-fuzz case --target {} --seed {} --index {index}\n",
         options.target, options.seed, options.target, options.seed
     );
     std::fs::write(options.findings_dir.join(format!("{stem}.txt")), text).ok()?;
-    Some(path)
+    saved
 }
 
 fn spawn(options: &Options, from: u64, to: u64) -> std::io::Result<Child> {

@@ -10,15 +10,20 @@
 //! | `run` | `wasm-smith` modules with imports | instantiating and calling every export ends however it ends, but never crashes or hangs the host |
 //! | `differential` | `wasm-smith` modules, no imports, NaNs canonical | Backstop and wasmi 1.1.0 give the same results, traps and exported state |
 //! | `config` | the same modules | every Backstop configuration in `CONFIGS` gives exactly the same trace as the default |
+//! | `targeted` | `targeted`'s shapes (division by constants, xor chains, loop exits, `call_indirect` chains, traps at a function's first instruction) | both `differential`'s and `config`'s promises |
+//! | `endings` | the termination matrix (`endings`): random depth, frames and ending | every host guard dropped, the expected outcome, a usable instance |
 //!
 //! `campaign` runs cases in worker processes, so a crash or hang of one is
 //! caught, counted and saved instead of ending the campaign.
 
 pub mod backstop_side;
 pub mod campaign;
+pub mod endings;
 pub mod generate;
 pub mod mutate;
 pub mod oracle;
+pub mod reduce;
+pub mod targeted;
 pub mod trace;
 
 use std::fmt;
@@ -30,14 +35,18 @@ pub enum Target {
     Run,
     Differential,
     Config,
+    Targeted,
+    Endings,
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 6] = [
         Target::Compile,
         Target::Run,
         Target::Differential,
         Target::Config,
+        Target::Targeted,
+        Target::Endings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +55,8 @@ impl Target {
             Target::Run => "run",
             Target::Differential => "differential",
             Target::Config => "config",
+            Target::Targeted => "targeted",
+            Target::Endings => "endings",
         }
     }
 
@@ -82,17 +93,28 @@ pub fn case_module(target: Target, input: &[u8]) -> Option<Vec<u8>> {
         Target::Differential | Target::Config => {
             generate::smith_module(input, generate::Purpose::Compare).ok()
         }
+        Target::Targeted => wat::parse_str(targeted::module(input)).ok(),
+        // Its case is a plan, not a module: `run_case` runs it.
+        Target::Endings => None,
     }
 }
 
 /// Runs one case's module through its target's check. A panic anywhere in
 /// it is a finding.
 pub fn check_module(target: Target, module: &[u8]) -> Verdict {
+    if let Some(verdict) = self_test_finding(module) {
+        return verdict;
+    }
     let result = std::panic::catch_unwind(|| match target {
         Target::Compile => check_compile(module),
         Target::Run => check_run(module),
         Target::Differential => check_differential(module),
         Target::Config => check_configs(module),
+        Target::Targeted => match check_differential(module) {
+            Verdict::Finding(f) => Verdict::Finding(format!("against the oracle: {f}")),
+            _ => check_configs(module),
+        },
+        Target::Endings => Verdict::Skip("the endings target checks plans, not modules".into()),
     });
     match result {
         Ok(verdict) => verdict,
@@ -107,9 +129,30 @@ pub fn check_module(target: Target, module: &[u8]) -> Verdict {
     }
 }
 
+/// For tests of the reducer: with `BACKSTOP_FUZZ_SELF_TEST` holding
+/// `finding-on-export=NAME`, a module that exports NAME is a finding.
+fn self_test_finding(module: &[u8]) -> Option<Verdict> {
+    let spec = std::env::var("BACKSTOP_FUZZ_SELF_TEST").ok()?;
+    let name = spec
+        .split(',')
+        .find_map(|part| part.strip_prefix("finding-on-export="))?;
+    let exports = wasmparser::Parser::new(0).parse_all(module).any(|payload| {
+        matches!(payload, Ok(wasmparser::Payload::ExportSection(reader))
+            if reader.clone().into_iter().any(|e| e.is_ok_and(|e| e.name == name)))
+    });
+    exports.then(|| Verdict::Finding(format!("self test: exports {name}")))
+}
+
 /// Makes case `index` of `seed` and checks it.
 pub fn run_case(target: Target, seed: u64, index: u64) -> Verdict {
     let input = generate::case_bytes(seed, index);
+    if target == Target::Endings {
+        return match std::panic::catch_unwind(|| endings::check(&input)) {
+            Ok(Ok(())) => Verdict::Pass,
+            Ok(Err(finding)) => Verdict::Finding(finding),
+            Err(_) => Verdict::Finding("panic outside the host frames".into()),
+        };
+    }
     match case_module(target, &input) {
         Some(module) => check_module(target, &module),
         None => Verdict::Skip("the input made no module".into()),

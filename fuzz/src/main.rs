@@ -1,6 +1,6 @@
 //! `backstop-fuzz`: runs seeded campaigns of the fuzzing targets in worker
 //! processes (`campaign`), reproduces one case (`case`), checks a saved
-//! module (`check`), and is its own worker (`worker`, used by `campaign`).
+//! module (`check`), shrinks a failing one (`reduce`), and is its own worker (`worker`, used by `campaign`).
 //! Exit status: 0 when nothing was found, 1 when something was, 2 for bad
 //! usage.
 
@@ -25,7 +25,8 @@ struct Cli {
 enum Command {
     /// Run many cases of one or every target in worker processes.
     Campaign {
-        /// compile, run, differential, config, or all (comma-separated).
+        /// compile, run, differential, config, targeted, endings, or all
+        /// (comma-separated).
         #[arg(long, default_value = "all")]
         target: String,
         #[arg(long, default_value_t = 1)]
@@ -67,6 +68,22 @@ enum Command {
         target: String,
         file: PathBuf,
     },
+    /// Shrink a module that fails a target's check to a small one that
+    /// fails the same way; writes OUT.wasm and, where it prints, OUT.wat.
+    Reduce {
+        #[arg(long)]
+        target: String,
+        file: PathBuf,
+        /// Where to write (without extension; default: FILE.reduced).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Seconds one candidate may take before it counts as a hang.
+        #[arg(long, default_value_t = 20)]
+        case_timeout: u64,
+        /// How many failed shrink attempts in a row end the reduction.
+        #[arg(long, default_value_t = 1000)]
+        attempts: u32,
+    },
     /// (Internal) run cases FROM..TO for `campaign`.
     #[command(hide = true)]
     Worker {
@@ -78,8 +95,22 @@ enum Command {
 }
 
 fn target(name: &str) -> Result<Target, String> {
-    Target::from_name(name)
-        .ok_or_else(|| format!("unknown target `{name}`: use compile, run, differential or config"))
+    Target::from_name(name).ok_or_else(|| {
+        format!(
+            "unknown target `{name}`: use compile, run, differential, config, targeted or endings"
+        )
+    })
+}
+
+/// A module file: binary as it is (even damaged), text compiled.
+fn read_module(file: &std::path::Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    if bytes.starts_with(b"\0") || std::str::from_utf8(&bytes).is_err() {
+        return Ok(bytes);
+    }
+    wat::parse_bytes(&bytes)
+        .map(|m| m.into_owned())
+        .map_err(|e| format!("{}: {e}", file.display()))
 }
 
 fn main() -> ExitCode {
@@ -193,17 +224,46 @@ fn run(command: Command) -> Result<bool, String> {
         }
         Command::Check { target: name, file } => {
             let target = target(&name)?;
-            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let module = if bytes.starts_with(b"\0asm") {
-                bytes
-            } else {
-                wat::parse_bytes(&bytes)
-                    .map_err(|e| format!("{}: {e}", file.display()))?
-                    .into_owned()
-            };
+            let module = read_module(&file)?;
             let verdict = backstop_fuzz::check_module(target, &module);
             println!("{target} {}: {verdict:?}", file.display());
             Ok(!matches!(verdict, Verdict::Finding(_)))
+        }
+        Command::Reduce {
+            target: name,
+            file,
+            output,
+            case_timeout,
+            attempts,
+        } => {
+            let target = target(&name)?;
+            let module = read_module(&file)?;
+            let worker = std::env::current_exe().map_err(|e| e.to_string())?;
+            let reduced = backstop_fuzz::reduce::reduce(
+                &worker,
+                target,
+                module,
+                Duration::from_secs(case_timeout),
+                attempts,
+            )?;
+            let stem = output.unwrap_or_else(|| file.with_extension("reduced"));
+            let wasm = stem.with_extension("wasm");
+            std::fs::write(&wasm, &reduced.module)
+                .map_err(|e| format!("{}: {e}", wasm.display()))?;
+            println!(
+                "{:?} kept: {} bytes -> {} bytes after {} candidates; wrote {}",
+                reduced.outcome,
+                reduced.original_size,
+                reduced.module.len(),
+                reduced.candidates,
+                wasm.display()
+            );
+            if let Some(text) = backstop_fuzz::reduce::to_wat(&reduced.module) {
+                let wat = stem.with_extension("wat");
+                std::fs::write(&wat, &text).map_err(|e| format!("{}: {e}", wat.display()))?;
+                println!("{}:\n{text}", wat.display());
+            }
+            Ok(true)
         }
         Command::Worker {
             target: name,

@@ -54,6 +54,8 @@ fn ci_campaign_of_every_target_finds_nothing() {
         ("run", 12000),
         ("differential", 12000),
         ("config", 3000),
+        ("targeted", 3000),
+        ("endings", 3000),
     ] {
         let dir = findings_dir(target);
         let (status, stdout) = campaign(target, cases, None, &dir);
@@ -93,5 +95,58 @@ fn the_harness_catches_a_crash_and_a_hang_and_goes_on() {
         let note = std::fs::read_to_string(dir.join(format!("run-{CI_SEED}-{index}.txt"))).unwrap();
         assert!(note.contains(&format!("--index {index}")), "{note}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The reducer keeps what makes a module fail and drops the rest: a module
+/// of 30 functions and a memory "fails" (the self test's rule) because it
+/// exports `culprit`, and comes out as little more than that export.
+#[test]
+fn the_reducer_shrinks_a_failing_module_to_its_cause() {
+    let dir = findings_dir("reduce");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut wat = String::from(
+        "(module (memory (export \"mem\") 1) (global (export \"g\") (mut i32) (i32.const 5))\n",
+    );
+    for i in 0..30 {
+        wat.push_str(&format!(
+            "(func (export \"f{i}\") (param i32) (result i32) (i32.add (local.get 0) (i32.mul (i32.const {i}) (i32.load (i32.const 16)))))\n"
+        ));
+    }
+    wat.push_str("(func (export \"culprit\") (result i64) (i64.const 42)))");
+    let input = dir.join("big.wat");
+    std::fs::write(&input, &wat).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_backstop-fuzz"))
+        .env("BACKSTOP_FUZZ_SELF_TEST", "finding-on-export=culprit")
+        .args(["reduce", "--target", "run", "--attempts", "200", "-o"])
+        .arg(dir.join("small"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let original = wat::parse_str(&wat).unwrap();
+    let reduced = std::fs::read(dir.join("small.wasm")).unwrap();
+    assert!(
+        reduced.len() * 4 < original.len(),
+        "{} -> {} bytes: {stdout}",
+        original.len(),
+        reduced.len()
+    );
+    let text = std::fs::read_to_string(dir.join("small.wat")).unwrap();
+    assert!(text.contains("\"culprit\""), "{text}");
+    assert!(!text.contains("\"f17\""), "{text}");
+    // A module that passes has nothing to reduce: an error, status 2.
+    let out = Command::new(env!("CARGO_BIN_EXE_backstop-fuzz"))
+        .args(["reduce", "--target", "run"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
