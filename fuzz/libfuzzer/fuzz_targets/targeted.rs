@@ -1,0 +1,18 @@
+//! libFuzzer target `targeted`: backstop-fuzz's `targeted` check under
+//! coverage guidance. The input picks a targeted shape and its numbers, as
+//! in the stable campaigns. A finding (a panic, a wrong verdict, a
+//! difference) fails the case, so libFuzzer saves and reports it.
+
+#![no_main]
+
+use backstop_fuzz::{check_module, Target, Verdict};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let module: Option<Vec<u8>> = backstop_fuzz::case_module(Target::Targeted, data);
+    if let Some(module) = module {
+        if let Verdict::Finding(finding) = check_module(Target::Targeted, &module) {
+            panic!("{finding}");
+        }
+    }
+});
