@@ -96,6 +96,17 @@ fn to_binary<'a>(bytes: &'a [u8], path: Option<&Path>) -> Result<Cow<'a, [u8]>, 
     })
 }
 
+/// An error about a module file's contents, with the file's name in front.
+fn naming_file(error: Error, path: &Path) -> Error {
+    let named = |m: String| format!("{}: {m}", path.display());
+    match error {
+        Error::Invalid(m) => Error::Invalid(named(m)),
+        Error::Unsupported(m) => Error::Unsupported(named(m)),
+        Error::Incompatible(m) => Error::Incompatible(named(m)),
+        other => other,
+    }
+}
+
 /// Characters that do not occur in text: control characters other than
 /// tab, line feed, carriage return and form feed.
 fn is_binary_control(c: char) -> bool {
@@ -115,11 +126,7 @@ impl Module {
         let bytes = read_file(path)?;
         // Text errors name the file already (to_binary).
         let binary = to_binary(&bytes, Some(path))?;
-        Module::from_binary(engine, &binary).map_err(|e| match e {
-            Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
-            Error::Unsupported(m) => Error::Unsupported(format!("{}: {m}", path.display())),
-            other => other,
-        })
+        Module::from_binary(engine, &binary).map_err(|e| naming_file(e, path))
     }
 
     /// Compiles a module from the binary format only.
@@ -170,11 +177,7 @@ impl Module {
         let path = path.as_ref();
         let bytes = read_file(path)?;
         // SAFETY: the caller vouches for the file (this function's contract).
-        unsafe { Module::deserialize(engine, bytes) }.map_err(|e| match e {
-            Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
-            Error::Incompatible(m) => Error::Incompatible(format!("{}: {m}", path.display())),
-            other => other,
-        })
+        unsafe { Module::deserialize(engine, bytes) }.map_err(|e| naming_file(e, path))
     }
 
     /// Registers freshly loaded code: its unwind info with the system
@@ -324,15 +327,12 @@ pub(crate) fn precompile(
     path: Option<&Path>,
 ) -> Result<Vec<u8>, Error> {
     let binary = to_binary(bytes, path)?;
-    backstop_jit::precompile(&engine.inner.isa, &binary, compile_options(engine)).map_err(
-        |e| match (Error::from(e), path) {
-            (Error::Invalid(m), Some(path)) => Error::Invalid(format!("{}: {m}", path.display())),
-            (Error::Unsupported(m), Some(path)) => {
-                Error::Unsupported(format!("{}: {m}", path.display()))
-            }
-            (other, _) => other,
-        },
-    )
+    backstop_jit::precompile(&engine.inner.isa, &binary, compile_options(engine)).map_err(|e| {
+        match path {
+            Some(path) => naming_file(e.into(), path),
+            None => e.into(),
+        }
+    })
 }
 
 pub(crate) fn export_type(

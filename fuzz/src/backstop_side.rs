@@ -4,20 +4,8 @@
 //! exported function with `trace::argument`s, and record a `Trace`. All of
 //! the fuzzer's use of Backstop's API is here.
 
-use crate::trace::{self, Kind, Trace, Value};
+use crate::trace::{self, Trace, Value};
 use backstop::{Engine, Extern, ExternType, Global, Linker, Memory, Module, Table, Val, ValType};
-
-fn kind(ty: ValType) -> Kind {
-    match ty {
-        ValType::I32 => Kind::I32,
-        ValType::I64 => Kind::I64,
-        ValType::F32 => Kind::F32,
-        ValType::F64 => Kind::F64,
-        ValType::V128 => Kind::V128,
-        ValType::FuncRef => Kind::FuncRef,
-        ValType::ExternRef => Kind::ExternRef,
-    }
-}
 
 fn to_val(value: Value) -> Val {
     match value {
@@ -53,6 +41,20 @@ fn zero(ty: ValType) -> Val {
         ValType::FuncRef => Val::FuncRef(None),
         ValType::ExternRef => Val::ExternRef(None),
     }
+}
+
+/// Two imports of one name with different types: a linker holds one
+/// definition per name, so no embedder that links by name can instantiate
+/// such a module. Not a case.
+fn has_conflicting_imports(module: &Module) -> bool {
+    let mut seen = std::collections::HashMap::new();
+    module.imports().any(|import| {
+        let ty = import.ty.clone();
+        match seen.insert((import.module, import.name), import.ty) {
+            Some(previous) => previous != ty,
+            None => false,
+        }
+    })
 }
 
 /// Defines every import of `module` in a fresh linker.
@@ -100,30 +102,18 @@ fn state(
         match ty {
             ExternType::Global(_) => {
                 let global = instance.get_global(name).expect("exported");
-                lines.push(format!("  global {name:?} = {}", from_val(&global.get())));
+                lines.push(trace::global_line(name, from_val(&global.get())));
             }
             ExternType::Memory(_) => {
-                let memory = instance.memory(name).expect("exported");
-                lines.push(format!(
-                    "  memory {name:?}: {} bytes, hash {:#x}",
-                    memory.len(),
-                    trace::hash(memory)
+                lines.push(trace::memory_line(
+                    name,
+                    instance.memory(name).expect("exported"),
                 ));
             }
             ExternType::Table(_) => {
                 let table = instance.get_table(name).expect("exported");
-                let nulls: String = (0..table.size())
-                    .map(|i| match table.get(i).map(|v| from_val(&v)) {
-                        Some(Value::FuncRef { null: true })
-                        | Some(Value::ExternRef { null: true }) => '0',
-                        _ => '1',
-                    })
-                    .collect();
-                lines.push(format!(
-                    "  table {name:?}: {} elements, hash {:#x}",
-                    table.size(),
-                    trace::hash(nulls.as_bytes())
-                ));
+                let elements = (0..table.size()).map(|i| table.get(i).map(|v| from_val(&v)));
+                lines.push(trace::table_line(name, elements));
             }
             ExternType::Func(_) => {}
         }
@@ -133,21 +123,26 @@ fn state(
 /// How a Backstop error reads in a trace (traps by code, as the oracle's).
 fn error_line(error: &backstop::Error) -> String {
     match error.trap_code() {
-        Some(code) => format!("trap {code:?}"),
+        Some(code) => trace::trapped(code),
         None => format!("error {error}"),
     }
 }
 
 /// Runs `wasm` on `engine`. `Err` is a finding: Backstop refused a valid
-/// module, or an import definition it asked for did not fit.
+/// module, or an import definition it asked for did not fit. A trace with
+/// `inconclusive` set and no lines is a module that makes no case.
 pub fn run(engine: &Engine, wasm: &[u8]) -> Result<Trace, String> {
     let module =
         Module::from_binary(engine, wasm).map_err(|e| format!("valid module refused: {e}"))?;
-    let linker = linker_for(engine, &module)?;
     let mut trace = Trace {
         exports: module.exports().map(|e| e.name).collect(),
         ..Trace::default()
     };
+    if has_conflicting_imports(&module) {
+        trace.inconclusive = Some("two imports of one name with different types".into());
+        return Ok(trace);
+    }
+    let linker = linker_for(engine, &module)?;
     let mut instance = match linker.instantiate(&module, ()) {
         Ok(instance) => instance,
         Err(error) => {
@@ -171,13 +166,13 @@ pub fn run(engine: &Engine, wasm: &[u8]) -> Result<Trace, String> {
             .params()
             .iter()
             .enumerate()
-            .map(|(i, t)| trace::argument(kind(*t), call, i))
+            .map(|(i, t)| trace::argument(*t, call, i))
             .collect();
         let vals: Vec<Val> = args.iter().map(|v| to_val(*v)).collect();
         let outcome = match instance.call_dynamic(name, &vals) {
             Ok(results) => {
                 let results: Vec<Value> = results.iter().map(from_val).collect();
-                format!("-> {}", trace::values(&results))
+                trace::returned(&results)
             }
             Err(error) => {
                 if error.trap_code() == Some(backstop::TrapCode::StackOverflow) {
@@ -187,9 +182,7 @@ pub fn run(engine: &Engine, wasm: &[u8]) -> Result<Trace, String> {
                 error_line(&error)
             }
         };
-        trace
-            .lines
-            .push(format!("call {name:?}({}) {outcome}", trace::values(&args)));
+        trace.lines.push(trace::call_line(name, &args, &outcome));
         state(&instance, &exports, &mut trace.lines);
     }
     Ok(trace)

@@ -190,10 +190,8 @@ fn run_range(shared: &Shared, mut from: u64, to: u64) {
                     from = index + 1;
                     if let Some(message) = line.strip_prefix(&format!("finding {index} ")) {
                         shared.found(index, FindingKind::Check(message.to_string()));
-                        shared.record(&line);
-                    } else {
-                        shared.record(&line);
                     }
+                    shared.record(&line);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();

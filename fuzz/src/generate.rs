@@ -97,8 +97,7 @@ fn config(u: &mut Unstructured<'_>, purpose: Purpose) -> arbitrary::Result<wasm_
     config.max_globals = config.max_globals.min(100);
     config.max_types = config.max_types.min(100);
     config.max_type_size = config.max_type_size.min(100);
-    // Backstop does not support the multi-value + reference-types-free
-    // corner wasm-smith cannot make anyway; every Wasm 2.0 feature is on.
+    // Every Wasm 2.0 feature on, whatever the drawn configuration said.
     config.multi_value_enabled = true;
     config.reference_types_enabled = true;
     config.bulk_memory_enabled = true;

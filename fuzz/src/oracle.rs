@@ -3,18 +3,18 @@
 //! on, traced as `backstop_side` traces Backstop. Only modules without
 //! imports come here (`Purpose::Compare`).
 
-use crate::trace::{self, Kind, Trace, Value};
+use crate::trace::{self, Trace, Value};
 use wasmi::{Engine, Extern, Linker, Module, Store, Val, ValType};
 
-fn kind(ty: &ValType) -> Kind {
+fn to_backstop_type(ty: &ValType) -> trace::ValType {
     match ty {
-        ValType::I32 => Kind::I32,
-        ValType::I64 => Kind::I64,
-        ValType::F32 => Kind::F32,
-        ValType::F64 => Kind::F64,
-        ValType::V128 => Kind::V128,
-        ValType::FuncRef => Kind::FuncRef,
-        ValType::ExternRef => Kind::ExternRef,
+        ValType::I32 => trace::ValType::I32,
+        ValType::I64 => trace::ValType::I64,
+        ValType::F32 => trace::ValType::F32,
+        ValType::F64 => trace::ValType::F64,
+        ValType::V128 => trace::ValType::V128,
+        ValType::FuncRef => trace::ValType::FuncRef,
+        ValType::ExternRef => trace::ValType::ExternRef,
     }
 }
 
@@ -67,16 +67,16 @@ fn engine() -> Engine {
 
 fn error_line(error: &wasmi::Error) -> String {
     if let Some(code) = error.as_trap_code() {
-        return format!("trap {code:?}");
+        return trace::trapped(code);
     }
     // wasmi 1.1 reports a segment that does not fit at instantiation as an
     // instantiation error, not a trap; the spec (and Backstop) call it a
     // trap. Same behaviour, other words: fuzz/regressions keeps the case.
     let message = error.to_string();
     if message.starts_with("out of bounds table access") {
-        "trap TableOutOfBounds".into()
+        trace::trapped(wasmi::TrapCode::TableOutOfBounds)
     } else if message.starts_with("out of bounds memory access") {
-        "trap MemoryOutOfBounds".into()
+        trace::trapped(wasmi::TrapCode::MemoryOutOfBounds)
     } else {
         format!("error {message}")
     }
@@ -118,14 +118,14 @@ pub fn run(wasm: &[u8], exports: &[String]) -> Trace {
             .params()
             .iter()
             .enumerate()
-            .map(|(i, t)| trace::argument(kind(t), call, i))
+            .map(|(i, t)| trace::argument(to_backstop_type(t), call, i))
             .collect();
         let vals: Vec<Val> = args.iter().map(|v| to_val(*v)).collect();
         let mut results: Vec<Val> = ty.results().iter().map(|t| Val::default(*t)).collect();
         let outcome = match func.call(&mut store, &vals, &mut results) {
             Ok(()) => {
                 let results: Vec<Value> = results.iter().map(from_val).collect();
-                format!("-> {}", trace::values(&results))
+                trace::returned(&results)
             }
             Err(error) => {
                 if error.as_trap_code() == Some(wasmi::TrapCode::StackOverflow) {
@@ -135,36 +135,22 @@ pub fn run(wasm: &[u8], exports: &[String]) -> Trace {
                 error_line(&error)
             }
         };
-        trace
-            .lines
-            .push(format!("call {name:?}({}) {outcome}", trace::values(&args)));
+        trace.lines.push(trace::call_line(name, &args, &outcome));
         for name in exports {
             match instance.get_export(&store, name) {
                 Some(Extern::Global(global)) => {
                     let value = from_val(&global.get(&store));
-                    trace.lines.push(format!("  global {name:?} = {value}"));
+                    trace.lines.push(trace::global_line(name, value));
                 }
                 Some(Extern::Memory(memory)) => {
-                    let data = memory.data(&store);
-                    trace.lines.push(format!(
-                        "  memory {name:?}: {} bytes, hash {:#x}",
-                        data.len(),
-                        trace::hash(data)
-                    ));
+                    trace
+                        .lines
+                        .push(trace::memory_line(name, memory.data(&store)));
                 }
                 Some(Extern::Table(table)) => {
-                    let size = table.size(&store);
-                    let nulls: String = (0..size)
-                        .map(|i| match table.get(&store, i).map(|v| from_val(&v)) {
-                            Some(Value::FuncRef { null: true })
-                            | Some(Value::ExternRef { null: true }) => '0',
-                            _ => '1',
-                        })
-                        .collect();
-                    trace.lines.push(format!(
-                        "  table {name:?}: {size} elements, hash {:#x}",
-                        trace::hash(nulls.as_bytes())
-                    ));
+                    let elements =
+                        (0..table.size(&store)).map(|i| table.get(&store, i).map(|v| from_val(&v)));
+                    trace.lines.push(trace::table_line(name, elements));
                 }
                 _ => {}
             }

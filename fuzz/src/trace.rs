@@ -4,6 +4,7 @@
 //! exported global, memory and table). Both sides write values through the
 //! same `Value`, so equal behaviour gives equal lines.
 
+pub use backstop::ValType;
 use std::fmt;
 
 /// An engine-neutral value: floats as bits, references as null or not (an
@@ -35,37 +36,25 @@ impl fmt::Display for Value {
     }
 }
 
-/// The kinds of value a parameter can have, for `argument`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    I32,
-    I64,
-    F32,
-    F64,
-    V128,
-    FuncRef,
-    ExternRef,
-}
-
 /// The deterministic argument for parameter `i` of call number `call`:
 /// small numbers, edges and bit patterns in turn, null references.
-pub fn argument(kind: Kind, call: usize, i: usize) -> Value {
+pub fn argument(ty: ValType, call: usize, i: usize) -> Value {
     const INTS: [i64; 8] = [0, 1, -1, 7, 0x7fff_ffff, i64::MIN, 65536, 3];
     let n = INTS[(call * 3 + i) % INTS.len()];
-    match kind {
-        Kind::I32 => Value::I32(n as i32),
-        Kind::I64 => Value::I64(n),
-        Kind::F32 => Value::F32((n as f32).to_bits()),
-        Kind::F64 => Value::F64((n as f64).to_bits()),
-        Kind::V128 => {
+    match ty {
+        ValType::I32 => Value::I32(n as i32),
+        ValType::I64 => Value::I64(n),
+        ValType::F32 => Value::F32((n as f32).to_bits()),
+        ValType::F64 => Value::F64((n as f64).to_bits()),
+        ValType::V128 => {
             Value::V128((n as u128).wrapping_mul(0x0101_0101_0101_0101_0101_0101_0101_0101))
         }
-        Kind::FuncRef => Value::FuncRef { null: true },
-        Kind::ExternRef => Value::ExternRef { null: true },
+        ValType::FuncRef => Value::FuncRef { null: true },
+        ValType::ExternRef => Value::ExternRef { null: true },
     }
 }
 
-pub fn values(values: &[Value]) -> String {
+fn values(values: &[Value]) -> String {
     values
         .iter()
         .map(|v| v.to_string())
@@ -74,13 +63,62 @@ pub fn values(values: &[Value]) -> String {
 }
 
 /// FNV-1a over a memory's bytes.
-pub fn hash(bytes: &[u8]) -> u64 {
+fn hash(bytes: &[u8]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+// The lines of a trace. Both engines write them through these, so that a
+// difference in a trace is a difference in behaviour, not in wording.
+
+/// A call of export `name` with `args`, and how it ended (`returned` or
+/// `trapped`).
+pub fn call_line(name: &str, args: &[Value], outcome: &str) -> String {
+    format!("call {name:?}({}) {outcome}", values(args))
+}
+
+pub fn returned(results: &[Value]) -> String {
+    format!("-> {}", values(results))
+}
+
+/// A trap, by the engine's trap code name (both engines name the codes
+/// alike: `MemoryOutOfBounds`, `UnreachableCodeReached`, ...).
+pub fn trapped(code: impl fmt::Debug) -> String {
+    format!("trap {code:?}")
+}
+
+pub fn global_line(name: &str, value: Value) -> String {
+    format!("  global {name:?} = {value}")
+}
+
+pub fn memory_line(name: &str, bytes: &[u8]) -> String {
+    format!(
+        "  memory {name:?}: {} bytes, hash {:#x}",
+        bytes.len(),
+        hash(bytes)
+    )
+}
+
+/// A table by its size and which elements are null (references have no
+/// identity both engines share).
+/// `elements` are the table's elements in order (`None` where the engine
+/// could not read one).
+pub fn table_line(name: &str, elements: impl Iterator<Item = Option<Value>>) -> String {
+    let nulls: Vec<u8> = elements
+        .map(|v| match v {
+            Some(Value::FuncRef { null: true } | Value::ExternRef { null: true }) => b'0',
+            _ => b'1',
+        })
+        .collect();
+    format!(
+        "  table {name:?}: {} elements, hash {:#x}",
+        nulls.len(),
+        hash(&nulls)
+    )
 }
 
 /// One engine's run of a module.

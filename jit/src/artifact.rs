@@ -168,21 +168,13 @@ impl Artifact {
                 return Err(corrupt("a relocation lies outside the code"));
             }
         }
-        let sorted_within = |offsets: &[u32]| {
-            offsets.windows(2).all(|w| w[0] <= w[1])
-                && offsets
-                    .last()
-                    .is_none_or(|&o| u64::from(o) < code_len.max(1))
-        };
-        let trap_offsets: Vec<u32> = self.traps.iter().map(|t| t.0).collect();
-        let srcloc_offsets: Vec<u32> = self.srclocs.iter().map(|s| s.0).collect();
-        if !sorted_within(&trap_offsets) {
+        if !sorted_within(self.traps.iter().map(|t| t.0), code_len) {
             return Err(corrupt("trap sites out of order or outside the code"));
         }
         if self.traps.iter().any(|t| TrapCode::from_u8(t.1).is_none()) {
             return Err(corrupt("unknown trap code"));
         }
-        if !sorted_within(&srcloc_offsets) {
+        if !sorted_within(self.srclocs.iter().map(|s| s.0), code_len) {
             return Err(corrupt("Wasm offsets out of order or outside the code"));
         }
         if self
@@ -202,6 +194,19 @@ impl Artifact {
         }
         Ok(())
     }
+}
+
+/// Whether `offsets` never decrease and all lie inside a code block of
+/// `code_len` bytes.
+fn sorted_within(offsets: impl Iterator<Item = u32>, code_len: u64) -> bool {
+    let mut previous = 0;
+    for offset in offsets {
+        if offset < previous || u64::from(offset) >= code_len.max(1) {
+            return false;
+        }
+        previous = offset;
+    }
+    true
 }
 
 /// Executable memory owned through cranelift-jit; freed on drop.

@@ -555,6 +555,14 @@ fn compile_artifact(
 
     // One entry trampoline and one host adapter per distinct function type.
     let mut ctx = Context::new();
+    let compile_trampoline = |ctx: &mut Context| {
+        compile_context(
+            isa.as_ref(),
+            ctx,
+            options.loop_closing_min_live,
+            options.xor_fences,
+        )
+    };
     let mut distinct: HashMap<&FuncType, (u32, u32)> = HashMap::new();
     let mut type_slots = Vec::with_capacity(info.types.len());
     for (type_index, ty) in info.types.iter().enumerate() {
@@ -564,23 +572,13 @@ fn compile_artifact(
                 trampolines::build_entry_trampoline(&mut ctx.func, ty);
                 blobs.push((
                     CodeKind::EntryTrampoline(type_index as u32),
-                    compile_context(
-                        isa.as_ref(),
-                        &mut ctx,
-                        options.loop_closing_min_live,
-                        options.xor_fences,
-                    )?,
+                    compile_trampoline(&mut ctx)?,
                 ));
                 let entry = blobs.len() as u32 - 1;
                 trampolines::build_host_adapter(&mut ctx.func, ty);
                 blobs.push((
                     CodeKind::HostAdapter(type_index as u32),
-                    compile_context(
-                        isa.as_ref(),
-                        &mut ctx,
-                        options.loop_closing_min_live,
-                        options.xor_fences,
-                    )?,
+                    compile_trampoline(&mut ctx)?,
                 ));
                 let adapter = blobs.len() as u32 - 1;
                 distinct.insert(ty, (entry, adapter));
