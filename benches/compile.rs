@@ -223,10 +223,13 @@ fn compile(c: &mut Criterion) {
     {
         let module = Module::from_binary(&parallel, &binary).unwrap();
         assert_eq!(module.function_count(), FUNCTIONS);
-        let mut instance = backstop::Linker::new(&parallel)
-            .instantiate(&module, ())
+        let mut store = backstop::Store::new(&parallel, ());
+        let instance = backstop::Linker::new(&parallel)
+            .instantiate(&mut store, &module)
             .unwrap();
-        instance.call::<(i32, i32), i32>("f1990", (3, 4)).unwrap();
+        instance
+            .call::<(i32, i32), i32>(&mut store, "f1990", (3, 4))
+            .unwrap();
     }
 
     let mut group = c.benchmark_group("compile/2000_functions");

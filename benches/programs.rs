@@ -78,9 +78,10 @@ fn run_backstop(linker: &Linker<State>, module: &Module) -> String {
         .stdout(stdout.clone())
         .inherit_stderr()
         .build();
-    let mut instance = linker.instantiate(module, State { wasi }).unwrap();
-    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
-    drop(instance);
+    let mut store = backstop::Store::new(module.engine(), State { wasi });
+    let instance = linker.instantiate(&mut store, module).unwrap();
+    assert_eq!(wasi::run(&mut store, instance).unwrap(), 0);
+    drop(store);
     stdout.contents_string()
 }
 

@@ -3,19 +3,21 @@
 //! - `termination/*`: a run that ends through `Caller::terminate`, a trap or
 //!   a host `Err`, under 1 or 50 nested host segments
 //!   (guest -> host -> guest -> ...), each host frame holding an RAII guard.
-//! - `yield/*`: one `Caller::suspend` + `Instance::resume` round trip, on
-//!   one thread and alternating between two threads.
-//! - `reset/*`: `Instance::reset` of a fully dirtied 64 KiB and 1 MiB memory.
+//! - `yield/*`: one `Caller::suspend` + `Store::resume` round trip, on
+//!   one thread, and (with `Caller::suspend_unpinned`, which a run resumed
+//!   on another thread needs) alternating between two threads.
+//! - `reset/*`: `Store::reset` of a store whose one instance has a fully
+//!   dirtied 64 KiB and 1 MiB memory.
 //! - `kill/*`: latency from `KillSwitch::terminate()` on another thread to
 //!   the guest's call returning `Err(Error::Killed)`.
 //! - `compute_interrupt/*`: the cost of the interrupt checks
 //!   (`Config::interrupt_checks`) on fib(30), a sieve and a 256x256 matmul.
 //!
-//! Run with `cargo bench --bench termination`. See BENCHMARKS.md.
+//! Run with `cargo bench --bench run_endings`. See BENCHMARKS.md.
 
 use backstop::{
     Caller, Config, Engine, Error, Instance, KillOutcome, KillSwitch, Linker, Module, Outcome,
-    TrapCode, TypedFunc,
+    Store, TrapCode, TypedFunc,
 };
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::cell::Cell;
@@ -37,11 +39,14 @@ fn no_backtrace() -> Engine {
     Engine::new(&config).unwrap()
 }
 
-fn instantiate(engine: &Engine, wat: &str) -> Instance<()> {
+/// A store of its own holding one instance of `wat`.
+fn instantiate(engine: &Engine, wat: &str) -> (Store<()>, Instance) {
     let module = Module::new(engine, wat).expect("benchmark module compiles");
-    Linker::new(engine)
-        .instantiate(&module, ())
-        .expect("benchmark module instantiates")
+    let mut store = Store::new(engine, ());
+    let instance = Linker::new(engine)
+        .instantiate(&mut store, &module)
+        .expect("benchmark module instantiates");
+    (store, instance)
 }
 
 // ---------------------------------------------------------------------------
@@ -85,7 +90,7 @@ enum Ending {
     HostErr,
 }
 
-fn nesting_instance(engine: &Engine, ending: Ending) -> Instance<()> {
+fn nesting_instance(engine: &Engine, ending: Ending) -> (Store<()>, Instance) {
     let module = Module::new(engine, NESTING).unwrap();
     let mut linker = Linker::new(engine);
     linker
@@ -105,7 +110,9 @@ fn nesting_instance(engine: &Engine, ending: Ending) -> Instance<()> {
             },
         )
         .unwrap();
-    linker.instantiate(&module, ()).unwrap()
+    let mut store = Store::new(engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    (store, instance)
 }
 
 fn check_ending(error: &Error, ending: Ending) {
@@ -157,15 +164,15 @@ fn termination(c: &mut Criterion) {
         ("host_err_depth_1", Ending::HostErr, 1, &engine),
     ];
     for (name, ending, depth, engine) in cases {
-        let mut instance = nesting_instance(engine, ending);
-        let run: TypedFunc<i32, i32> = instance.typed_func("run").unwrap();
+        let (mut store, instance) = nesting_instance(engine, ending);
+        let run: TypedFunc<i32, i32> = instance.get_typed_func(&store, "run").unwrap();
         DROPPED.with(|d| d.set(0));
-        let error = run.call(&mut instance, depth).unwrap_err();
+        let error = run.call(&mut store, depth).unwrap_err();
         check_ending(&error, ending);
         assert_eq!(DROPPED.with(Cell::get), depth as usize, "{name}: guards");
-        assert!(!instance.is_poisoned());
+        assert!(!store.is_poisoned());
         group.bench_function(name, |b| {
-            b.iter(|| black_box(run.call(&mut instance, black_box(depth)).is_err()))
+            b.iter(|| black_box(run.call(&mut store, black_box(depth)).is_err()))
         });
     }
     group.finish();
@@ -185,24 +192,49 @@ const YIELDING: &str = r#"
 /// Suspensions per run: large enough that a run never ends while measured.
 const YIELDS_PER_RUN: i32 = i32::MAX;
 
-fn yielding_instance(engine: &Engine) -> Instance<()> {
+/// How `yield_n` suspends.
+#[derive(Clone, Copy)]
+enum Suspend {
+    /// `Caller::suspend`: the run resumes only on the thread that suspended
+    /// it.
+    Pinned,
+    /// `Caller::suspend_unpinned`: the run may resume on any thread.
+    Unpinned,
+}
+
+/// A store with one instance of `YIELDING`, its `yield_n` suspending as
+/// `how` says.
+fn yielding_instance(engine: &Engine, how: Suspend) -> (Store<()>, Instance) {
     let module = Module::new(engine, YIELDING).unwrap();
     let mut linker = Linker::new(engine);
     linker
-        .func_wrap("host", "yield_n", |mut caller: Caller<'_, ()>, n: i32| {
-            for _ in 0..n {
-                let back: u32 = caller.suspend(0u32);
-                black_box(back);
-            }
-        })
+        .func_wrap(
+            "host",
+            "yield_n",
+            move |mut caller: Caller<'_, ()>, n: i32| {
+                for _ in 0..n {
+                    let back: u32 = match how {
+                        Suspend::Pinned => caller.suspend(0u32),
+                        // SAFETY: no frame on the guest stack holds anything
+                        // tied to this thread: this host function's only
+                        // locals are the loop counter, `n`, `how` and the
+                        // `Caller`, and it is the only host frame.
+                        Suspend::Unpinned => unsafe { caller.suspend_unpinned(0u32) },
+                    };
+                    black_box(back);
+                }
+            },
+        )
         .unwrap();
-    linker.instantiate(&module, ()).unwrap()
+    let mut store = Store::new(engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    (store, instance)
 }
 
 /// Starts a run that yields `YIELDS_PER_RUN` times; returns after the first.
-fn start_yielding(instance: &mut Instance<()>) {
+fn start_yielding(store: &mut Store<()>, instance: Instance) {
     match instance
-        .call_resumable::<i32, ()>("run", YIELDS_PER_RUN)
+        .call_resumable::<i32, ()>(&mut *store, "run", YIELDS_PER_RUN)
         .unwrap()
     {
         Outcome::Yielded(v) => assert_eq!(*v.downcast::<u32>().unwrap(), 0),
@@ -212,12 +244,12 @@ fn start_yielding(instance: &mut Instance<()>) {
 
 /// One resume that must yield again (restarts the run, untimed, if it ends).
 #[inline]
-fn resume_once(instance: &mut Instance<()>) {
-    match instance.resume::<()>(0u32).unwrap() {
+fn resume_once(store: &mut Store<()>, instance: Instance) {
+    match store.resume::<()>(0u32).unwrap() {
         Outcome::Yielded(v) => {
             black_box(v);
         }
-        Outcome::Returned(()) => start_yielding(instance),
+        Outcome::Returned(()) => start_yielding(store, instance),
     }
 }
 
@@ -228,51 +260,59 @@ fn yields(c: &mut Criterion) {
 
     // One suspend (host -> embedder) + resume (embedder -> host) round trip.
     {
-        let mut instance = yielding_instance(&engine);
+        let (mut store, instance) = yielding_instance(&engine, Suspend::Pinned);
         // The small case ends: a 3-yield run returns after 3 resumes.
-        match instance.call_resumable::<i32, ()>("run", 3).unwrap() {
+        match instance
+            .call_resumable::<i32, ()>(&mut store, "run", 3)
+            .unwrap()
+        {
             Outcome::Yielded(_) => {}
             Outcome::Returned(()) => panic!("expected a yield"),
         }
         for expect_return in [false, false, true] {
-            let outcome = instance.resume::<()>(0u32).unwrap();
+            let outcome = store.resume::<()>(0u32).unwrap();
             assert_eq!(matches!(outcome, Outcome::Returned(())), expect_return);
         }
-        start_yielding(&mut instance);
-        group.bench_function("round_trip", |b| b.iter(|| resume_once(&mut instance)));
+        start_yielding(&mut store, instance);
+        group.bench_function("round_trip", |b| {
+            b.iter(|| resume_once(&mut store, instance))
+        });
     }
 
-    // The instance moves between two threads; each thread resumes it once
-    // and hands it over (std mpsc channels). One iteration = one handoff +
-    // one round trip. `thread_handoff_baseline` is the same ping-pong with
-    // a boxed integer instead of an instance, so the difference is the cost
-    // of resuming on the other thread.
+    // The store (with its suspended run) moves between two threads; each
+    // thread resumes it once and hands it over (std mpsc channels). One
+    // iteration = one handoff + one round trip. The run suspends with
+    // `Caller::suspend_unpinned`: a run suspended with `Caller::suspend` is
+    // pinned to its thread and cannot be resumed on the other one.
+    // `thread_handoff_baseline` is the same ping-pong with a boxed integer
+    // instead of a store, so the difference is the cost of resuming on the
+    // other thread.
     {
-        let mut instance = yielding_instance(&engine);
-        start_yielding(&mut instance);
-        let (to_helper, helper_rx) = mpsc::sync_channel::<Instance<()>>(1);
-        let (to_main, main_rx) = mpsc::sync_channel::<Instance<()>>(1);
+        let (mut store, instance) = yielding_instance(&engine, Suspend::Unpinned);
+        start_yielding(&mut store, instance);
+        let (to_helper, helper_rx) = mpsc::sync_channel::<Store<()>>(1);
+        let (to_main, main_rx) = mpsc::sync_channel::<Store<()>>(1);
         let helper = std::thread::spawn(move || {
-            while let Ok(mut instance) = helper_rx.recv() {
-                resume_once(&mut instance);
-                if to_main.send(instance).is_err() {
+            while let Ok(mut store) = helper_rx.recv() {
+                resume_once(&mut store, instance);
+                if to_main.send(store).is_err() {
                     break;
                 }
             }
         });
-        let mut slot = Some(instance);
+        let mut slot = Some(store);
         group.bench_function("resume_on_other_thread", |b| {
             b.iter_custom(|iters| {
-                let mut instance = slot.take().unwrap();
+                let mut store = slot.take().unwrap();
                 let start = Instant::now();
                 // Pairs of handoffs: main resumes, helper resumes.
                 for _ in 0..iters.div_ceil(2) {
-                    resume_once(&mut instance);
-                    to_helper.send(instance).unwrap();
-                    instance = main_rx.recv().unwrap();
+                    resume_once(&mut store, instance);
+                    to_helper.send(store).unwrap();
+                    store = main_rx.recv().unwrap();
                 }
                 let elapsed = start.elapsed();
-                slot = Some(instance);
+                slot = Some(store);
                 elapsed.mul_f64(iters as f64 / (iters.div_ceil(2) * 2) as f64)
             })
         });
@@ -331,18 +371,15 @@ fn resets(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     for (label, pages) in [("64KiB", 1u32), ("1MiB", 16)] {
         let wat = RESETTABLE.replace("{pages}", &pages.to_string());
-        let mut instance = instantiate(&engine, &wat);
-        let dirty: TypedFunc<(), ()> = instance.typed_func("dirty").unwrap();
+        let (mut store, instance) = instantiate(&engine, &wat);
+        let dirty: TypedFunc<(), ()> = instance.get_typed_func(&store, "dirty").unwrap();
+        let memory = instance.get_memory(&store, "memory").unwrap();
         let size = pages as usize * 65536;
-        dirty.call(&mut instance, ()).unwrap();
-        assert!(instance
-            .memory("memory")
-            .unwrap()
-            .iter()
-            .all(|&b| b == 0xab));
-        instance.reset().unwrap();
+        dirty.call(&mut store, ()).unwrap();
+        assert!(memory.data(&store).iter().all(|&b| b == 0xab));
+        store.reset().unwrap();
         {
-            let memory = instance.memory("memory").unwrap();
+            let memory = memory.data(&store);
             assert_eq!(memory.len(), size);
             assert_eq!(&memory[1024..1044], b"backstop reset image");
             assert!(memory[..1024].iter().all(|&b| b == 0));
@@ -354,9 +391,9 @@ fn resets(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    dirty.call(&mut instance, ()).unwrap();
+                    dirty.call(&mut store, ()).unwrap();
                     let start = Instant::now();
-                    instance.reset().unwrap();
+                    store.reset().unwrap();
                     total += start.elapsed();
                 }
                 total
@@ -367,18 +404,18 @@ fn resets(c: &mut Criterion) {
         // dirty).
         group.bench_function(format!("{label}_dirty_then_reset"), |b| {
             b.iter(|| {
-                dirty.call(&mut instance, ()).unwrap();
-                instance.reset().unwrap();
+                dirty.call(&mut store, ()).unwrap();
+                store.reset().unwrap();
             })
         });
         // Dirty alone (the memory stays dirty and mapped between calls).
         group.bench_function(format!("{label}_dirty_only"), |b| {
-            b.iter(|| dirty.call(&mut instance, ()).unwrap())
+            b.iter(|| dirty.call(&mut store, ()).unwrap())
         });
         // Reset of a memory that is already clean.
-        instance.reset().unwrap();
+        store.reset().unwrap();
         group.bench_function(format!("{label}_clean"), |b| {
-            b.iter(|| instance.reset().unwrap())
+            b.iter(|| store.reset().unwrap())
         });
     }
     group.finish();
@@ -416,7 +453,8 @@ const KILLABLE: &str = r#"
         (call $started) (call $tree (i32.const 60))))
 "#;
 
-/// A guest thread that owns an instance and runs one export per request,
+/// A guest thread that owns a store with one instance and runs one export
+/// per request,
 /// reporting when the call returned.
 struct Victim {
     go: mpsc::Sender<()>,
@@ -441,12 +479,13 @@ fn spawn_victim(export: &'static str, interrupt_checks: bool) -> Victim {
                 flag.store(true, Ordering::Release);
             })
             .unwrap();
-        let mut instance = linker.instantiate(&module, ()).unwrap();
-        let func = instance.get_func(export).unwrap();
+        let mut store = Store::new(&engine, ());
+        let instance = linker.instantiate(&mut store, &module).unwrap();
+        let func = instance.get_func(&store, export).unwrap();
         while go_rx.recv().is_ok() {
-            // Made while idle: targets the next run.
-            switch_tx.send(instance.kill_switch()).unwrap();
-            let result = instance.call_func(&func, &[]);
+            // Made while idle: targets the store's next run.
+            switch_tx.send(store.kill_switch()).unwrap();
+            let result = func.call(&mut store, &[]);
             let end = Instant::now();
             assert!(matches!(result, Err(Error::Killed)), "{result:?}");
             done_tx.send(end).unwrap();
@@ -652,27 +691,28 @@ fn host_sieve(n: usize) -> i32 {
 fn kernel(engine: &Engine, kernel: &str) -> Box<dyn FnMut()> {
     match kernel {
         "fib" => {
-            let mut instance = instantiate(engine, FIB);
-            let fib: TypedFunc<i32, i32> = instance.typed_func("fib").unwrap();
-            assert_eq!(fib.call(&mut instance, 30).unwrap(), 832_040);
+            let (mut store, instance) = instantiate(engine, FIB);
+            let fib: TypedFunc<i32, i32> = instance.get_typed_func(&store, "fib").unwrap();
+            assert_eq!(fib.call(&mut store, 30).unwrap(), 832_040);
             Box::new(move || {
-                black_box(fib.call(&mut instance, black_box(30)).unwrap());
+                black_box(fib.call(&mut store, black_box(30)).unwrap());
             })
         }
         "sieve" => {
-            let mut instance = instantiate(engine, SIEVE);
-            let sieve: TypedFunc<i32, i32> = instance.typed_func("sieve").unwrap();
+            let (mut store, instance) = instantiate(engine, SIEVE);
+            let sieve: TypedFunc<i32, i32> = instance.get_typed_func(&store, "sieve").unwrap();
             let primes = host_sieve(SIEVE_N as usize);
-            assert_eq!(sieve.call(&mut instance, SIEVE_N).unwrap(), primes);
+            assert_eq!(sieve.call(&mut store, SIEVE_N).unwrap(), primes);
             Box::new(move || {
-                black_box(sieve.call(&mut instance, black_box(SIEVE_N)).unwrap());
+                black_box(sieve.call(&mut store, black_box(SIEVE_N)).unwrap());
             })
         }
         "matmul" => {
-            let mut instance = instantiate(engine, MATMUL);
+            let (mut store, instance) = instantiate(engine, MATMUL);
             let bytes = N * N * 8;
+            let memory = instance.get_memory(&store, "memory").unwrap();
             {
-                let memory = instance.memory_mut("memory").unwrap();
+                let memory = memory.data_mut(&mut store);
                 for idx in 0..N * N {
                     let a = (idx % 7) as f64 * 0.5 + 1.0;
                     let b = (idx % 5) as f64 * 0.25 - 0.5;
@@ -680,11 +720,12 @@ fn kernel(engine: &Engine, kernel: &str) -> Box<dyn FnMut()> {
                     memory[bytes + idx * 8..bytes + idx * 8 + 8].copy_from_slice(&b.to_le_bytes());
                 }
             }
-            let matmul: TypedFunc<(i32, i32, i32), ()> = instance.typed_func("matmul").unwrap();
+            let matmul: TypedFunc<(i32, i32, i32), ()> =
+                instance.get_typed_func(&store, "matmul").unwrap();
             let args = (0, bytes as i32, 2 * bytes as i32);
-            matmul.call(&mut instance, args).unwrap();
+            matmul.call(&mut store, args).unwrap();
             {
-                let memory = instance.memory("memory").unwrap();
+                let memory = memory.data(&store);
                 let read =
                     |off: usize| f64::from_le_bytes(memory[off..off + 8].try_into().unwrap());
                 for (i, j) in [(0, 0), (17, 203), (255, 255)] {
@@ -694,7 +735,7 @@ fn kernel(engine: &Engine, kernel: &str) -> Box<dyn FnMut()> {
                     assert_eq!(read(2 * bytes + (i * N + j) * 8), expected);
                 }
             }
-            Box::new(move || matmul.call(&mut instance, black_box(args)).unwrap())
+            Box::new(move || matmul.call(&mut store, black_box(args)).unwrap())
         }
         _ => unreachable!(),
     }

@@ -2,11 +2,12 @@
 //! compute-bound guest code, traps and instantiation.
 //!
 //! Run with `cargo bench --bench runtime`. Each benchmark keeps its setup
-//! (compiling, linking, instantiating, resolving a `TypedFunc`) outside the
-//! measured closure unless setup is what it measures (`instantiate/small`).
+//! (compiling, linking, creating a store and instantiating in it, resolving
+//! a `TypedFunc`) outside the measured closure unless setup is what it
+//! measures (`instantiate/small`, which creates a store per instance).
 //! See BENCHMARKS.md for results and the wasmtime reference figures.
 
-use backstop::{Config, Engine, Instance, Linker, Module, TypedFunc};
+use backstop::{Config, Engine, Instance, Linker, Module, Store, TypedFunc};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
 
@@ -18,11 +19,14 @@ const N: usize = 256;
 
 type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
-fn instantiate(engine: &Engine, wat: &str) -> Instance<()> {
+/// A store of its own holding one instance of `wat`.
+fn instantiate(engine: &Engine, wat: &str) -> (Store<()>, Instance) {
     let module = Module::new(engine, wat).expect("benchmark module compiles");
-    Linker::new(engine)
-        .instantiate(&module, ())
-        .expect("benchmark module instantiates")
+    let mut store = Store::new(engine, ());
+    let instance = Linker::new(engine)
+        .instantiate(&mut store, &module)
+        .expect("benchmark module instantiates");
+    (store, instance)
 }
 
 /// `call/*`: the cost of crossing the host/guest boundary.
@@ -32,13 +36,13 @@ fn calls(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
 
     // Host -> guest: a root call of `() -> ()` through a pre-resolved
-    // TypedFunc. Each call switches to the instance's guest stack, runs
-    // under catch_unwind and checks/updates the instance state.
+    // TypedFunc. Each call switches to the store's guest stack, runs
+    // under catch_unwind and checks/updates the store's run state.
     {
-        let mut instance = instantiate(&engine, r#"(module (func (export "nop")))"#);
-        let nop: TypedFunc<(), ()> = instance.typed_func("nop").unwrap();
+        let (mut store, instance) = instantiate(&engine, r#"(module (func (export "nop")))"#);
+        let nop: TypedFunc<(), ()> = instance.get_typed_func(&store, "nop").unwrap();
         group.bench_function("host_to_guest_unit", |b| {
-            b.iter(|| nop.call(&mut instance, ()).unwrap())
+            b.iter(|| nop.call(&mut store, ()).unwrap())
         });
     }
 
@@ -81,16 +85,17 @@ fn guest_to_host(group: &mut Group<'_>, engine: &Engine, name: &str) {
     linker
         .func_wrap("host", "inc", |x: i32| x.wrapping_add(1))
         .unwrap();
-    let mut instance = linker.instantiate(&module, ()).unwrap();
-    let run: TypedFunc<i32, i32> = instance.typed_func("run").unwrap();
+    let mut store = Store::new(engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    let run: TypedFunc<i32, i32> = instance.get_typed_func(&store, "run").unwrap();
     assert_eq!(
-        run.call(&mut instance, GUEST_TO_HOST_CALLS).unwrap(),
+        run.call(&mut store, GUEST_TO_HOST_CALLS).unwrap(),
         GUEST_TO_HOST_CALLS
     );
     group.throughput(Throughput::Elements(GUEST_TO_HOST_CALLS as u64));
     group.bench_function(name, |b| {
         b.iter(|| {
-            run.call(&mut instance, black_box(GUEST_TO_HOST_CALLS))
+            run.call(&mut store, black_box(GUEST_TO_HOST_CALLS))
                 .unwrap()
         })
     });
@@ -121,11 +126,11 @@ const FIB_LE2: &str = r#"
 "#;
 
 fn fib(group: &mut Group<'_>, engine: &Engine, name: &str, wat: &str) {
-    let mut instance = instantiate(engine, wat);
-    let fib: TypedFunc<i32, i32> = instance.typed_func("fib").unwrap();
-    assert_eq!(fib.call(&mut instance, 32).unwrap(), 2_178_309);
+    let (mut store, instance) = instantiate(engine, wat);
+    let fib: TypedFunc<i32, i32> = instance.get_typed_func(&store, "fib").unwrap();
+    assert_eq!(fib.call(&mut store, 32).unwrap(), 2_178_309);
     group.bench_function(name, |b| {
-        b.iter(|| fib.call(&mut instance, black_box(32)).unwrap())
+        b.iter(|| fib.call(&mut store, black_box(32)).unwrap())
     });
 }
 
@@ -233,10 +238,11 @@ fn matmul(group: &mut Group<'_>, engine: &Engine, name: &str, kernel: &str) {
         "#,
         kernel = kernel.replace("{n}", &N.to_string())
     );
-    let mut instance = instantiate(engine, &wat);
+    let (mut store, instance) = instantiate(engine, &wat);
     let bytes = N * N * 8;
+    let memory = instance.get_memory(&store, "memory").unwrap();
     {
-        let memory = instance.memory_mut("memory").unwrap();
+        let memory = memory.data_mut(&mut store);
         for idx in 0..N * N {
             let a = (idx % 7) as f64 * 0.5 + 1.0;
             let b = (idx % 5) as f64 * 0.25 - 0.5;
@@ -244,11 +250,11 @@ fn matmul(group: &mut Group<'_>, engine: &Engine, name: &str, kernel: &str) {
             memory[bytes + idx * 8..bytes + idx * 8 + 8].copy_from_slice(&b.to_le_bytes());
         }
     }
-    let matmul: TypedFunc<(i32, i32, i32), ()> = instance.typed_func("matmul").unwrap();
+    let matmul: TypedFunc<(i32, i32, i32), ()> = instance.get_typed_func(&store, "matmul").unwrap();
     let args = (0, bytes as i32, 2 * bytes as i32);
-    matmul.call(&mut instance, args).unwrap();
+    matmul.call(&mut store, args).unwrap();
     {
-        let memory = instance.memory("memory").unwrap();
+        let memory = memory.data(&store);
         let read = |off: usize| f64::from_le_bytes(memory[off..off + 8].try_into().unwrap());
         for (i, j) in [(0, 0), (17, 203), (255, 255)] {
             let expected = (0..N).fold(0.0, |sum, k| {
@@ -262,7 +268,7 @@ fn matmul(group: &mut Group<'_>, engine: &Engine, name: &str, kernel: &str) {
         }
     }
     group.bench_function(name, |b| {
-        b.iter(|| matmul.call(&mut instance, black_box(args)).unwrap())
+        b.iter(|| matmul.call(&mut store, black_box(args)).unwrap())
     });
 }
 
@@ -272,45 +278,47 @@ fn traps(c: &mut Criterion) {
     let engine = Engine::default();
     let mut group = c.benchmark_group("trap");
     group.measurement_time(Duration::from_secs(3));
-    let mut instance = instantiate(&engine, r#"(module (func (export "boom") unreachable))"#);
-    let boom: TypedFunc<(), ()> = instance.typed_func("boom").unwrap();
-    let err = boom.call(&mut instance, ()).unwrap_err();
+    let (mut store, instance) =
+        instantiate(&engine, r#"(module (func (export "boom") unreachable))"#);
+    let boom: TypedFunc<(), ()> = instance.get_typed_func(&store, "boom").unwrap();
+    let err = boom.call(&mut store, ()).unwrap_err();
     assert_eq!(
         err.trap_code(),
         Some(backstop::TrapCode::UnreachableCodeReached)
     );
     group.bench_function("unreachable", |b| {
-        b.iter(|| black_box(boom.call(&mut instance, ()).is_err()))
+        b.iter(|| black_box(boom.call(&mut store, ()).is_err()))
     });
 
     // The SIGSEGV path: an out-of-bounds load faults on the memory guard.
-    let mut oob_instance = instantiate(
+    let (mut oob_store, oob_instance) = instantiate(
         &engine,
         r#"(module (memory 1) (func (export "oob") (result i32) (i32.load (i32.const 70000))))"#,
     );
-    let oob: TypedFunc<(), i32> = oob_instance.typed_func("oob").unwrap();
+    let oob: TypedFunc<(), i32> = oob_instance.get_typed_func(&oob_store, "oob").unwrap();
     assert_eq!(
-        oob.call(&mut oob_instance, ()).unwrap_err().trap_code(),
+        oob.call(&mut oob_store, ()).unwrap_err().trap_code(),
         Some(backstop::TrapCode::MemoryOutOfBounds)
     );
     group.bench_function("oob_load", |b| {
-        b.iter(|| black_box(oob.call(&mut oob_instance, ()).is_err()))
+        b.iter(|| black_box(oob.call(&mut oob_store, ()).is_err()))
     });
 
     // The same trap without the Wasm backtrace capture: the difference is
     // capture's share of a trap.
     let quiet = Engine::new(Config::new().wasm_backtrace(false)).unwrap();
-    let mut instance = instantiate(&quiet, r#"(module (func (export "boom") unreachable))"#);
-    let boom: TypedFunc<(), ()> = instance.typed_func("boom").unwrap();
+    let (mut store, instance) =
+        instantiate(&quiet, r#"(module (func (export "boom") unreachable))"#);
+    let boom: TypedFunc<(), ()> = instance.get_typed_func(&store, "boom").unwrap();
     assert!(boom
-        .call(&mut instance, ())
+        .call(&mut store, ())
         .unwrap_err()
         .as_trap()
         .unwrap()
         .backtrace()
         .is_none());
     group.bench_function("unreachable_no_backtrace", |b| {
-        b.iter(|| black_box(boom.call(&mut instance, ()).is_err()))
+        b.iter(|| black_box(boom.call(&mut store, ()).is_err()))
     });
     group.finish();
 }
@@ -318,6 +326,11 @@ fn traps(c: &mut Criterion) {
 /// `instantiate/small`: instantiating (and dropping) an instance of a
 /// module with a 1-page memory, a table and 4 globals. Includes the guest
 /// stack and the memory reservation, and their release on drop.
+///
+/// Each iteration creates a store, instantiates the module in it and drops
+/// the store, as an embedder running one instance per store does: an
+/// instance is freed only with its store, so the store's creation and drop
+/// are part of the measured cost (as the guest stack, now the store's, is).
 fn instantiation(c: &mut Criterion) {
     let engine = Engine::default();
     let mut group = c.benchmark_group("instantiate");
@@ -339,7 +352,13 @@ fn instantiation(c: &mut Criterion) {
     .unwrap();
     let linker: Linker<()> = Linker::new(&engine);
     group.bench_function("small", |b| {
-        b.iter(|| linker.instantiate(&module, ()).unwrap())
+        b.iter(|| {
+            let mut store = Store::new(&engine, ());
+            let instance = linker.instantiate(&mut store, &module).unwrap();
+            // Returned so that criterion drops the store (and the instance)
+            // inside the measured loop, as before.
+            (store, instance)
+        })
     });
     group.finish();
 }

@@ -3,7 +3,7 @@
 //! `backstop_demo_breakpoint` and `bt` shows the Wasm functions by name,
 //! interleaved with the host frames, down to `main` (tests/gdb.rs does this).
 
-use backstop::{Caller, Engine, Linker, Module};
+use backstop::{Caller, Engine, Linker, Module, Store};
 
 /// Where the debugger stops.
 #[no_mangle]
@@ -37,8 +37,9 @@ pub fn main() -> Result<(), backstop::Error> {
             }
         },
     )?;
-    let mut instance = linker.instantiate(&module, ())?;
-    let result: i32 = instance.call("outer", 1)?;
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module)?;
+    let result: i32 = instance.call(&mut store, "outer", 1)?;
     println!("two segments deep and back: {result}");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The smallest Backstop embedding: compile a module given as text, link a
 //! host function, call an export, print the result.
 
-use backstop::{Engine, Linker, Module};
+use backstop::{Engine, Linker, Module, Store};
 
 pub fn main() -> Result<(), backstop::Error> {
     let engine = Engine::default();
@@ -21,8 +21,9 @@ pub fn main() -> Result<(), backstop::Error> {
         println!("hello from the host, called by guest with {who}");
     })?;
 
-    let mut instance = linker.instantiate(&module, ())?;
-    let answer: i32 = instance.call("answer", (6, 7))?;
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module)?;
+    let answer: i32 = instance.call(&mut store, "answer", (6, 7))?;
     println!("the guest says 6 * 7 = {answer}");
     Ok(())
 }

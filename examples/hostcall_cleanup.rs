@@ -5,7 +5,7 @@
 //! outermost host frame is free again. Then the same instance is called
 //! again, and answers.
 
-use backstop::{Caller, Engine, Error, Linker, Module};
+use backstop::{Caller, Engine, Error, Linker, Module, Store};
 use std::sync::{Arc, Mutex};
 
 /// A resource a host function holds; its destructor reports itself.
@@ -67,9 +67,10 @@ pub fn main() -> Result<(), Error> {
         )?;
     }
 
-    let mut instance = linker.instantiate(&module, ())?;
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module)?;
     println!("calling run(2): guest -> host -> guest -> host -> guest -> host");
-    match instance.call::<i32, ()>("run", 2) {
+    match instance.call::<i32, ()>(&mut store, "run", 2) {
         Err(Error::Terminated(details)) => {
             let reason = details.downcast::<&str>().expect("a &str reason");
             println!("call returned Error::Terminated({reason:?})");
@@ -83,7 +84,7 @@ pub fn main() -> Result<(), Error> {
     println!("the lock held by the outermost host frame is free again");
 
     // The instance is still usable: call it again.
-    let sum: i32 = instance.call("add", (2, 3))?;
+    let sum: i32 = instance.call(&mut store, "add", (2, 3))?;
     println!("calling add(2, 3) on the same instance returned {sum}");
     assert_eq!(sum, 5, "the instance still runs guest code");
     println!("and the instance is still usable");

@@ -2,7 +2,7 @@
 //! thread by its kill switch; the call returns `Error::Killed`, and the
 //! instance can run again.
 
-use backstop::{Engine, Error, KillOutcome, Linker, Module};
+use backstop::{Engine, Error, KillOutcome, Linker, Module, Store};
 use std::time::{Duration, Instant};
 
 pub fn main() -> Result<(), Error> {
@@ -16,9 +16,10 @@ pub fn main() -> Result<(), Error> {
         "#,
     )?;
     let linker: Linker<()> = Linker::new(&engine);
-    let mut instance = linker.instantiate(&module, ())?;
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module)?;
 
-    let switch = instance.kill_switch();
+    let switch = store.kill_switch();
     let timer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
         let fired_at = Instant::now();
@@ -26,7 +27,7 @@ pub fn main() -> Result<(), Error> {
     });
 
     println!("running an infinite loop with a 100 ms timeout...");
-    let result = instance.call::<(), ()>("forever", ());
+    let result = instance.call::<(), ()>(&mut store, "forever", ());
     let stopped_at = Instant::now();
     let (outcome, fired_at) = timer.join().expect("the timer thread");
     assert!(matches!(result, Err(Error::Killed)), "{result:?}");
@@ -41,7 +42,7 @@ pub fn main() -> Result<(), Error> {
     );
     println!(
         "the instance runs again: quick() = {}",
-        instance.call::<(), i32>("quick", ())?
+        instance.call::<(), i32>(&mut store, "quick", ())?
     );
     Ok(())
 }

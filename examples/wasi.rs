@@ -3,7 +3,7 @@
 //! exit code.
 
 use backstop::wasi::{self, WasiCtx, WasiCtxBuilder, WritePipe};
-use backstop::{Engine, Error, Linker, Module};
+use backstop::{Engine, Error, Linker, Module, Store};
 
 struct State {
     wasi: WasiCtx,
@@ -27,8 +27,9 @@ pub fn main() -> Result<(), Error> {
         .env("GREETING", "embedded")
         .stdout(stdout.clone())
         .build();
-    let mut instance = linker.instantiate(&module, State { wasi: ctx })?;
-    let code = wasi::run(&mut instance)?;
+    let mut store = Store::new(&engine, State { wasi: ctx });
+    let instance = linker.instantiate(&mut store, &module)?;
+    let code = wasi::run(&mut store, instance)?;
 
     let captured = stdout.contents_string();
     println!("the guest exited with {code} and wrote:");

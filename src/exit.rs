@@ -98,9 +98,9 @@ pub(crate) struct CurrentRun {
     pub(crate) capture_backtraces: bool,
 }
 
-// SAFETY: the pointers lead into the instance that holds this record (its
+// SAFETY: the pointers lead into the store that holds this record (its
 // fiber state and its kill state), which moves between threads as a whole;
-// they are only dereferenced by the thread that runs that instance.
+// they are only dereferenced by the thread that runs that store.
 unsafe impl Send for CurrentRun {}
 // SAFETY: a shared record only hands out copies of the pointers; see above.
 unsafe impl Sync for CurrentRun {}
@@ -115,7 +115,7 @@ impl CurrentRun {
 }
 
 thread_local! {
-    /// The current run's record (in its instance), or null.
+    /// The current run's record (in its store), or null.
     static CURRENT_RUN: Cell<*const CurrentRun> = const { Cell::new(std::ptr::null()) };
 }
 
@@ -131,7 +131,7 @@ pub(crate) fn swap_current_run(run: *const CurrentRun) -> *const CurrentRun {
 /// functions that are never inlined into code that may change threads.
 #[inline]
 fn current_run() -> Option<CurrentRun> {
-    // SAFETY: a non-null record is the running root's, in its instance,
+    // SAFETY: a non-null record is the running root's, in its store,
     // which outlives the run (`swap_current_run` puts the outer one back
     // when the run returns).
     unsafe { CURRENT_RUN.with(Cell::get).as_ref() }.copied()
@@ -141,7 +141,7 @@ fn current_run() -> Option<CurrentRun> {
 /// stopped now: for the interrupt signal's handler, async-signal-safe (a
 /// thread-local read and atomic loads).
 pub(crate) fn current_run_to_interrupt() -> Option<&'static KillShared> {
-    // SAFETY: a non-null record is the running root's, in its instance,
+    // SAFETY: a non-null record is the running root's, in its store,
     // whose kill state (an Arc it holds) outlives the run; the handler
     // that asks uses it only until it returns, within the run.
     let kill = unsafe { CURRENT_RUN.with(Cell::get).as_ref()?.kill.as_ref()? };
@@ -164,7 +164,7 @@ pub(crate) fn trap_in_guest_code(mut trap: Trap, pc: usize, fp: usize) -> ! {
         Some(run) if !run.fiber.is_null() => run,
         _ => raise(GuestExit::Trap(trap)),
     };
-    // SAFETY: the record's `kill` is an Arc its instance holds for the run.
+    // SAFETY: the record's `kill` is an Arc its store holds for the run.
     let nothing_to_unwind =
         unsafe { (*run.kill).host_frames.load(Ordering::Relaxed) } == 0 && !is_pending();
     if !nothing_to_unwind {

@@ -1,6 +1,6 @@
-//! Memories, tables and globals: the storage compiled code reaches through
-//! the vmctx, and the public handles (`Memory`, `Table`, `Global`) embedders
-//! use to create, share and inspect them.
+//! The storage of memories, tables and globals: what compiled code reaches
+//! through the vmctx. A store owns each of them (boxed, so they never
+//! move); the public handles in `handles.rs` name them by index.
 //!
 //! A memory is one virtual reservation that never moves: its first
 //! `length` bytes are read-write, the rest of the reservation and the guard
@@ -9,25 +9,23 @@
 //! funcref, a host handle for externref, 0 for null). A global is 16 bytes of
 //! storage.
 //!
-//! Sharing rule: handles are `Send + Sync` so instances that import them can
-//! move between threads, but a memory, table or global shared by several
-//! instances must not be used by two of them at the same time (as with any
-//! non-shared Wasm memory). The runtime does not lock the hot paths.
+//! Nothing here is `Sync`: the store that owns an item is used by one
+//! thread at a time, and every access (guest code, builtins, handles) runs
+//! under that store, so the interior mutability is never raced. Growth
+//! asks the store's `StoreResources` first.
 
-use crate::group::Group;
-use crate::values::Val;
+use crate::limits::StoreResources;
 use crate::{Engine, Error};
 use backstop_jit::{GlobalType, MemoryType, TableType};
-use parking_lot::Mutex;
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-const WASM_PAGE: usize = 65536;
+pub(crate) const WASM_PAGE: usize = 65536;
 /// The most elements a table may have, whatever its declared maximum.
-const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
+pub(crate) const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
 
-/// The contents of a memory at one moment, for `Instance::reset`: its size,
+/// The contents of a memory at one moment, for `Store::reset`: its size,
 /// and the 4 KiB chunks that were not all zero.
 pub(crate) struct MemoryChunks {
     pub(crate) bytes: usize,
@@ -69,67 +67,54 @@ pub(crate) struct VMMemoryDefinition {
     pub(crate) length: AtomicUsize,
 }
 
-pub(crate) struct MemoryInner {
-    engine: Engine,
-    definition: VMMemoryDefinition,
-    mapping_size: usize,
-    ty: MemoryType,
-    max_pages: u32,
-    grow_lock: Mutex<()>,
-    /// Room for the owning instance's guest stack at the end of the
-    /// mapping, past the reservation and its guard (offset from `base`,
-    /// length), and whether a stack has taken it (see `new_with_stack_room`).
-    stack_room: Option<(usize, usize)>,
-    stack_room_taken: std::sync::atomic::AtomicBool,
+/// A memory's mapping: unmapped when the last owner (the memory, or the
+/// guest stack that lives in its tail) lets go. Plain integers, so it is
+/// `Send + Sync` without a promise of ours.
+struct Mapping {
+    base: usize,
+    size: usize,
 }
 
-// SAFETY: the mapping is owned by this value and freed only on drop; the
-// length is atomic and growth is serialised by `grow_lock`. Concurrent use of
-// the bytes by two instances is excluded by the sharing rule in the header.
-unsafe impl Send for MemoryInner {}
-// SAFETY: as above.
-unsafe impl Sync for MemoryInner {}
-
-impl Drop for MemoryInner {
+impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: the mapping was created by `mmap` with this size in
-        // `Memory::new` and nothing can use it once the last handle is gone.
+        // SAFETY: `base` and `size` are those of an `mmap` made for this
+        // value alone, and its last owner is gone.
         unsafe {
-            libc::munmap(self.definition.base.cast(), self.mapping_size);
+            libc::munmap(self.base as *mut libc::c_void, self.size);
         }
     }
 }
 
-/// A linear memory. Cheap to clone (the clones share the memory).
-#[derive(Clone)]
-pub struct Memory {
-    pub(crate) inner: Arc<MemoryInner>,
+/// A linear memory's storage.
+pub(crate) struct MemoryStorage {
+    definition: VMMemoryDefinition,
+    mapping: Arc<Mapping>,
+    ty: MemoryType,
+    max_pages: u32,
+    /// Room for the store's guest stack at the end of the mapping, past
+    /// the reservation and its guard (offset from `base`, length), and
+    /// whether a stack has taken it (see `new_with_stack_room`).
+    stack_room: Option<(usize, usize)>,
+    stack_room_taken: Cell<bool>,
+    /// The owning store's counts, asked before every grow.
+    resources: *const StoreResources,
 }
 
-impl std::fmt::Debug for Memory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Memory({}, {} pages)", self.inner.ty, self.size_pages())
-    }
-}
-
-impl Memory {
-    /// A new memory of type `ty`, with `ty.minimum` zeroed pages.
-    pub fn new(engine: &Engine, ty: MemoryType) -> Result<Memory, Error> {
-        Memory::new_with_stack_room(engine, ty, 0)
-    }
-
-    /// Like `new`, with `stack_room` bytes (whole pages) more at the end of
-    /// the mapping, past the reservation and a guard of at least a page,
-    /// for the instance's guest stack (`take_stack_room`). One mapping for
-    /// both saves the kernel mappings: the memory's trailing guard is the
-    /// stack's guard, so an instance costs 3 mappings instead of 4. Guest
-    /// accesses cannot reach the room: compiled code checks bounds
-    /// explicitly wherever an access could pass the reservation and guard.
-    pub(crate) fn new_with_stack_room(
+impl MemoryStorage {
+    /// A new memory of type `ty` with `ty.minimum` zeroed pages, counted
+    /// against `resources` (which must outlive it), and `stack_room` bytes
+    /// (whole pages) more at the end of the mapping, past the reservation
+    /// and a guard of at least a page, for the store's guest stack
+    /// (`take_stack_room`). One mapping for both saves kernel mappings: the
+    /// memory's trailing guard is the stack's guard. Guest accesses cannot
+    /// reach the room: compiled code checks bounds explicitly wherever an
+    /// access could pass the reservation and guard.
+    pub(crate) fn new(
         engine: &Engine,
         ty: MemoryType,
         stack_room: usize,
-    ) -> Result<Memory, Error> {
+        resources: &StoreResources,
+    ) -> Result<MemoryStorage, Error> {
         let config = engine.config();
         let reservation = config.memory_layout.reservation;
         let limit_pages = (reservation / WASM_PAGE as u64).min(u64::from(config.max_memory_pages));
@@ -142,9 +127,6 @@ impl Memory {
         }
         let page = backstop_asm::page_size();
         let guarded = (reservation + config.memory_layout.guard) as usize;
-        // The stack needs a guard of its own below it when the memory's is
-        // less than a page (a memory grown to its whole reservation would
-        // otherwise touch the stack).
         let room_start = guarded
             .max(reservation as usize + page)
             .next_multiple_of(page);
@@ -156,8 +138,7 @@ impl Memory {
                 Error::Resource("a memory reservation and stack overflow usize".into())
             })?
         };
-        // SAFETY: a fresh anonymous mapping with no access; nothing else
-        // refers to it.
+        // SAFETY: a fresh anonymous reservation; nothing else refers to it.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -175,55 +156,71 @@ impl Memory {
                 std::io::Error::last_os_error(),
             ));
         }
-        let memory = Memory {
-            inner: Arc::new(MemoryInner {
-                engine: engine.clone(),
-                definition: VMMemoryDefinition {
-                    base: base.cast(),
-                    length: AtomicUsize::new(0),
-                },
-                mapping_size,
-                ty,
-                max_pages,
-                grow_lock: Mutex::new(()),
-                stack_room: (stack_room > 0).then_some((room_start, stack_room)),
-                stack_room_taken: std::sync::atomic::AtomicBool::new(false),
+        let memory = MemoryStorage {
+            definition: VMMemoryDefinition {
+                base: base.cast(),
+                length: AtomicUsize::new(0),
+            },
+            mapping: Arc::new(Mapping {
+                base: base as usize,
+                size: mapping_size,
             }),
+            ty,
+            max_pages,
+            stack_room: (stack_room > 0).then_some((room_start, stack_room)),
+            stack_room_taken: Cell::new(false),
+            resources,
         };
-        if ty.minimum > 0 && memory.grow_pages(ty.minimum).is_none() {
-            // Read at once: nothing since the failed mprotect sets errno.
-            return Err(crate::mappings::mapping_failure(
-                &format!("commit {} pages of linear memory", ty.minimum),
-                std::io::Error::last_os_error(),
-            ));
+        if ty.minimum > 0 {
+            if memory.over_limit(ty.minimum) {
+                return Err(Error::Resource(format!(
+                    "a memory of {} pages is above the store's limit of {} bytes of memory",
+                    ty.minimum,
+                    resources.limits().memory_bytes.unwrap_or_default()
+                )));
+            }
+            if memory.grow_pages(ty.minimum).is_none() {
+                return Err(crate::mappings::mapping_failure(
+                    &format!("commit {} pages of linear memory", ty.minimum),
+                    std::io::Error::last_os_error(),
+                ));
+            }
         }
         Ok(memory)
     }
 
-    /// The memory's type as declared (its minimum is the initial size).
-    pub fn ty(&self) -> MemoryType {
-        self.inner.ty
+    /// Whether `pages` more pages would pass the store's memory limit.
+    fn over_limit(&self, pages: u32) -> bool {
+        // SAFETY: the store owns both and outlives this memory.
+        let resources = unsafe { &*self.resources };
+        let used = resources.usage().memory_bytes;
+        resources
+            .limits()
+            .memory_bytes
+            .is_some_and(|limit| used + u64::from(pages) * WASM_PAGE as u64 > limit)
     }
 
-    /// A guest stack in this memory's stack room, if it has one not yet
-    /// taken (`new_with_stack_room`); the stack keeps the memory's mapping
-    /// alive.
+    pub(crate) fn ty(&self) -> MemoryType {
+        self.ty
+    }
+
+    /// The guest stack in this memory's stack room, if it has room for
+    /// `usable_size` bytes not taken yet.
     pub(crate) fn take_stack_room(
         &self,
         usable_size: usize,
     ) -> Option<std::io::Result<backstop_asm::GuestStack>> {
-        let (offset, length) = self.inner.stack_room?;
-        if usable_size > length || self.inner.stack_room_taken.swap(true, Ordering::SeqCst) {
+        let (offset, length) = self.stack_room?;
+        if usable_size > length || self.stack_room_taken.replace(true) {
             return None;
         }
         let bottom = std::ptr::NonNull::new(self.base().wrapping_add(offset))?;
-        let keepalive: Box<dyn Send + Sync> = Box::new(self.inner.clone());
-        // SAFETY: [bottom, bottom + length) is the room at the end of this
-        // memory's mapping, inaccessible until now and used by nothing else
-        // (taken once, above); the page below it is inaccessible (the
-        // memory's guard, at least a page, never made accessible since
-        // the memory grows only within its reservation); `keepalive` holds
-        // the mapping until the stack is dropped.
+        let keepalive: Box<dyn Send + Sync> = Box::new(self.mapping.clone());
+        // SAFETY: `[bottom - page, bottom + length)` lies in this memory's
+        // mapping (made with the room at its end, past the reservation and
+        // its guard, which stay PROT_NONE); the room is handed out once
+        // (`stack_room_taken`), guest accesses never reach it, and the
+        // keepalive keeps the mapping.
         Some(unsafe {
             backstop_asm::GuestStack::in_reservation(
                 bottom,
@@ -234,49 +231,45 @@ impl Memory {
         })
     }
 
-    /// The current size in 64 KiB pages.
-    pub fn size_pages(&self) -> u32 {
+    pub(crate) fn size_pages(&self) -> u32 {
         (self.data_size() / WASM_PAGE) as u32
     }
 
-    /// The current size in bytes.
-    pub fn data_size(&self) -> usize {
-        self.inner.definition.length.load(Ordering::Acquire)
+    pub(crate) fn data_size(&self) -> usize {
+        self.definition.length.load(Ordering::Acquire)
     }
 
     pub(crate) fn base(&self) -> *mut u8 {
-        self.inner.definition.base
-    }
-
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.inner.engine
+        self.definition.base
     }
 
     pub(crate) fn definition_ptr(&self) -> *const VMMemoryDefinition {
-        &self.inner.definition
+        &self.definition
     }
 
-    /// The effective maximum in pages (declared maximum, engine limit and
-    /// reservation, whichever is smallest).
-    pub fn maximum_pages(&self) -> u32 {
-        self.inner.max_pages
+    pub(crate) fn maximum_pages(&self) -> u32 {
+        self.max_pages
     }
 
-    /// Grows the memory by `delta` pages; returns the old size in pages, or
-    /// `None` if that would pass the maximum.
+    /// Grows by `delta` pages if the type, the engine's limit and the
+    /// store's limit allow; returns the old size in pages (`memory.grow`).
     pub(crate) fn grow_pages(&self, delta: u32) -> Option<u32> {
-        let _guard = self.inner.grow_lock.lock();
         let old_bytes = self.data_size();
         let old_pages = (old_bytes / WASM_PAGE) as u32;
         let new_pages = old_pages.checked_add(delta)?;
-        if new_pages > self.inner.max_pages {
+        if new_pages > self.max_pages {
             return None;
         }
         if delta > 0 {
             let new_bytes = new_pages as usize * WASM_PAGE;
-            // SAFETY: [old_bytes, new_bytes) lies inside the reservation
-            // (new_pages <= max_pages <= reservation / page), which this
-            // memory owns.
+            let added = (new_bytes - old_bytes) as u64;
+            // SAFETY: the store owns both and outlives this memory.
+            let resources = unsafe { &*self.resources };
+            if !resources.grow_memory(added) {
+                return None;
+            }
+            // SAFETY: the new range lies inside the reservation (at most
+            // `max_pages`, which the reservation covers).
             let rc = unsafe {
                 libc::mprotect(
                     self.base().add(old_bytes).cast(),
@@ -285,25 +278,12 @@ impl Memory {
                 )
             };
             if rc != 0 {
+                resources.shrink_memory(added);
                 return None;
             }
-            self.inner
-                .definition
-                .length
-                .store(new_bytes, Ordering::Release);
+            self.definition.length.store(new_bytes, Ordering::Release);
         }
         Some(old_pages)
-    }
-
-    /// Grows the memory by `delta` pages and returns the old size in pages.
-    pub fn grow(&self, delta: u32) -> Result<u32, Error> {
-        self.grow_pages(delta).ok_or_else(|| {
-            Error::Resource(format!(
-                "cannot grow memory of {} pages by {delta} (maximum {})",
-                self.size_pages(),
-                self.inner.max_pages
-            ))
-        })
     }
 
     fn check_range(&self, offset: usize, len: usize) -> Result<(), Error> {
@@ -316,7 +296,7 @@ impl Memory {
         }
     }
 
-    /// Records the non-zero 4 KiB chunks (reads the whole memory).
+    /// The non-zero chunks, for `Store::reset` after a start function.
     pub(crate) fn snapshot_chunks(&self) -> MemoryChunks {
         let data = self.data();
         let chunks = data
@@ -331,7 +311,6 @@ impl Memory {
         }
     }
 
-    /// Puts back what `snapshot_chunks` recorded.
     pub(crate) fn restore_chunks(&self, saved: &MemoryChunks) -> Result<(), Error> {
         self.restore(
             saved.bytes,
@@ -342,13 +321,14 @@ impl Memory {
         )
     }
 
-    /// Resizes the memory to `keep` bytes, zeroes it, and writes `writes`.
+    /// Sets the size to `keep` bytes, all zero, then writes each
+    /// `(offset, bytes)`. Accessible pages beyond `keep` become
+    /// inaccessible again and go back to the kernel.
     pub(crate) fn restore<'a>(
         &self,
         keep: usize,
         writes: impl Iterator<Item = (usize, &'a [u8])>,
     ) -> Result<(), Error> {
-        let _guard = self.inner.grow_lock.lock();
         let base = self.base();
         let length = self.data_size();
         let failed = |what: &str| {
@@ -357,26 +337,31 @@ impl Memory {
                 std::io::Error::last_os_error()
             ))
         };
-        // SAFETY: every range below lies inside this memory's reservation;
-        // the grow lock keeps the length steady, and the caller (reset)
-        // guarantees no guest code of the instance runs meanwhile.
+        // SAFETY: the store is not running guest code (reset takes it
+        // exclusively); every range lies inside the reservation.
         unsafe {
+            let resources = &*self.resources;
             if length > keep {
                 let tail = base.add(keep).cast();
                 if libc::mprotect(tail, length - keep, libc::PROT_NONE) != 0 {
                     return Err(failed("mprotect"));
                 }
                 libc::madvise(tail, length - keep, libc::MADV_DONTNEED);
-            } else if length < keep
-                && libc::mprotect(
+                resources.shrink_memory((length - keep) as u64);
+            } else if length < keep {
+                // Back to the size it had at instantiation: a reset never
+                // refuses for the limit.
+                if libc::mprotect(
                     base.add(length).cast(),
                     keep - length,
                     libc::PROT_READ | libc::PROT_WRITE,
                 ) != 0
-            {
-                return Err(failed("mprotect"));
+                {
+                    return Err(failed("mprotect"));
+                }
+                resources.force_grow_memory((keep - length) as u64);
             }
-            self.inner.definition.length.store(keep, Ordering::Release);
+            self.definition.length.store(keep, Ordering::Release);
             if keep <= RESET_MEMSET_LIMIT {
                 zero_resident_pages(base, keep);
             } else if libc::madvise(base.cast(), keep, libc::MADV_DONTNEED) != 0 {
@@ -394,10 +379,10 @@ impl Memory {
         Ok(())
     }
 
-    /// Copies bytes out of the memory.
-    pub fn read(&self, offset: usize, buffer: &mut [u8]) -> Result<(), Error> {
+    /// Copies `buffer.len()` bytes at `offset` out of the memory.
+    pub(crate) fn read(&self, offset: usize, buffer: &mut [u8]) -> Result<(), Error> {
         self.check_range(offset, buffer.len())?;
-        // SAFETY: the range was checked against the accessible length.
+        // SAFETY: the range is inside the accessible part.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.base().add(offset),
@@ -408,28 +393,30 @@ impl Memory {
         Ok(())
     }
 
-    /// Copies bytes into the memory.
-    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
+    /// Copies `data` into the memory at `offset`.
+    pub(crate) fn write(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
         self.check_range(offset, data.len())?;
-        // SAFETY: the range was checked against the accessible length.
+        // SAFETY: the range is inside the accessible part.
         unsafe {
             std::ptr::copy_nonoverlapping(data.as_ptr(), self.base().add(offset), data.len());
         }
         Ok(())
     }
 
-    /// The accessible bytes. The borrow of the instance (or caller) this
-    /// memory was reached through keeps guest code from running meanwhile.
+    /// The accessible bytes.
     pub(crate) fn data(&self) -> &[u8] {
-        // SAFETY: [base, base + length) is mapped read-write for as long as
-        // the memory lives; it never shrinks.
+        // SAFETY: the accessible part is mapped read-write; callers hold
+        // the store, so no guest code writes meanwhile.
         unsafe { std::slice::from_raw_parts(self.base(), self.data_size()) }
     }
 
+    /// The accessible bytes, mutably. The caller must hold the store
+    /// exclusively (or be a builtin of its running guest) for the slice's
+    /// lifetime, so nothing else reads or writes them meanwhile.
     #[allow(clippy::mut_from_ref)]
     pub(crate) fn data_mut(&self) -> &mut [u8] {
-        // SAFETY: as in `data`; exclusivity comes from the `&mut` borrow of
-        // the instance or caller through which the caller reached us.
+        // SAFETY: as above: exclusive use is the caller's contract (every
+        // public path takes `&mut` of the store).
         unsafe { std::slice::from_raw_parts_mut(self.base(), self.data_size()) }
     }
 }
@@ -441,38 +428,34 @@ pub(crate) struct VMTable {
     length: u32,
 }
 
-pub(crate) struct TableInner {
-    engine: Engine,
+/// A table's storage: raw elements (a `*const VMFuncRef`, a host handle,
+/// or 0 for null) and the header compiled code reads.
+pub(crate) struct TableStorage {
     vm: UnsafeCell<VMTable>,
     elements: UnsafeCell<Vec<usize>>,
     ty: TableType,
+    resources: *const StoreResources,
 }
 
-// SAFETY: see the sharing rule in the file header: a table is used by one
-// instance's thread at a time, so the unsynchronised cells are never raced.
-unsafe impl Send for TableInner {}
-// SAFETY: as above.
-unsafe impl Sync for TableInner {}
-
-/// A table of references. Cheap to clone (the clones share the table).
-#[derive(Clone)]
-pub struct Table {
-    pub(crate) inner: Arc<TableInner>,
-    pub(crate) group: Group,
-}
-
-impl std::fmt::Debug for Table {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Table({}, {} elements)", self.inner.ty, self.size())
-    }
-}
-
-impl Table {
-    pub(crate) fn new_raw(engine: &Engine, ty: TableType, init: usize) -> Result<Table, Error> {
+impl TableStorage {
+    /// A table of type `ty` with `ty.minimum` elements set to `init`,
+    /// counted against `resources` (which must outlive it).
+    pub(crate) fn new(
+        ty: TableType,
+        init: usize,
+        resources: &StoreResources,
+    ) -> Result<TableStorage, Error> {
         if ty.minimum > MAX_TABLE_ELEMENTS {
             return Err(Error::Resource(format!(
                 "table of {} elements exceeds the limit of {MAX_TABLE_ELEMENTS}",
                 ty.minimum
+            )));
+        }
+        if !resources.grow_table(u64::from(ty.minimum)) {
+            return Err(Error::Resource(format!(
+                "a table of {} elements is above the store's limit of {} table elements",
+                ty.minimum,
+                resources.limits().table_elements.unwrap_or_default()
             )));
         }
         let mut elements = vec![init; ty.minimum as usize];
@@ -480,117 +463,66 @@ impl Table {
             elements: elements.as_mut_ptr(),
             length: ty.minimum,
         };
-        Ok(Table {
-            inner: Arc::new(TableInner {
-                engine: engine.clone(),
-                vm: UnsafeCell::new(vm),
-                elements: UnsafeCell::new(elements),
-                ty,
-            }),
-            group: Group::new(),
+        Ok(TableStorage {
+            vm: UnsafeCell::new(vm),
+            elements: UnsafeCell::new(elements),
+            ty,
+            resources,
         })
     }
 
-    /// A new table of type `ty` with every element set to `init`.
-    pub fn new(engine: &Engine, ty: TableType, init: Val) -> Result<Table, Error> {
-        let table = Table::new_raw(engine, ty, 0)?;
-        let raw = table.val_to_raw(init)?;
-        // SAFETY: the table is not shared yet.
-        unsafe { (&mut *table.inner.elements.get()).fill(raw) };
-        Ok(table)
-    }
-
-    fn val_to_raw(&self, val: Val) -> Result<usize, Error> {
-        if val.ty() != self.inner.ty.element {
-            return Err(Error::InvalidArgument(format!(
-                "a {} value cannot be stored in a table of {}",
-                val.ty(),
-                self.inner.ty.element
-            )));
-        }
-        if let Val::FuncRef(Some(func)) = &val {
-            func.check_engine(&self.inner.engine)?;
-            self.group.merge(&func.group);
-        }
-        Ok(val.to_raw() as usize)
-    }
-
-    pub fn ty(&self) -> TableType {
-        self.inner.ty
-    }
-
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.inner.engine
-    }
-
-    /// The same storage without a link group, for an instance's own list:
-    /// an instance must not hold a group (that would be a cycle).
-    pub(crate) fn detached(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            group: Group::new(),
-        }
+    pub(crate) fn ty(&self) -> TableType {
+        self.ty
     }
 
     /// The current number of elements.
-    pub fn size(&self) -> u32 {
-        // SAFETY: reading the length; see the sharing rule.
-        unsafe { (*self.inner.vm.get()).length }
+    pub(crate) fn size(&self) -> u32 {
+        // SAFETY: reading the length; see the file header.
+        unsafe { (*self.vm.get()).length }
     }
 
     pub(crate) fn vm_ptr(&self) -> *mut VMTable {
-        self.inner.vm.get()
+        self.vm.get()
     }
 
     /// A copy of every element, for reset.
     pub(crate) fn elements_raw(&self) -> Vec<usize> {
-        // SAFETY: see the sharing rule.
-        unsafe { (*self.inner.elements.get()).clone() }
+        // SAFETY: see the file header.
+        unsafe { (*self.elements.get()).clone() }
     }
 
     /// Puts back a copy made by `elements_raw` (size included).
     pub(crate) fn restore_raw(&self, saved: &[usize]) {
-        // SAFETY: see the sharing rule; the VMTable is updated to the
+        // SAFETY: the resources outlive the table.
+        let resources = unsafe { &*self.resources };
+        let old = u64::from(self.size());
+        let new = saved.len() as u64;
+        if old > new {
+            resources.shrink_table(old - new);
+        } else {
+            resources.force_grow_table(new - old);
+        }
+        // SAFETY: see the file header; the VMTable is updated to the
         // (possibly moved) buffer before any code reads it again.
         unsafe {
-            let elements = &mut *self.inner.elements.get();
+            let elements = &mut *self.elements.get();
             elements.clear();
             elements.extend_from_slice(saved);
-            let vm = &mut *self.inner.vm.get();
+            let vm = &mut *self.vm.get();
             vm.elements = elements.as_mut_ptr();
             vm.length = saved.len() as u32;
         }
     }
 
     pub(crate) fn get_raw(&self, index: u32) -> Option<usize> {
-        // SAFETY: see the sharing rule; the index is checked.
-        unsafe { (&*self.inner.elements.get()).get(index as usize).copied() }
-    }
-
-    /// Element `index`, or `None` when out of bounds.
-    pub fn get(&self, index: u32) -> Option<Val> {
-        let raw = self.get_raw(index)?;
-        // SAFETY: elements of this table hold values of its element type.
-        Some(unsafe { Val::from_raw(raw as u128, self.inner.ty.element) })
-    }
-
-    /// Sets element `index`.
-    pub fn set(&self, index: u32, val: Val) -> Result<(), Error> {
-        let raw = self.val_to_raw(val)?;
-        if self.set_raw(index, raw) {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(format!(
-                "table index {index} out of bounds (size {})",
-                self.size()
-            )))
-        }
+        // SAFETY: see the file header; the index is checked.
+        unsafe { (&*self.elements.get()).get(index as usize).copied() }
     }
 
     pub(crate) fn set_raw(&self, index: u32, raw: usize) -> bool {
-        // SAFETY: see the sharing rule; the index is checked.
+        // SAFETY: see the file header; the index is checked.
         unsafe {
-            match (&mut *self.inner.elements.get()).get_mut(index as usize) {
+            match (&mut *self.elements.get()).get_mut(index as usize) {
                 Some(slot) => {
                     *slot = raw;
                     true
@@ -600,31 +532,31 @@ impl Table {
         }
     }
 
-    /// Grows the table by `delta` elements set to `init`; returns the old size.
-    pub fn grow(&self, delta: u32, init: Val) -> Result<u32, Error> {
-        let raw = self.val_to_raw(init)?;
-        self.grow_raw(delta, raw)
-            .ok_or_else(|| Error::Resource(format!("cannot grow table by {delta}")))
+    /// Sets every element to `raw` (a new table's initial value).
+    pub(crate) fn fill_all(&self, raw: usize) {
+        // SAFETY: see the file header.
+        unsafe { (&mut *self.elements.get()).fill(raw) }
     }
 
+    /// Grows by `delta` elements set to `init` if the type, the engine's
+    /// limit and the store's limit allow; returns the old size.
     pub(crate) fn grow_raw(&self, delta: u32, init: usize) -> Option<u32> {
         let old = self.size();
         let new = old.checked_add(delta)?;
-        let max = self
-            .inner
-            .ty
-            .maximum
-            .unwrap_or(u32::MAX)
-            .min(MAX_TABLE_ELEMENTS);
+        let max = self.ty.maximum.unwrap_or(u32::MAX).min(MAX_TABLE_ELEMENTS);
         if new > max {
             return None;
         }
-        // SAFETY: see the sharing rule. The VMTable is updated to the
+        // SAFETY: the resources outlive the table.
+        if !unsafe { &*self.resources }.grow_table(u64::from(delta)) {
+            return None;
+        }
+        // SAFETY: see the file header. The VMTable is updated to the
         // (possibly moved) buffer before any code can read it again.
         unsafe {
-            let elements = &mut *self.inner.elements.get();
+            let elements = &mut *self.elements.get();
             elements.resize(new as usize, init);
-            let vm = &mut *self.inner.vm.get();
+            let vm = &mut *self.vm.get();
             vm.elements = elements.as_mut_ptr();
             vm.length = new;
         }
@@ -632,9 +564,9 @@ impl Table {
     }
 
     pub(crate) fn fill_raw(&self, dst: u32, raw: usize, len: u32) -> bool {
-        // SAFETY: see the sharing rule; the range is checked.
+        // SAFETY: see the file header; the range is checked.
         unsafe {
-            let elements = &mut *self.inner.elements.get();
+            let elements = &mut *self.elements.get();
             match (dst as usize).checked_add(len as usize) {
                 Some(end) if end <= elements.len() => {
                     elements[dst as usize..end].fill(raw);
@@ -646,7 +578,7 @@ impl Table {
     }
 
     /// Copies `len` elements from `src` (of `src_table`) to `dst` in `self`.
-    pub(crate) fn copy_raw(&self, src_table: &Table, dst: u32, src: u32, len: u32) -> bool {
+    pub(crate) fn copy_raw(&self, src_table: &TableStorage, dst: u32, src: u32, len: u32) -> bool {
         let (dst, src, len) = (dst as usize, src as usize, len as usize);
         let dst_len = self.size() as usize;
         let src_len = src_table.size() as usize;
@@ -658,8 +590,8 @@ impl Table {
         // SAFETY: both ranges were checked; `ptr::copy` allows overlap when
         // both are the same table.
         unsafe {
-            let from = (&*src_table.inner.elements.get()).as_ptr().add(src);
-            let to = (&mut *self.inner.elements.get()).as_mut_ptr().add(dst);
+            let from = (*src_table.elements.get()).as_ptr().add(src);
+            let to = (*self.elements.get()).as_mut_ptr().add(dst);
             std::ptr::copy(from, to, len);
         }
         true
@@ -668,9 +600,9 @@ impl Table {
     /// Writes `items` at `dst`, or changes nothing and returns false when
     /// they do not fit.
     pub(crate) fn init_raw(&self, dst: u32, items: &[usize]) -> bool {
-        // SAFETY: see the sharing rule; the range is checked.
+        // SAFETY: see the file header; the range is checked.
         unsafe {
-            let elements = &mut *self.inner.elements.get();
+            let elements = &mut *self.elements.get();
             match (dst as usize).checked_add(items.len()) {
                 Some(end) if end <= elements.len() => {
                     elements[dst as usize..end].copy_from_slice(items);
@@ -684,117 +616,34 @@ impl Table {
 
 /// 16 bytes of global storage, aligned for a v128.
 #[repr(C, align(16))]
-pub(crate) struct VMGlobal(UnsafeCell<u128>);
-
-pub(crate) struct GlobalInner {
-    engine: Engine,
-    value: VMGlobal,
+pub(crate) struct GlobalStorage {
+    value: UnsafeCell<u128>,
     ty: GlobalType,
 }
 
-// SAFETY: see the sharing rule in the file header.
-unsafe impl Send for GlobalInner {}
-// SAFETY: as above.
-unsafe impl Sync for GlobalInner {}
-
-/// A global variable. Cheap to clone (the clones share the global).
-#[derive(Clone)]
-pub struct Global {
-    pub(crate) inner: Arc<GlobalInner>,
-    pub(crate) group: Group,
-}
-
-impl std::fmt::Debug for Global {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Global({}, {:?})", self.inner.ty, self.get())
-    }
-}
-
-impl Global {
-    pub(crate) fn new_raw(engine: &Engine, ty: GlobalType, raw: u128) -> Global {
-        Global {
-            inner: Arc::new(GlobalInner {
-                engine: engine.clone(),
-                value: VMGlobal(UnsafeCell::new(raw)),
-                ty,
-            }),
-            group: Group::new(),
+impl GlobalStorage {
+    pub(crate) fn new(ty: GlobalType, raw: u128) -> GlobalStorage {
+        GlobalStorage {
+            value: UnsafeCell::new(raw),
+            ty,
         }
     }
 
-    /// A new global of type `ty` holding `val`.
-    pub fn new(engine: &Engine, ty: GlobalType, val: Val) -> Result<Global, Error> {
-        if val.ty() != ty.content {
-            return Err(Error::InvalidArgument(format!(
-                "a {} value cannot initialise a global of type {}",
-                val.ty(),
-                ty.content
-            )));
-        }
-        let global = Global::new_raw(engine, ty, 0);
-        global.store(val)?;
-        Ok(global)
-    }
-
-    pub fn ty(&self) -> GlobalType {
-        self.inner.ty
-    }
-
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.inner.engine
-    }
-
-    /// The same storage without a link group, for an instance's own list:
-    /// an instance must not hold a group (that would be a cycle).
-    pub(crate) fn detached(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            group: Group::new(),
-        }
+    pub(crate) fn ty(&self) -> GlobalType {
+        self.ty
     }
 
     pub(crate) fn storage_ptr(&self) -> *mut u128 {
-        self.inner.value.0.get()
+        self.value.get()
     }
 
     pub(crate) fn get_raw(&self) -> u128 {
-        // SAFETY: see the sharing rule.
+        // SAFETY: see the file header.
         unsafe { *self.storage_ptr() }
     }
 
     pub(crate) fn set_raw(&self, raw: u128) {
-        // SAFETY: see the sharing rule.
+        // SAFETY: see the file header.
         unsafe { *self.storage_ptr() = raw }
-    }
-
-    /// The current value.
-    pub fn get(&self) -> Val {
-        // SAFETY: the storage holds a value of the global's content type.
-        unsafe { Val::from_raw(self.get_raw(), self.inner.ty.content) }
-    }
-
-    /// Sets the value; the global must be mutable and the type must match.
-    pub fn set(&self, val: Val) -> Result<(), Error> {
-        if !self.inner.ty.mutable {
-            return Err(Error::InvalidArgument("the global is immutable".into()));
-        }
-        if val.ty() != self.inner.ty.content {
-            return Err(Error::InvalidArgument(format!(
-                "a {} value cannot be stored in a global of type {}",
-                val.ty(),
-                self.inner.ty.content
-            )));
-        }
-        self.store(val)
-    }
-
-    /// Stores a value already checked against the type.
-    fn store(&self, val: Val) -> Result<(), Error> {
-        if let Val::FuncRef(Some(func)) = &val {
-            func.check_engine(&self.inner.engine)?;
-            self.group.merge(&func.group);
-        }
-        self.set_raw(val.to_raw());
-        Ok(())
     }
 }

@@ -9,18 +9,24 @@
 //!
 //! Both build the `Caller`, run the closure on the guest stack inside the
 //! hostcall bookkeeping (`run_host_call`), and hand the results back.
-//! `Caller` is the closure's view of the running instance, and its `call`
-//! enters typed exports natively too.
+//! `Caller` is the closure's view of its store and calling instance, and
+//! its `call` enters typed exports natively too.
+//!
+//! A `HostFunc<T>` (what a `Linker<T>` holds) is shared by every store that
+//! imports it; each store gets a `VMHostContext<T>` of its own for it, the
+//! context compiled code calls with and writes its scratch words into.
 //!
 //! A host function that returns `Err(e)` ends the guest's run: the entry
 //! starts an unwind carrying `e`, which runs every destructor on the guest
 //! stack and comes back from the embedder's call as `e`.
 
 use crate::exit::{self, AnyValue, GuestExit, TerminationDetails};
-use crate::instance::{InstanceCore, InstanceInner};
+use crate::instance::{Instance, InstanceCore};
 use crate::kill::KillShared;
+use crate::run::{self, Callee};
+use crate::store::{StoreInner, StoreParts};
 use crate::values::{type_list, HostReturn, Val, WasmTy, WasmValues};
-use crate::{Engine, Error, Func, Memory};
+use crate::{Engine, Error, Extern, Func, Memory};
 use backstop_jit::vmoffsets::{VMCTX_ACTIVATION, VMCTX_INSTANCE};
 use backstop_jit::{FuncType, ValType};
 use std::cell::UnsafeCell;
@@ -73,15 +79,11 @@ where
     }
 }
 
-/// A host function's context. `#[repr(C)]` because compiled code reaches
-/// its first three words (see `vmoffsets`).
-#[repr(C)]
+/// A host function, as a linker holds it: shared by every store that
+/// imports it, never written.
 #[doc(hidden)]
 pub struct HostFunc<T> {
-    /// Where callers store the propagated vmctx words before a call (as for
-    /// any callee vmctx); written by compiled code, never read.
-    _scratch: [UnsafeCell<usize>; 5],
-    /// `array_call::<T>`, called by the host adapter.
+    /// `array_call::<T, B>`, called by the host adapter.
     array_call: usize,
     /// See `HostBody::native_entry`.
     pub(crate) native_entry: Option<usize>,
@@ -90,19 +92,12 @@ pub struct HostFunc<T> {
     body: Box<dyn HostBody<T>>,
 }
 
-// SAFETY: the scratch words are only ever written (by compiled code), never
-// read; everything else is immutable and the closure is Send + Sync.
-unsafe impl<T> Send for HostFunc<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for HostFunc<T> {}
-
 impl<T: 'static> HostFunc<T> {
     /// A host function running `body`. The adapter's entry point is
     /// monomorphised for the body's type, so a hostcall calls it directly
     /// (no indirect call, no extra frame); the box only owns it.
     pub(crate) fn new<B: HostBody<T>>(engine: &Engine, ty: FuncType, body: B) -> Self {
         HostFunc {
-            _scratch: std::array::from_fn(|_| UnsafeCell::new(0)),
             array_call: array_call::<T, B> as *const () as usize,
             native_entry: B::native_entry(),
             type_id: engine.type_id(&ty),
@@ -112,26 +107,66 @@ impl<T: 'static> HostFunc<T> {
     }
 }
 
+/// A host function's context in one store: what its `VMFuncRef.vmctx`
+/// points to. `#[repr(C)]` because compiled code reaches its first words
+/// (see `vmoffsets`).
+#[repr(C)]
+pub(crate) struct VMHostContext<T> {
+    /// Where callers store the propagated vmctx words before a call (as for
+    /// any callee vmctx); written by compiled code, never read.
+    _scratch: [UnsafeCell<usize>; 5],
+    /// `array_call::<T, B>`, called by the host adapter.
+    array_call: usize,
+    /// The body's data (a `B`), for the entries, which know `B`.
+    body: *const (),
+    func: Arc<HostFunc<T>>,
+}
+
 const _: () = assert!(
-    std::mem::offset_of!(HostFunc<()>, array_call)
+    std::mem::offset_of!(VMHostContext<()>, array_call)
         == backstop_jit::vmoffsets::HOST_CTX_ARRAY_CALL as usize
 );
 
+impl<T: 'static> VMHostContext<T> {
+    fn new(func: &Arc<HostFunc<T>>) -> Self {
+        VMHostContext {
+            _scratch: std::array::from_fn(|_| UnsafeCell::new(0)),
+            array_call: func.array_call,
+            body: &*func.body as *const dyn HostBody<T> as *const (),
+            func: func.clone(),
+        }
+    }
+}
+
+/// The context of `func` in the store `parts`, made on first use; its
+/// address is stable for the store's life.
+pub(crate) fn host_context<T: 'static>(parts: &mut StoreParts, func: &Arc<HostFunc<T>>) -> usize {
+    let key = Arc::as_ptr(func) as usize;
+    let context = parts
+        .host_contexts
+        .entry(key)
+        .or_insert_with(|| Box::new(VMHostContext::new(func)));
+    let context: &VMHostContext<T> = context
+        .downcast_ref()
+        .expect("a host function's context has its linker's data type");
+    debug_assert!(Arc::ptr_eq(&context.func, func));
+    context as *const VMHostContext<T> as usize
+}
+
 /// The entry every host adapter calls: `(host_ctx, caller_vmctx, values, count)`.
 unsafe extern "C-unwind" fn array_call<T: 'static, B: HostBody<T>>(
-    host: *const HostFunc<T>,
+    host: *const VMHostContext<T>,
     caller_vmctx: *mut u8,
     values: *mut u128,
     count: u32,
 ) {
-    // SAFETY: the adapter passes the HostFunc this function was created
-    // with (kept alive by the importing instance) and a buffer of `count`
-    // slots on its own frame; `HostFunc::new` stored a `Box<B>` (as a
-    // `Box<dyn ..>`) and chose this `array_call::<T, B>` for it, so the
-    // box's data is a `B`.
+    // SAFETY: the adapter passes the context this function was made for
+    // (owned by the importing store) and a buffer of `count` slots on its
+    // own frame; `HostFunc::new` stored a `Box<B>` (as a `Box<dyn ..>`)
+    // and chose this `array_call::<T, B>` for it, so the body is a `B`.
     let (body, slots) = unsafe {
         (
-            &*(&*(*host).body as *const dyn HostBody<T> as *const B),
+            &*((*host).body as *const B),
             std::slice::from_raw_parts_mut(values, count as usize),
         )
     };
@@ -146,8 +181,8 @@ unsafe extern "C-unwind" fn array_call<T: 'static, B: HostBody<T>>(
 ///
 /// # Safety
 /// `caller_vmctx` must be the calling instance's vmctx, whose activation is
-/// the running root `Instance<T>` (host functions of a `Linker<T>` are only
-/// reachable from instances of type `T`), and this must run on its guest
+/// its running `StoreInner<T>` (host functions of a `Linker<T>` are only
+/// reachable from stores of type `T`), and this must run on its guest
 /// stack, called from compiled code.
 #[inline(always)]
 unsafe fn run_host_call<T: 'static, V>(
@@ -156,18 +191,19 @@ unsafe fn run_host_call<T: 'static, V>(
 ) -> V {
     // SAFETY: per the contract, the vmctx's activation and instance words
     // point to the running root and the calling instance.
-    let (caller, kill) = unsafe {
+    let (caller, kill, host_floor) = unsafe {
         let activation =
-            *(caller_vmctx.add(VMCTX_ACTIVATION as usize) as *const *mut InstanceInner<T>);
+            *(caller_vmctx.add(VMCTX_ACTIVATION as usize) as *const *mut StoreInner<T>);
         let core = *(caller_vmctx.add(VMCTX_INSTANCE as usize) as *const *const InstanceCore);
         // The kill state is shared (an Arc), so this reference does not
-        // alias the `&mut` the Caller holds.
-        let kill: &KillShared = &*Arc::as_ptr(&(*activation).kill);
+        // alias the store the Caller reaches.
+        let kill: &KillShared = &*Arc::as_ptr(&(*activation).run.kill);
         let caller = Caller {
-            inner: &mut *activation,
-            core: &*core,
+            store: activation,
+            core,
+            _borrow: PhantomData,
         };
-        (caller, kill)
+        (caller, kill, (*activation).run.host_floor)
     };
     // Host code runs in the reserve below the Wasm stack limit. Guest code
     // can only call in from above the limit, but host functions re-entered
@@ -175,7 +211,7 @@ unsafe fn run_host_call<T: 'static, V>(
     // itself a host import) could eat the reserve: refuse before any host
     // code runs once less than half of it is left.
     let stack_marker = 0u8;
-    if (&stack_marker as *const u8 as usize) < caller.inner.host_floor {
+    if (&stack_marker as *const u8 as usize) < host_floor {
         exit::raise(GuestExit::Trap(crate::Trap::new(
             crate::TrapCode::StackOverflow,
         )));
@@ -202,21 +238,55 @@ unsafe fn run_host_call<T: 'static, V>(
     value
 }
 
-/// The calling instance, as a host function sees it.
-pub struct Caller<'a, T> {
-    pub(crate) inner: &'a mut InstanceInner<T>,
+/// A host function's view of its store and of the instance whose code
+/// called it. Lends the store (`AsContext`, `AsContextMut`) to handles and
+/// to calls, which from here are nested calls on the same guest stack.
+pub struct Caller<'a, T: 'static> {
+    /// The running store (the vmctx's activation). Reached only through
+    /// `store`/`store_mut`, whose borrows of `self` keep any two apart.
+    store: *mut StoreInner<T>,
     /// The instance whose code made this call.
-    pub(crate) core: &'a InstanceCore,
+    core: *const InstanceCore,
+    _borrow: PhantomData<&'a mut StoreInner<T>>,
 }
 
 impl<T: 'static> Caller<'_, T> {
-    /// The embedder's data of the running instance.
+    pub(crate) fn store(&self) -> &StoreInner<T> {
+        // SAFETY: the store runs this host function and outlives it; the
+        // root call that runs it does not touch the store until the guest
+        // is off its stack, and `&self` keeps `store_mut` borrows apart.
+        unsafe { &*self.store }
+    }
+
+    pub(crate) fn store_mut(&mut self) -> &mut StoreInner<T> {
+        // SAFETY: as for `store`; `&mut self` makes this borrow unique.
+        unsafe { &mut *self.store }
+    }
+
+    fn core(&self) -> &InstanceCore {
+        // SAFETY: the store owns the calling instance and outlives the call.
+        unsafe { &*self.core }
+    }
+
+    /// The embedder's data of the store.
     pub fn data(&self) -> &T {
-        &self.inner.data
+        &self.store().data
     }
 
     pub fn data_mut(&mut self) -> &mut T {
-        &mut self.inner.data
+        &mut self.store_mut().data
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.store().parts.engine
+    }
+
+    /// The instance whose code called this host function.
+    pub fn instance(&self) -> Instance {
+        Instance {
+            store: self.store().parts.id,
+            index: self.core().index,
+        }
     }
 
     /// Ends the guest's run: every frame on the guest stack (Wasm and host,
@@ -241,7 +311,7 @@ impl<T: 'static> Caller<'_, T> {
     /// function runs (the run stops when it returns to Wasm), or an unwind
     /// that ends the run is in progress.
     pub fn is_termination_pending(&self) -> bool {
-        self.inner.kill.is_requested() || exit::is_pending()
+        self.store().run.kill.is_requested() || exit::is_pending()
     }
 
     /// Waits until `fd` is ready for what is asked, `timeout` (if any)
@@ -257,13 +327,13 @@ impl<T: 'static> Caller<'_, T> {
         what: crate::WaitFor,
         timeout: Option<std::time::Duration>,
     ) -> crate::Waited {
-        self.inner.kill.wait(Some((fd, what)), timeout)
+        self.store().run.kill.wait(Some((fd, what)), timeout)
     }
 
     /// Sleeps for `duration`, or until a kill switch fires for this run
     /// (`Waited::Killed`; otherwise `Waited::TimedOut`).
     pub fn sleep(&self, duration: std::time::Duration) -> crate::Waited {
-        self.inner.kill.wait(None, Some(duration))
+        self.store().run.kill.wait(None, Some(duration))
     }
 
     /// A descriptor that becomes readable when a kill switch fires for
@@ -273,31 +343,51 @@ impl<T: 'static> Caller<'_, T> {
     /// an earlier run). Do not read it; `None` if the kernel gave no
     /// eventfd.
     pub fn kill_wakeup_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.inner.kill.wakeup_fd()
+        self.store().run.kill.wakeup_fd()
     }
 
     /// The run's kill state, for WASI's waits (which hold it while they
-    /// borrow the instance's data mutably).
+    /// borrow the store's data mutably).
     pub(crate) fn kill_state(&self) -> Arc<KillShared> {
-        self.inner.kill.clone()
+        self.store().run.kill.clone()
     }
 
     /// Suspends the guest: the embedder's call returns
     /// `Outcome::Yielded(value)` (or `Error::Yielded` from a plain `call`),
     /// with every frame on the guest stack kept as it is. When the embedder
-    /// calls `Instance::resume(v)`, possibly on another thread, this returns
-    /// `v`, which must be an `R`. If the instance is dropped or reset
-    /// instead, or a kill switch fired, this does not return: the run ends
-    /// and the guest stack unwinds, running every destructor.
+    /// calls `Store::resume(v)` this returns `v`, which must be an `R`. If
+    /// the store is dropped or reset instead, or a kill switch fired, this
+    /// does not return: the run ends and the guest stack unwinds, running
+    /// every destructor.
     ///
-    /// Nothing tied to the current thread (a `MutexGuard`, an `Rc`) may be
-    /// held across this call if the instance may be resumed elsewhere.
+    /// The run stays on this thread: the store may move to another thread
+    /// meanwhile, but `resume` and `reset` work only here, because the host
+    /// frames on the stack may hold values tied to this thread (a
+    /// `MutexGuard`, an `Rc` shared with a thread-local) that the type
+    /// system cannot see. A store dropped on another thread abandons the
+    /// suspended frames without running their destructors.
     pub fn suspend<R: std::any::Any + Send>(&mut self, value: impl std::any::Any + Send) -> R {
         exit::reraise_if_pending();
-        let inner: *mut InstanceInner<T> = &mut *self.inner;
-        // SAFETY: we are inside a host function of the root call whose
-        // activation is `inner`, on its fiber.
-        unsafe { crate::instance::suspend_current::<T, R>(inner, AnyValue::new(Box::new(value))) }
+        // SAFETY: we are inside a host function of the store's run, on its
+        // fiber.
+        unsafe { run::suspend_current::<T, R>(self.store, AnyValue::new(Box::new(value)), true) }
+    }
+
+    /// `suspend`, but the run may be resumed (or reset, or dropped) on any
+    /// thread.
+    ///
+    /// # Safety
+    /// Nothing tied to the current thread may live in any frame on the
+    /// guest stack across this call: every host function with a frame on
+    /// it (this one, and those below it that made nested calls) holds only
+    /// values that are `Send`, and no reference into a thread-local.
+    pub unsafe fn suspend_unpinned<R: std::any::Any + Send>(
+        &mut self,
+        value: impl std::any::Any + Send,
+    ) -> R {
+        exit::reraise_if_pending();
+        // SAFETY: as for `suspend`; the thread rule is the caller's promise.
+        unsafe { run::suspend_current::<T, R>(self.store, AnyValue::new(Box::new(value)), false) }
     }
 
     /// The Wasm functions on the guest stack right now, innermost first,
@@ -306,35 +396,41 @@ impl<T: 'static> Caller<'_, T> {
         crate::backtrace::WasmBacktrace::capture(true)
     }
 
+    /// The calling instance's export named `name`.
+    pub fn get_export(&self, name: &str) -> Option<Extern> {
+        self.core().export_extern(self.store().parts.id, name)
+    }
+
     /// The calling instance's exported memory named `name`.
     pub fn get_memory(&self, name: &str) -> Option<Memory> {
-        self.core.export_memory(name)
+        match self.get_export(name)? {
+            Extern::Memory(memory) => Some(memory),
+            _ => None,
+        }
+    }
+
+    /// The calling instance's exported function named `name`.
+    pub fn get_func(&self, name: &str) -> Option<Func> {
+        match self.get_export(name)? {
+            Extern::Func(func) => Some(func),
+            _ => None,
+        }
     }
 
     /// The bytes of the calling instance's exported memory named `name`
     /// (usually "memory").
     pub fn memory_mut(&mut self, name: &str) -> Option<&mut [u8]> {
-        let memory = self.core.export_memory(name)?;
-        // SAFETY: see `Memory::data_mut`; `&mut self` keeps guest code of
-        // this call from running while the slice lives.
-        Some(unsafe { &mut *(memory.data_mut() as *mut [u8]) })
+        let memory = self.get_memory(name)?;
+        Some(memory.data_mut(self))
     }
 
-    /// The embedder's data and the bytes of the calling instance's exported
+    /// The store's data and the bytes of the calling instance's exported
     /// memory `name`, both at once (e.g. to copy guest memory into state
     /// without an intermediate buffer).
     pub fn data_and_memory_mut(&mut self, name: &str) -> Option<(&mut T, &mut [u8])> {
-        let memory = self.core.export_memory(name)?;
-        // SAFETY: see `Memory::data_mut`; the memory is not part of `T`, so
-        // the two borrows do not overlap, and `&mut self` keeps guest code
-        // of this call from running while they live.
-        let bytes = unsafe { &mut *(memory.data_mut() as *mut [u8]) };
-        Some((&mut self.inner.data, bytes))
-    }
-
-    /// The calling instance's exported function named `name`.
-    pub fn get_func(&self, name: &str) -> Option<Func> {
-        self.core.export_func(name)
+        let memory = self.get_memory(name)?;
+        let (bytes, data) = memory.data_and_store_mut(self);
+        Some((data, bytes))
     }
 
     /// Calls an export of the calling instance, as a nested guest segment on
@@ -344,85 +440,92 @@ impl<T: 'static> Caller<'_, T> {
         name: &str,
         params: P,
     ) -> Result<R, Error> {
-        let (raw, trampoline) = self.core.export_entry::<P, R>(name)?;
-        if P::HAS_NATIVE_PARAMS && R::HAS_NATIVE_RESULT {
-            // Straight into the callee with its native signature: no entry
-            // trampoline, so one frame fewer on the guest stack.
-            // SAFETY: see `nested_segment`; `export_entry` checked that the
-            // function's type is `P -> R`, which have native types.
-            return Ok(self
-                .nested_segment(|core| unsafe { core.invoke_nested_native::<P, R>(raw, params) }));
-        }
-        let mut slots = [0u128; 16];
-        let mut heap;
-        let slots: &mut [u128] = if P::TYPES.len().max(R::TYPES.len()) <= slots.len() {
-            &mut slots
-        } else {
-            heap = vec![0u128; P::TYPES.len().max(R::TYPES.len())];
-            &mut heap
-        };
-        params.store(slots);
-        self.run_nested(raw, trampoline, slots);
-        Ok(R::load(slots))
-    }
-
-    /// Runs `func` as a nested guest segment on this guest stack: the
-    /// arguments are in `slots`, and so are the results afterwards.
-    fn run_nested(
-        &mut self,
-        raw: *const crate::vm::VMFuncRef,
-        trampoline: usize,
-        slots: &mut [u128],
-    ) {
-        // SAFETY: see `nested_segment`; `trampoline` is the entry of the
-        // type of `raw`, and the slots have room for its arguments and
-        // results.
-        self.nested_segment(|core| unsafe {
-            core.invoke_nested(raw, trampoline, slots.as_mut_ptr())
-        })
-    }
-
-    /// Runs `enter` (which calls into the guest) as a nested guest segment.
-    /// `enter` runs on the guest stack of the root call, inside a host
-    /// function, with the calling instance; any `VMFuncRef` it calls lies in
-    /// that instance's vmctx (or in a `Func` our caller holds), so it is
-    /// live.
-    #[inline(always)]
-    fn nested_segment<V>(&mut self, enter: impl FnOnce(&InstanceCore) -> V) -> V {
-        // If this host function swallowed the unwind that ends the run, the
-        // guest must not run again: end it now.
-        exit::reraise_if_pending();
-        // While the nested segment runs, the guest is in Wasm, not in a
-        // hostcall (that is what a kill switch reports). A kill that found
-        // it in this hostcall did not make compiled code look: see it now.
-        let outer_in_host = self.inner.kill.in_host.swap(0, Ordering::Relaxed);
-        if self.inner.kill.is_requested() {
-            self.inner
-                .kill
-                .in_host
-                .store(outer_in_host, Ordering::Relaxed);
-            exit::raise(GuestExit::Killed);
-        }
-        let results = enter(self.core);
-        self.inner
-            .kill
-            .in_host
-            .store(outer_in_host, Ordering::Relaxed);
-        results
+        let callee = self.core().export_entry::<P, R>(name)?;
+        Ok(call_nested_typed::<P, R>(self.store_mut(), callee, params))
     }
 
     /// Calls an export of the calling instance with dynamically typed values.
     pub fn call_dynamic(&mut self, name: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
-        let func = self
-            .core
-            .export_func(name)
-            .ok_or_else(|| Error::InvalidArgument(format!("no exported function `{name}`")))?;
-        let ty = func.ty();
-        let mut slots = crate::instance::args_to_slots(&ty, args)?;
-        self.run_nested(func.raw, func.trampoline(), &mut slots);
-        // SAFETY: the callee stored results of its declared types.
-        Ok(unsafe { crate::instance::slots_to_results(&ty, &slots) })
+        let core = self.core();
+        let index = core.export_func_index(name)?;
+        let ty = core.module.info().func_type(index).clone();
+        let callee = core.callee(index);
+        run::call_dynamic(self.store_mut(), callee, &ty, args)
     }
+}
+
+/// Runs `callee`, of type `P -> R` (checked by the caller), as a nested
+/// guest segment: from inside a host function of `store`'s run, on its
+/// guest stack.
+pub(crate) fn call_nested_typed<P: WasmValues, R: WasmValues>(
+    store: &mut StoreInner<impl Sized + 'static>,
+    callee: Callee,
+    params: P,
+) -> R {
+    if P::HAS_NATIVE_PARAMS && R::HAS_NATIVE_RESULT {
+        // Straight into the callee with its native signature: no entry
+        // trampoline, so one frame fewer on the guest stack.
+        // SAFETY: see `nested_segment`; the caller checked that the
+        // function's type is `P -> R`, which have native types.
+        return nested_segment(store, || unsafe {
+            run::invoke_native_in_activation::<P, R>(callee.raw, callee.owner_vmctx, params)
+        });
+    }
+    let mut slots = [0u128; 16];
+    let mut heap;
+    let slots: &mut [u128] = if P::TYPES.len().max(R::TYPES.len()) <= slots.len() {
+        &mut slots
+    } else {
+        heap = vec![0u128; P::TYPES.len().max(R::TYPES.len())];
+        &mut heap
+    };
+    params.store(slots);
+    call_nested_slots(store, callee, slots);
+    R::load(slots)
+}
+
+/// Runs `callee` as a nested guest segment with the arguments in `slots`
+/// (which then hold the results; they have room for both).
+pub(crate) fn call_nested_slots<T: 'static>(
+    store: &mut StoreInner<T>,
+    callee: Callee,
+    slots: &mut [u128],
+) {
+    // SAFETY: see `nested_segment`; `callee.trampoline` is the entry of
+    // the type of `callee.raw`, and the slots have room for its arguments
+    // and results.
+    nested_segment(store, || unsafe {
+        run::invoke_in_activation(
+            callee.raw,
+            callee.trampoline,
+            callee.owner_vmctx,
+            slots.as_mut_ptr(),
+        )
+    })
+}
+
+/// Runs `enter` (which calls into the guest) as a nested guest segment.
+/// Only a host function of the store's run reaches a store that is
+/// `Running`, so `enter` runs on the store's guest stack, inside a host
+/// function; the `VMFuncRef` it calls belongs to the store, so it is live,
+/// and every vmctx of the store holds the run's words.
+#[inline(always)]
+fn nested_segment<T: 'static, V>(store: &mut StoreInner<T>, enter: impl FnOnce() -> V) -> V {
+    // If this host function swallowed the unwind that ends the run, the
+    // guest must not run again: end it now.
+    exit::reraise_if_pending();
+    // While the nested segment runs, the guest is in Wasm, not in a
+    // hostcall (that is what a kill switch reports). A kill that found it
+    // in this hostcall did not make compiled code look: see it now.
+    let kill = store.run.kill.clone();
+    let outer_in_host = kill.in_host.swap(0, Ordering::Relaxed);
+    if kill.is_requested() {
+        kill.in_host.store(outer_in_host, Ordering::Relaxed);
+        exit::raise(GuestExit::Killed);
+    }
+    let results = enter();
+    kill.in_host.store(outer_in_host, Ordering::Relaxed);
+    results
 }
 
 /// A Rust closure usable as a host function. Implemented for
@@ -452,7 +555,7 @@ macro_rules! into_func {
                 /// The native entry (see `HostBody::native_entry`).
                 #[allow(clippy::too_many_arguments)]
                 unsafe extern "C-unwind" fn entry<T: 'static, F, R, $($p: WasmTy,)*>(
-                    host: *const HostFunc<T>,
+                    host: *const VMHostContext<T>,
                     caller_vmctx: *mut u8,
                     $($a: $p::Native,)*
                 ) -> <R::Values as WasmValues>::NativeResult
@@ -461,13 +564,12 @@ macro_rules! into_func {
                     R: HostReturn + 'static,
                 {
                     // SAFETY: compiled code calls this, as the import's
-                    // `native_call`, with the HostFunc it was made for (whose
-                    // box holds this `TypedHostFn`) and the caller's vmctx;
+                    // `native_call`, with the context it was made for (whose
+                    // body is this `TypedHostFn`) and the caller's vmctx;
                     // its signature is the import's native signature, which
                     // the linker checked equals the closure's.
                     unsafe {
-                        let body = &*(&*(*host).body as *const dyn HostBody<T>
-                            as *const TypedHostFn<F, ($($p,)*), R>);
+                        let body = &*((*host).body as *const TypedHostFn<F, ($($p,)*), R>);
                         run_host_call::<T, _>(caller_vmctx, |_caller| {
                             Ok((body.f)($($p::from_native($a)),*)
                                 .into_values()?
@@ -511,7 +613,7 @@ macro_rules! into_func {
                 /// The native entry (see `HostBody::native_entry`).
                 #[allow(clippy::too_many_arguments)]
                 unsafe extern "C-unwind" fn entry<T: 'static, F, R, $($p: WasmTy,)*>(
-                    host: *const HostFunc<T>,
+                    host: *const VMHostContext<T>,
                     caller_vmctx: *mut u8,
                     $($a: $p::Native,)*
                 ) -> <R::Values as WasmValues>::NativeResult
@@ -521,7 +623,7 @@ macro_rules! into_func {
                 {
                     // SAFETY: as for the entry without a Caller above.
                     unsafe {
-                        let body = &*(&*(*host).body as *const dyn HostBody<T>
+                        let body = &*((*host).body
                             as *const TypedHostFn<F, (Caller<'static, T>, $($p,)*), R>);
                         run_host_call::<T, _>(caller_vmctx, |caller| {
                             Ok((body.f)(caller, $($p::from_native($a)),*)
@@ -568,11 +670,13 @@ pub(crate) fn dynamic_host_func<T: 'static>(
     let params: Vec<ValType> = ty.params().to_vec();
     let results: Vec<ValType> = ty.results().to_vec();
     let closure = move |caller: Caller<'_, T>, slots: &mut [u128]| {
-        // SAFETY: the adapter stored arguments of the declared types.
+        let store = caller.store().parts.id;
+        // SAFETY: the adapter stored arguments of the declared types, from
+        // guest code of the caller's store.
         let args: Vec<Val> = params
             .iter()
             .enumerate()
-            .map(|(i, t)| unsafe { Val::from_raw(slots[i], *t) })
+            .map(|(i, t)| unsafe { Val::from_raw(slots[i], *t, store) })
             .collect();
         let mut outs: Vec<Val> = results.iter().map(|t| Val::default_for(*t)).collect();
         f(caller, &args, &mut outs)?;
@@ -585,7 +689,7 @@ pub(crate) fn dynamic_host_func<T: 'static>(
                     type_list(&results)
                 )));
             }
-            slots[i] = v.to_raw();
+            slots[i] = v.to_raw_for(store)?;
         }
         Ok(())
     };

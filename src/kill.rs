@@ -43,21 +43,24 @@
 //! when they return to the guest, and can poll it
 //! (`Caller::is_termination_pending`).
 //!
-//! A `KillSwitch` targets one run of its instance: the run in progress when
-//! it was made, or the next run if the instance was idle. Its `terminate`
+//! Kill state is per store (`Store::kill_switch`): a store runs one guest
+//! call at a time, whichever of its instances' code that call executes, so
+//! a kill stops the store's run wherever it is, in any of its instances.
+//! A `KillSwitch` targets one run of its store: the run in progress when
+//! it was made, or the next run if the store was idle. Its `terminate`
 //! tells what it did:
 //!
-//! | instance when `terminate` runs          | effect                               | outcome                |
+//! | store when `terminate` runs             | effect                               | outcome                |
 //! |-----------------------------------------|--------------------------------------|------------------------|
 //! | idle, target run not started            | that run is cancelled at its start   | `CancelledBeforeStart` |
 //! | running the target run, in Wasm code    | the guest stops (signal or check)    | `Interrupted`          |
 //! | running the target run, in a hostcall   | stops when the hostcall returns; a wait in it (`Caller::wait_for_fd`, WASI's blocking calls) returns at once | `PendingInHostcall`    |
 //! | target run suspended (yielded)          | stops when it is resumed             | `PendingUntilResume`   |
-//! | target run finished, instance reset, or another run in progress | nothing | `NothingToTerminate` |
-//! | instance dropped                        | nothing                              | `NothingToTerminate`   |
+//! | target run finished, store reset, or another run in progress | nothing | `NothingToTerminate` |
+//! | store dropped                           | nothing                              | `NothingToTerminate`   |
 //!
 //! The run's state is published with plain atomic stores by the thread that
-//! runs the instance (nothing on the hot path takes a lock); `terminate`
+//! runs the store (nothing on the hot path takes a lock); `terminate`
 //! reads it and sets the flag to the target run's number, so a stale
 //! request can never stop a later run.
 
@@ -72,7 +75,7 @@ const PHASE_RUNNING: u64 = 1;
 const PHASE_SUSPENDED: u64 = 2;
 const PHASE_DEAD: u64 = 3;
 
-/// State shared between an instance and its kill switches.
+/// State shared between a store and its kill switches.
 pub(crate) struct KillShared {
     /// Read by compiled code through `vmctx.interrupt`: 0, or the number
     /// of the run to stop (truncated to 32 bits, never 0).
@@ -221,7 +224,7 @@ impl KillShared {
         self.disarm();
     }
 
-    /// Called when the instance is dropped.
+    /// Called when the store is dropped.
     pub(crate) fn mark_dead(&self) {
         self.status.store(PHASE_DEAD, Ordering::SeqCst);
         self.disarm();
@@ -481,12 +484,12 @@ pub enum KillOutcome {
     /// The run was suspended (yielded); it ends with `Error::Killed`, every
     /// frame unwound, when it is resumed.
     PendingUntilResume,
-    /// The targeted run already finished, the instance was reset or
+    /// The targeted run already finished, the store was reset or
     /// dropped: there was nothing to terminate.
     NothingToTerminate,
 }
 
-/// Stops a run of an instance from any thread. `Clone + Send + Sync`.
+/// Stops a run of a store from any thread. `Clone + Send + Sync`.
 #[derive(Clone)]
 pub struct KillSwitch {
     shared: Arc<KillShared>,

@@ -4,13 +4,14 @@
 //! runs.
 //!
 //! Modules compile with Cranelift into executable memory whose unwind info
-//! is registered with the system unwinder. Each instance runs on its own
-//! guarded stack; host functions run on that stack too, so an unwind that
-//! starts anywhere in the guest walks every guest and host frame back to the
-//! embedder's call.
+//! is registered with the system unwinder. A `Store` owns instances and
+//! everything they touch, and runs their code on its own guarded stack;
+//! host functions run on that stack too, so an unwind that starts anywhere
+//! in the guest walks every guest and host frame back to the embedder's
+//! call.
 //!
 //! ```
-//! use backstop::{Engine, Linker, Module};
+//! use backstop::{Engine, Linker, Module, Store};
 //!
 //! let engine = Engine::default();
 //! let module = Module::new(&engine, r#"
@@ -21,8 +22,9 @@
 //! "#)?;
 //! let mut linker = Linker::new(&engine);
 //! linker.func_wrap("host", "double", |x: i32| x * 2)?;
-//! let mut instance = linker.instantiate(&module, ())?;
-//! assert_eq!(instance.call::<i32, i32>("run", 20)?, 41);
+//! let mut store = Store::new(&engine, ());
+//! let instance = linker.instantiate(&mut store, &module)?;
+//! assert_eq!(instance.call::<i32, i32>(&mut store, "run", 20)?, 41);
 //! # Ok::<(), backstop::Error>(())
 //! ```
 
@@ -37,6 +39,70 @@ compile_error!(
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// The threading rules of the store model, proved by the compiler (these
+/// doctests must fail to compile, with the error code given).
+///
+/// A store is never shared between threads (it is not `Sync`):
+/// ```compile_fail,E0277
+/// fn shared<T: Sync>(_: &T) {}
+/// let store = backstop::Store::new(&backstop::Engine::default(), ());
+/// shared(&store);
+/// ```
+///
+/// So two threads cannot call into one store at once:
+/// ```compile_fail,E0499
+/// use backstop::{Engine, Linker, Module, Store};
+/// let engine = Engine::default();
+/// let module = Module::new(&engine, r#"(module (func (export "f")))"#).unwrap();
+/// let mut store = Store::new(&engine, ());
+/// let instance = Linker::new(&engine).instantiate(&mut store, &module).unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| instance.call::<(), ()>(&mut store, "f", ()));
+///     s.spawn(|| instance.call::<(), ()>(&mut store, "f", ()));
+/// });
+/// ```
+///
+/// A store whose data is not `Send` stays on its thread:
+/// ```compile_fail,E0277
+/// let store = backstop::Store::new(&backstop::Engine::default(), std::rc::Rc::new(1));
+/// std::thread::spawn(move || drop(store));
+/// ```
+///
+/// A host function's `Caller` cannot leave its thread:
+/// ```compile_fail,E0277
+/// use backstop::{Caller, Engine, Linker};
+/// fn send<T: Send>(_: T) {}
+/// let mut linker: Linker<()> = Linker::new(&Engine::default());
+/// linker.func_wrap("host", "f", |caller: Caller<'_, ()>| send(caller)).unwrap();
+/// ```
+///
+/// Bytes borrowed from a memory cannot outlive a call that could change them:
+/// ```compile_fail,E0502
+/// use backstop::{Engine, Linker, Module, Store};
+/// let engine = Engine::default();
+/// let module = Module::new(&engine, r#"(module (memory (export "m") 1) (func (export "f")))"#).unwrap();
+/// let mut store = Store::new(&engine, ());
+/// let instance = Linker::new(&engine).instantiate(&mut store, &module).unwrap();
+/// let bytes = instance.get_memory(&store, "m").unwrap().data(&store);
+/// instance.call::<(), ()>(&mut store, "f", ()).unwrap();
+/// assert_eq!(bytes[0], 0);
+/// ```
+///
+/// What is allowed: a store moves to another thread whole, handles are
+/// plain data.
+/// ```
+/// use backstop::{Engine, Linker, Module, Store};
+/// let engine = Engine::default();
+/// let module = Module::new(&engine, r#"(module (func (export "f") (result i32) i32.const 1))"#).unwrap();
+/// let mut store = Store::new(&engine, ());
+/// let instance = Linker::new(&engine).instantiate(&mut store, &module).unwrap();
+/// let f = instance.get_typed_func::<(), i32>(&store, "f").unwrap();
+/// let result = std::thread::spawn(move || f.call(&mut store, ())).join().unwrap();
+/// assert_eq!(result.unwrap(), 1);
+/// ```
+#[cfg(doctest)]
+pub struct ThreadingDoctests;
+
 mod backtrace;
 mod debug_lines;
 mod engine;
@@ -44,14 +110,17 @@ mod error;
 mod exit;
 mod externals;
 mod func;
-mod group;
+mod handles;
 mod instance;
 mod kill;
 mod kill_wait;
+mod limits;
 mod linker;
 mod mappings;
 mod module;
+mod run;
 mod signals;
+mod store;
 mod values;
 mod vm;
 pub mod wasi;
@@ -61,13 +130,16 @@ pub use backtrace::{demangle, FrameInfo, FrameKind, WasmBacktrace};
 pub use engine::{Config, Engine, OptimizationLevel};
 pub use error::{Error, Trap, TrapCode};
 pub use exit::{AnyValue, TerminationDetails};
-pub use externals::{Global, Memory, Table};
 pub use func::{Caller, IntoFunc};
-pub use instance::{Instance, InstanceState, Outcome, TypedFunc};
+pub use handles::{Global, Memory, Table};
+pub use instance::{Instance, TypedFunc};
 pub use kill::{KillOutcome, KillSwitch};
 pub use kill_wait::{WaitFor, Waited};
+pub use limits::{StoreLimits, StoreUsage};
 pub use linker::{Extern, Linker};
 pub use module::{ExportType, ImportType, Module};
+pub use run::{Outcome, StoreState};
+pub use store::{AsContext, AsContextMut, Store, StoreContext, StoreContextMut};
 pub use values::{ExternRef, Func, HostReturn, Val, WasmTy, WasmValues, V128};
 
 /// How many instances in this process have a kill request that compiled

@@ -1,20 +1,25 @@
 //! `Linker<T>`: names host functions, memories, tables, globals and other
 //! instances' exports under `(module, name)`, resolves a module's imports
-//! against them with type checks, and instantiates.
+//! against them with type checks, and instantiates into a `Store<T>`.
+//!
+//! Host functions are store-independent, so one linker serves any number of
+//! stores (on any threads). Items of a store (memories, tables, globals,
+//! instance exports) can be defined too; a module that imports one can only
+//! be instantiated in that store.
 
-use crate::externals::{Global, Memory, Table};
-use crate::func::{dynamic_host_func, HostFunc, IntoFunc};
-use crate::group::Group;
-use crate::instance::{instantiate_core, FuncImport, Instance, Resolved};
+use crate::func::{dynamic_host_func, host_context, HostFunc, IntoFunc};
+use crate::handles::{Global, Memory, Table};
+use crate::instance::{instantiate, FuncImport, Instance, Resolved};
 use crate::module::Module;
+use crate::store::{AsContext, AsContextMut, StoreParts};
 use crate::values::{Func, Val};
 use crate::{Caller, Engine, Error};
-use backstop_jit::{ExternType, FuncType, ImportKind, MemoryType, TableType, ValType};
+use backstop_jit::{ExternType, FuncType, ImportKind, MemoryType, TableType};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Anything an instance can import or export.
-#[derive(Clone, Debug)]
+/// Anything an instance can import or export: a handle of some store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Extern {
     Func(Func),
     Table(Table),
@@ -23,17 +28,34 @@ pub enum Extern {
 }
 
 impl Extern {
-    /// A description of the kind and type, for error messages.
-    fn describe(&self) -> String {
+    /// A description of the kind and type, for error messages; the item
+    /// belongs to `parts`.
+    fn describe(&self, parts: &StoreParts) -> String {
         match self {
-            Extern::Func(f) => f.ty().to_string(),
-            Extern::Table(t) => t.ty().to_string(),
-            Extern::Memory(m) => {
-                let mut ty = m.ty();
-                ty.minimum = m.size_pages();
+            Extern::Func(f) => parts.engine.func_type(f.type_id_in(parts)).to_string(),
+            Extern::Table(t) => {
+                let table = t.storage(parts);
+                let mut ty = table.ty();
+                ty.minimum = table.size();
                 ty.to_string()
             }
-            Extern::Global(g) => g.ty().to_string(),
+            Extern::Memory(m) => {
+                let memory = m.storage(parts);
+                let mut ty = memory.ty();
+                ty.minimum = memory.size_pages();
+                ty.to_string()
+            }
+            Extern::Global(g) => g.storage(parts).ty().to_string(),
+        }
+    }
+
+    /// Which store the item belongs to.
+    fn store(&self) -> crate::store::StoreId {
+        match self {
+            Extern::Func(f) => f.store,
+            Extern::Table(t) => t.store,
+            Extern::Memory(m) => m.store,
+            Extern::Global(g) => g.store,
         }
     }
 }
@@ -68,13 +90,13 @@ impl<T> Clone for Definition<T> {
     fn clone(&self) -> Self {
         match self {
             Definition::HostFunc(h) => Definition::HostFunc(h.clone()),
-            Definition::Extern(e) => Definition::Extern(e.clone()),
+            Definition::Extern(e) => Definition::Extern(*e),
         }
     }
 }
 
-/// Resolves imports by name. `T` is the data type of the instances it
-/// creates; host functions receive a `Caller<'_, T>`.
+/// Resolves imports by name. `T` is the data type of the stores it
+/// instantiates into; host functions receive a `Caller<'_, T>`.
 pub struct Linker<T> {
     engine: Engine,
     definitions: HashMap<(String, String), Definition<T>>,
@@ -167,25 +189,47 @@ impl<T: 'static> Linker<T> {
         self.insert(module, name, Definition::Extern(item.into()))
     }
 
-    /// Defines every export of `instance` under the module name `module`.
-    pub fn instance(&mut self, module: &str, instance: &Instance<T>) -> Result<&mut Self, Error> {
-        for (name, item) in instance.exports() {
+    /// Defines every export of `instance` (of `store`) under the module
+    /// name `module`.
+    pub fn instance(
+        &mut self,
+        store: impl AsContext<Data = T>,
+        module: &str,
+        instance: Instance,
+    ) -> Result<&mut Self, Error> {
+        for (name, item) in instance.exports(store) {
             self.define(module, &name, item)?;
         }
         Ok(self)
     }
 
-    /// Resolves `module`'s imports and instantiates it with `data`. Runs the
+    /// Resolves `module`'s imports and instantiates it in `store`. Runs the
     /// start function, if any.
-    pub fn instantiate(&self, module: &Module, data: T) -> Result<Instance<T>, Error> {
+    pub fn instantiate(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        module: &Module,
+    ) -> Result<Instance, Error> {
+        let store = store.as_context_mut().0;
         if !module.engine().same(&self.engine) {
             return Err(Error::Link(
                 "the module was compiled by a different engine than the linker's".into(),
             ));
         }
+        if !store.parts.engine.same(&self.engine) {
+            return Err(Error::Link(
+                "the store belongs to a different engine than the linker's".into(),
+            ));
+        }
+        let resolved = self.resolve(&mut store.parts, module)?;
+        instantiate(store, module, resolved)
+    }
+
+    /// Checks every import of `module` against its definition and resolves
+    /// it for the store `parts`.
+    fn resolve(&self, parts: &mut StoreParts, module: &Module) -> Result<Vec<Resolved>, Error> {
         let info = module.info();
         let mut resolved = Vec::with_capacity(info.imports.len());
-        let group = Group::new();
         for import in &info.imports {
             let key = (import.module.clone(), import.name.clone());
             let Some(def) = self.definitions.get(&key) else {
@@ -203,6 +247,14 @@ impl<T: 'static> Linker<T> {
                     found
                 ))
             };
+            if let Definition::Extern(item) = def {
+                if item.store() != parts.id {
+                    return Err(Error::Link(format!(
+                        "`{}::{}` is defined by an item of another store",
+                        import.module, import.name
+                    )));
+                }
+            }
             let item = match (&import.kind, def) {
                 (ImportKind::Func(type_index), Definition::HostFunc(host)) => {
                     let wanted = &info.types[*type_index as usize];
@@ -216,72 +268,49 @@ impl<T: 'static> Linker<T> {
                             .native_entry
                             .unwrap_or(module.compiled().host_adapters[*type_index as usize]),
                         type_id: host.type_id,
-                        vmctx: Arc::as_ptr(host) as usize,
-                        keepalive: host.clone(),
+                        vmctx: host_context(parts, host),
                     })
                 }
                 (ImportKind::Func(type_index), Definition::Extern(Extern::Func(func))) => {
                     let wanted = &info.types[*type_index as usize];
-                    let ty = func.ty();
+                    let ty = parts.engine.func_type(func.type_id_in(parts));
                     if &ty != wanted {
                         return Err(incompatible(ty.to_string()));
                     }
-                    if !func.core.module.engine().same(&self.engine) {
-                        return Err(incompatible("a function of another engine".into()));
-                    }
-                    group.merge(&func.group);
-                    // SAFETY: `func` keeps its VMFuncRef alive.
-                    let raw = unsafe { *func.raw };
+                    let raw = func.vm_copy(parts);
                     Resolved::Func(FuncImport {
                         native_call: raw.native_call,
                         type_id: raw.type_id,
                         vmctx: raw.vmctx,
-                        keepalive: func.keepalive(),
                     })
                 }
-                (ImportKind::Table(wanted), Definition::Extern(Extern::Table(table))) => {
-                    if !table_matches(table, wanted) {
-                        return Err(incompatible(Extern::Table(table.clone()).describe()));
+                (ImportKind::Table(wanted), Definition::Extern(item @ Extern::Table(table))) => {
+                    let storage = table.storage(parts);
+                    if !table_matches(storage.ty(), storage.size(), wanted) {
+                        return Err(incompatible(item.describe(parts)));
                     }
-                    if !table.engine().same(&self.engine) {
-                        return Err(incompatible("a table of another engine".into()));
-                    }
-                    // Only references can carry function references between
-                    // instances (externref values are plain host handles).
-                    if wanted.element == ValType::FuncRef {
-                        group.merge(&table.group);
-                    }
-                    Resolved::Table(table.clone())
+                    Resolved::Table(table.index)
                 }
-                (ImportKind::Memory(wanted), Definition::Extern(Extern::Memory(memory))) => {
-                    if !memory_matches(memory, wanted) {
-                        return Err(incompatible(Extern::Memory(memory.clone()).describe()));
+                (ImportKind::Memory(wanted), Definition::Extern(item @ Extern::Memory(memory))) => {
+                    let storage = memory.storage(parts);
+                    if !memory_matches(storage.ty(), storage.size_pages(), wanted) {
+                        return Err(incompatible(item.describe(parts)));
                     }
-                    // Compiled code assumes this engine's memory layout.
-                    if !memory.engine().same(&self.engine) {
-                        return Err(incompatible("a memory of another engine".into()));
-                    }
-                    Resolved::Memory(memory.clone())
+                    Resolved::Memory(memory.index)
                 }
                 (ImportKind::Global(wanted), Definition::Extern(Extern::Global(global))) => {
-                    if global.ty() != *wanted {
-                        return Err(incompatible(global.ty().to_string()));
+                    let ty = global.storage(parts).ty();
+                    if ty != *wanted {
+                        return Err(incompatible(ty.to_string()));
                     }
-                    if !global.engine().same(&self.engine) {
-                        return Err(incompatible("a global of another engine".into()));
-                    }
-                    if wanted.content == ValType::FuncRef {
-                        group.merge(&global.group);
-                    }
-                    Resolved::Global(global.clone())
+                    Resolved::Global(global.index)
                 }
                 (_, Definition::HostFunc(host)) => return Err(incompatible(host.ty.to_string())),
-                (_, Definition::Extern(other)) => return Err(incompatible(other.describe())),
+                (_, Definition::Extern(other)) => return Err(incompatible(other.describe(parts))),
             };
             resolved.push(item);
         }
-        let core = instantiate_core(module, resolved, &group)?;
-        Instance::new(core, data)
+        Ok(resolved)
     }
 }
 
@@ -294,16 +323,11 @@ fn describe_import(module: &Module, kind: &ImportKind) -> String {
     }
 }
 
-fn table_matches(table: &Table, wanted: &TableType) -> bool {
-    let ty = table.ty();
+fn table_matches(ty: TableType, size: u32, wanted: &TableType) -> bool {
     ty.element == wanted.element
-        && limits_match((table.size(), ty.maximum), (wanted.minimum, wanted.maximum))
+        && limits_match((size, ty.maximum), (wanted.minimum, wanted.maximum))
 }
 
-fn memory_matches(memory: &Memory, wanted: &MemoryType) -> bool {
-    let ty = memory.ty();
-    limits_match(
-        (memory.size_pages(), ty.maximum),
-        (wanted.minimum, wanted.maximum),
-    )
+fn memory_matches(ty: MemoryType, pages: u32, wanted: &MemoryType) -> bool {
+    limits_match((pages, ty.maximum), (wanted.minimum, wanted.maximum))
 }

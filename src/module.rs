@@ -249,7 +249,7 @@ impl Module {
         &self.inner.compiled
     }
 
-    pub(crate) fn engine(&self) -> &Engine {
+    pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
 

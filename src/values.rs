@@ -1,5 +1,5 @@
 //! Values crossing between host and guest: `Val` (dynamically typed),
-//! `ExternRef`, `V128`, `Func` (a reference to a function of some instance),
+//! `ExternRef`, `V128`, `Func` (a function of a store),
 //! and the traits that map Rust types and tuples onto Wasm value types for
 //! typed calls and host functions (`WasmTy`, `WasmValues`, `HostReturn`).
 //!
@@ -8,15 +8,14 @@
 //! as its native scalar (`WasmTy::Native`) in the registers of a System V
 //! call, straight between Rust and compiled code.
 
-use crate::group::Group;
-use crate::instance::InstanceCore;
+use crate::instance::{InstanceCore, TypedFunc};
+use crate::run::Callee;
+use crate::store::{AsContext, AsContextMut, StoreContext, StoreId, StoreParts};
 use crate::vm::VMFuncRef;
 use crate::Error;
 use backstop_jit::{FuncType, ValType};
-use std::any::Any;
 use std::fmt;
 use std::num::NonZeroU64;
-use std::sync::{Arc, Weak};
 
 /// An opaque, non-null host reference passed to Wasm as `externref`. Backstop
 /// does not interpret it; embedders map it to their own objects.
@@ -37,80 +36,97 @@ impl ExternRef {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct V128(pub u128);
 
-/// A reference to a Wasm function of some instance (or a host function
-/// imported by one). Keeps that instance's code and context alive.
-#[derive(Clone)]
+/// A function of a store: one an instance defines or imports. A small
+/// `Copy` handle naming its `VMFuncRef`; valid for the store's whole life
+/// (the store frees nothing before it drops), and only with that store.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Func {
-    pub(crate) raw: *const VMFuncRef,
-    pub(crate) core: Arc<InstanceCore>,
-    /// The link group of `core`: whatever stores this reference joins it.
-    pub(crate) group: Group,
+    pub(crate) store: StoreId,
+    /// The `VMFuncRef`'s address, as an integer: it is only dereferenced
+    /// after the store's id was checked, while the store is borrowed.
+    raw: usize,
 }
 
-// SAFETY: `raw` points into the vmctx owned by `core`, which lives as long
-// as this handle, and a VMFuncRef is immutable after instantiation.
-unsafe impl Send for Func {}
-// SAFETY: as above.
-unsafe impl Sync for Func {}
-
 impl Func {
-    /// The handle for a funcref value produced by guest code.
+    /// The handle for a funcref value of store `store`.
     ///
     /// # Safety
-    /// `raw` must be a non-null pointer to a live `VMFuncRef` inside some
-    /// instance's vmctx (all funcref values are).
-    pub(crate) unsafe fn from_raw(raw: *const VMFuncRef) -> Func {
-        // SAFETY: per the contract, `raw` is a live VMFuncRef whose owner
-        // points at the owning instance's boxed `Weak`, which lives as long
-        // as the instance (which is alive: its funcref is in use).
-        let owner = unsafe { &*((*raw).owner as *const Weak<InstanceCore>) };
-        let core = owner
-            .upgrade()
-            .expect("a funcref in use keeps its instance alive");
+    /// `raw` must be a non-null pointer to a `VMFuncRef` inside the vmctx
+    /// of an instance of `store` (all funcref values of its guest code and
+    /// its tables and globals are).
+    pub(crate) unsafe fn from_raw(store: StoreId, raw: *const VMFuncRef) -> Func {
         Func {
-            raw,
-            group: core.group(),
-            core,
+            store,
+            raw: raw as usize,
         }
     }
 
-    /// Fails unless this function belongs to `engine`.
-    pub(crate) fn check_engine(&self, engine: &crate::Engine) -> Result<(), Error> {
-        if self.core.module.engine().same(engine) {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(
-                "a function reference of another engine cannot be used here".into(),
-            ))
-        }
+    pub(crate) fn raw(&self) -> *const VMFuncRef {
+        self.raw as *const VMFuncRef
+    }
+
+    /// The `VMFuncRef`, after checking the store.
+    #[track_caller]
+    fn vm<'a>(&self, parts: &'a StoreParts) -> &'a VMFuncRef {
+        parts.check(self.store, "a Func");
+        // SAFETY: the id matches, so `raw` lies in a vmctx of this store,
+        // which lives as long as the borrow of its parts.
+        unsafe { &*self.raw() }
+    }
+
+    pub(crate) fn type_id_in(&self, parts: &StoreParts) -> u32 {
+        self.vm(parts).type_id
+    }
+
+    /// A copy of the `VMFuncRef` (for an importer's vmctx).
+    pub(crate) fn vm_copy(&self, parts: &StoreParts) -> VMFuncRef {
+        *self.vm(parts)
+    }
+
+    /// How to call this function from the host.
+    pub(crate) fn callee(&self, parts: &StoreParts) -> Callee {
+        let vm = self.vm(parts);
+        // SAFETY: `owner` is the address of the InstanceCore whose vmctx
+        // holds this VMFuncRef, owned by the same store.
+        let owner = unsafe { &*(vm.owner as *const InstanceCore) };
+        owner.callee_for(self.raw())
     }
 
     /// The function's type.
-    pub fn ty(&self) -> FuncType {
-        // SAFETY: `raw` is live while `self.core` is.
-        let type_id = unsafe { (*self.raw).type_id };
-        self.core.module.engine().func_type(type_id)
+    pub fn ty(&self, store: impl AsContext) -> FuncType {
+        let store = store.as_context();
+        let type_id = self.vm(&store.0.parts).type_id;
+        store.0.parts.engine.func_type(type_id)
     }
 
-    pub(crate) fn keepalive(&self) -> Arc<dyn Any + Send + Sync> {
-        self.core.clone()
+    /// Calls the function with dynamically typed values: a root call, or a
+    /// nested one when `store` is the `Caller` of a running host function.
+    pub fn call(&self, mut store: impl AsContextMut, args: &[Val]) -> Result<Vec<Val>, Error> {
+        let store = store.as_context_mut().0;
+        store.parts.ensure(self.store, "the function")?;
+        let ty = self.ty(StoreContext(store));
+        let callee = self.callee(&store.parts);
+        crate::run::call_dynamic(store, callee, &ty, args)
     }
 
-    /// The entry trampoline that calls this function from Rust.
-    pub(crate) fn trampoline(&self) -> usize {
-        self.core.trampoline_for(self.raw)
+    /// A typed view of the function, checking its type once.
+    pub fn typed<P: WasmValues, R: WasmValues>(
+        &self,
+        store: impl AsContext,
+    ) -> Result<TypedFunc<P, R>, Error> {
+        let store = store.as_context();
+        store.0.parts.ensure(self.store, "the function")?;
+        crate::instance::check_typed::<P, R>(&self.ty(&store))?;
+        Ok(TypedFunc::from_callee(
+            self.store,
+            self.callee(&store.0.parts),
+        ))
     }
 }
 
 impl fmt::Debug for Func {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Func({:p}: {})", self.raw, self.ty())
-    }
-}
-
-impl PartialEq for Func {
-    fn eq(&self, other: &Func) -> bool {
-        std::ptr::eq(self.raw, other.raw)
+        write!(f, "Func({:#x})", self.raw)
     }
 }
 
@@ -181,25 +197,37 @@ impl Val {
         }
     }
 
-    /// The 16-byte slot form of this value.
-    pub(crate) fn to_raw(&self) -> u128 {
-        match self {
+    /// The 16-byte slot form of this value, for store `parts`: a function
+    /// reference must belong to it.
+    pub(crate) fn to_raw_in(&self, parts: &StoreParts) -> Result<u128, Error> {
+        self.to_raw_for(parts.id)
+    }
+
+    /// `to_raw_in` by the store's id.
+    pub(crate) fn to_raw_for(&self, store: StoreId) -> Result<u128, Error> {
+        Ok(match self {
             Val::I32(v) => u128::from(*v as u32),
             Val::I64(v) => u128::from(*v as u64),
             Val::F32(v) => u128::from(*v),
             Val::F64(v) => u128::from(*v),
             Val::V128(v) => v.0,
             Val::FuncRef(None) | Val::ExternRef(None) => 0,
-            Val::FuncRef(Some(f)) => f.raw as usize as u128,
+            Val::FuncRef(Some(f)) if f.store == store => f.raw as u128,
+            Val::FuncRef(Some(_)) => {
+                return Err(Error::InvalidArgument(
+                    "a function reference belongs to another store".into(),
+                ))
+            }
             Val::ExternRef(Some(e)) => u128::from(e.0.get()),
-        }
+        })
     }
 
-    /// The value of type `ty` held in a slot.
+    /// The value of type `ty` held in a slot of store `store`.
     ///
     /// # Safety
-    /// For `FuncRef`, a non-zero slot must hold a live `VMFuncRef` pointer.
-    pub(crate) unsafe fn from_raw(raw: u128, ty: ValType) -> Val {
+    /// For `FuncRef`, a non-zero slot must hold a `VMFuncRef` pointer into
+    /// a vmctx of `store`.
+    pub(crate) unsafe fn from_raw(raw: u128, ty: ValType, store: StoreId) -> Val {
         match ty {
             ValType::I32 => Val::I32(raw as u32 as i32),
             ValType::I64 => Val::I64(raw as u64 as i64),
@@ -209,7 +237,9 @@ impl Val {
             ValType::FuncRef => match raw as usize {
                 0 => Val::FuncRef(None),
                 // SAFETY: forwarded from this function's contract.
-                ptr => Val::FuncRef(Some(unsafe { Func::from_raw(ptr as *const VMFuncRef) })),
+                ptr => Val::FuncRef(Some(unsafe {
+                    Func::from_raw(store, ptr as *const VMFuncRef)
+                })),
             },
             ValType::ExternRef => Val::ExternRef(NonZeroU64::new(raw as u64).map(ExternRef)),
         }

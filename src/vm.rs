@@ -21,7 +21,7 @@ pub(crate) struct VMFuncRef {
     /// First argument of `native_call`: an instance's vmctx or a host
     /// function's context.
     pub(crate) vmctx: usize,
-    /// `*const Weak<InstanceCore>` of the instance whose vmctx holds this.
+    /// `*const InstanceCore` of the instance whose vmctx holds this.
     pub(crate) owner: usize,
 }
 

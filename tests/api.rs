@@ -1,15 +1,18 @@
-//! The public API in use: auto traits (Send/Sync/Clone), typed calls with
-//! multi-value results, `typed_func` handles, `call_dynamic` with every value
-//! type (v128, externref, funcref round trips through a table), exported
-//! globals, memories (slices, growth limits), tables, `Caller` state and
-//! memory, dynamically typed host functions, linking one instance's exports
-//! into another, start functions, instantiation traps, module
-//! imports/exports, instances moved to other threads, and a backtrace taken
-//! in a host function that walks the guest frames down to the embedder.
+//! The public API in use, in the store model: auto traits (Send/Sync/Clone,
+//! stores `Send`, handles `Copy`), typed calls with multi-value results,
+//! `get_typed_func` handles, `call_dynamic` with every value type (v128,
+//! externref, funcref round trips through a table), exported globals,
+//! memories (slices, growth limits), tables, `Caller` access to the store's
+//! data and the caller's memory, dynamically typed host functions, linking
+//! one instance's exports into another of the same store, host-created
+//! items shared by the instances of their store, start functions,
+//! instantiation traps, module imports/exports, stores moved to other
+//! threads, and a backtrace taken in a host function that walks the guest
+//! frames down to the embedder.
 
 use backstop::{
     Caller, Config, Engine, Error, Extern, ExternRef, ExternType, Func, FuncType, Global,
-    GlobalType, Instance, Linker, Memory, MemoryType, Module, Table, TableType, TrapCode,
+    GlobalType, Instance, Linker, Memory, MemoryType, Module, Store, Table, TableType, TrapCode,
     TypedFunc, Val, ValType, V128,
 };
 use std::num::NonZeroU64;
@@ -17,9 +20,12 @@ use std::num::NonZeroU64;
 fn assert_send<T: Send>() {}
 fn assert_sync<T: Sync>() {}
 fn assert_clone<T: Clone>() {}
+fn assert_copy<T: Copy>() {}
 
-fn instance_is_send<T: Send + 'static>() {
-    assert_send::<Instance<T>>();
+/// A store is `Send` when its data is (it is never `Sync`: the doctests in
+/// `lib.rs` prove that part).
+fn store_is_send<T: Send + 'static>() {
+    assert_send::<Store<T>>();
 }
 
 #[test]
@@ -30,15 +36,18 @@ fn auto_traits() {
     assert_send::<Module>();
     assert_sync::<Module>();
     assert_clone::<Module>();
-    instance_is_send::<()>();
-    instance_is_send::<Vec<String>>();
+    store_is_send::<()>();
+    store_is_send::<Vec<String>>();
+    // Handles are plain data: Copy, Send and Sync.
+    for_all_handles::<Instance>();
     for_all_handles::<Func>();
     for_all_handles::<Memory>();
     for_all_handles::<Table>();
     for_all_handles::<Global>();
-    for_all_handles::<Linker<()>>();
-    assert_send::<TypedFunc<(i32, i64), f64>>();
-    assert_sync::<TypedFunc<(i32, i64), f64>>();
+    for_all_handles::<TypedFunc<(i32, i64), f64>>();
+    assert_send::<Linker<()>>();
+    assert_sync::<Linker<()>>();
+    assert_clone::<Linker<()>>();
     assert_send::<Error>();
     assert_sync::<Error>();
     // Errors convert into the usual boxed error.
@@ -46,11 +55,18 @@ fn auto_traits() {
     assert_eq!(e.to_string(), "m");
 }
 
-fn for_all_handles<T: Send + Sync + Clone>() {}
+fn for_all_handles<T: Send + Sync + Copy>() {
+    assert_copy::<T>();
+}
 
-fn instantiate(engine: &Engine, wat: &str) -> Instance<()> {
+/// A new store holding one instance of `wat`.
+fn instantiate(engine: &Engine, wat: &str) -> (Store<()>, Instance) {
     let module = Module::new(engine, wat).unwrap();
-    Linker::new(engine).instantiate(&module, ()).unwrap()
+    let mut store = Store::new(engine, ());
+    let instance = Linker::new(engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    (store, instance)
 }
 
 const VALUES_WAT: &str = r#"
@@ -90,33 +106,42 @@ const VALUES_WAT: &str = r#"
 #[test]
 fn typed_calls_with_multi_value_results() {
     let engine = Engine::default();
-    let mut i = instantiate(&engine, VALUES_WAT);
+    let (mut store, i) = instantiate(&engine, VALUES_WAT);
     for x in [0, 1, 16, -8, 1 << 20] {
-        let (a, b, c, d) = i.call::<i32, (i32, i64, f32, f64)>("multi", x).unwrap();
+        let (a, b, c, d) = i
+            .call::<i32, (i32, i64, f32, f64)>(&mut store, "multi", x)
+            .unwrap();
         assert_eq!(a, x);
         assert_eq!(b, x as i64 * 1_000_000_000_000);
         assert_eq!(c, x as f32 / 4.0);
         assert_eq!(d.to_bits(), (x as f64).sqrt().to_bits());
     }
     assert_eq!(
-        i.call::<(i64, i32), (i32, i64)>("swap", (-5, 9)).unwrap(),
+        i.call::<(i64, i32), (i32, i64)>(&mut store, "swap", (-5, 9))
+            .unwrap(),
         (9, -5)
     );
     // Single values and unit.
-    assert_eq!(i.call::<(), i32>("forty_two", ()).unwrap(), 42);
+    assert_eq!(i.call::<(), i32>(&mut store, "forty_two", ()).unwrap(), 42);
     // NaN payloads survive typed calls.
     let nan = f32::from_bits(0x7fa0_0001);
     assert_eq!(
-        i.call::<f32, f32>("id_f32", nan).unwrap().to_bits(),
+        i.call::<f32, f32>(&mut store, "id_f32", nan)
+            .unwrap()
+            .to_bits(),
         0x7fa0_0001
     );
     let nan = f64::from_bits(0xfff4_0000_0000_0001);
     assert_eq!(
-        i.call::<f64, f64>("id_f64", nan).unwrap().to_bits(),
+        i.call::<f64, f64>(&mut store, "id_f64", nan)
+            .unwrap()
+            .to_bits(),
         0xfff4_0000_0000_0001
     );
     // Multi-value results through call_dynamic too.
-    let results = i.call_dynamic("multi", &[Val::I32(16)]).unwrap();
+    let results = i
+        .call_dynamic(&mut store, "multi", &[Val::I32(16)])
+        .unwrap();
     assert_eq!(
         results,
         vec![
@@ -131,21 +156,23 @@ fn typed_calls_with_multi_value_results() {
 #[test]
 fn typed_func_handles_in_a_loop() {
     let engine = Engine::default();
-    let mut i = instantiate(&engine, VALUES_WAT);
-    let add = i.typed_func::<(i32, i32), i32>("add").unwrap();
-    let multi = i.typed_func::<i32, (i32, i64, f32, f64)>("multi").unwrap();
+    let (mut store, i) = instantiate(&engine, VALUES_WAT);
+    let add = i.get_typed_func::<(i32, i32), i32>(&store, "add").unwrap();
+    let multi = i
+        .get_typed_func::<i32, (i32, i64, f32, f64)>(&store, "multi")
+        .unwrap();
     let mut sum = 0i32;
     for k in 0..10_000 {
-        sum = add.call(&mut i, (sum, k)).unwrap();
+        sum = add.call(&mut store, (sum, k)).unwrap();
         if k % 1000 == 0 {
-            assert_eq!(multi.call(&mut i, k).unwrap().0, k);
+            assert_eq!(multi.call(&mut store, k).unwrap().0, k);
         }
     }
     assert_eq!(sum, (0..10_000).sum::<i32>());
     // The handle's function is the export.
-    assert_eq!(add.func(), &i.get_func("add").unwrap());
+    assert_eq!(add.func(), i.get_func(&store, "add").unwrap());
     assert_eq!(
-        add.func().ty(),
+        add.func().ty(&store),
         FuncType::new([ValType::I32; 2], [ValType::I32])
     );
 }
@@ -153,8 +180,8 @@ fn typed_func_handles_in_a_loop() {
 #[test]
 fn call_dynamic_with_every_value_type() {
     let engine = Engine::default();
-    let mut i = instantiate(&engine, VALUES_WAT);
-    let forty_two = i.get_func("forty_two").unwrap();
+    let (mut store, i) = instantiate(&engine, VALUES_WAT);
+    let forty_two = i.get_func(&store, "forty_two").unwrap();
     let ext = ExternRef::new(NonZeroU64::new(0xdead_beef_f00d).unwrap());
     let v = V128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff);
     let args = [
@@ -163,10 +190,10 @@ fn call_dynamic_with_every_value_type() {
         Val::F32(0x7fc0_0abc),
         Val::F64(0x8000_0000_0000_0000),
         Val::V128(v),
-        Val::FuncRef(Some(forty_two.clone())),
+        Val::FuncRef(Some(forty_two)),
         Val::ExternRef(Some(ext)),
     ];
-    let results = i.call_dynamic("all", &args).unwrap();
+    let results = i.call_dynamic(&mut store, "all", &args).unwrap();
     let reversed: Vec<Val> = args.iter().rev().cloned().collect();
     assert_eq!(results, reversed);
     assert_eq!(results[0].ty(), ValType::ExternRef);
@@ -175,7 +202,7 @@ fn call_dynamic_with_every_value_type() {
     let mut args = args.to_vec();
     args[5] = Val::FuncRef(None);
     args[6] = Val::ExternRef(None);
-    let results = i.call_dynamic("all", &args).unwrap();
+    let results = i.call_dynamic(&mut store, "all", &args).unwrap();
     assert_eq!(results[0], Val::ExternRef(None));
     assert_eq!(results[1], Val::FuncRef(None));
     // v128 arithmetic: lane-wise i32 add.
@@ -196,7 +223,7 @@ fn call_dynamic_with_every_value_type() {
             .unwrap(),
     ));
     let sum = i
-        .call_dynamic("v128_add", &[Val::V128(a), Val::V128(b)])
+        .call_dynamic(&mut store, "v128_add", &[Val::V128(a), Val::V128(b)])
         .unwrap();
     let expected: Vec<u8> = [11u32, 22, 33, 0]
         .iter()
@@ -210,22 +237,22 @@ fn call_dynamic_with_every_value_type() {
     );
     // Typed v128 and externref.
     assert_eq!(
-        i.call::<(V128, V128), V128>("v128_add", (V128(1), V128(2)))
+        i.call::<(V128, V128), V128>(&mut store, "v128_add", (V128(1), V128(2)))
             .unwrap(),
         V128(3)
     );
     assert_eq!(
-        i.call::<Option<ExternRef>, Option<ExternRef>>("id_extern", Some(ext))
+        i.call::<Option<ExternRef>, Option<ExternRef>>(&mut store, "id_extern", Some(ext))
             .unwrap(),
         Some(ext)
     );
     assert_eq!(
-        i.call::<Option<ExternRef>, i32>("is_null_extern", None)
+        i.call::<Option<ExternRef>, i32>(&mut store, "is_null_extern", None)
             .unwrap(),
         1
     );
     assert_eq!(
-        i.call::<Option<ExternRef>, i32>("is_null_extern", Some(ext))
+        i.call::<Option<ExternRef>, i32>(&mut store, "is_null_extern", Some(ext))
             .unwrap(),
         0
     );
@@ -234,72 +261,100 @@ fn call_dynamic_with_every_value_type() {
 #[test]
 fn funcref_round_trip_through_a_table() {
     let engine = Engine::default();
-    let mut i = instantiate(&engine, VALUES_WAT);
+    let (mut store, i) = instantiate(&engine, VALUES_WAT);
     for (selector, expected) in [(1, 42), (0, 7)] {
         // A funcref produced by the guest ...
-        let r = i.call_dynamic("get_ref", &[Val::I32(selector)]).unwrap();
+        let r = i
+            .call_dynamic(&mut store, "get_ref", &[Val::I32(selector)])
+            .unwrap();
         let Val::FuncRef(Some(func)) = &r[0] else {
             panic!("expected a non-null funcref, got {r:?}");
         };
-        assert_eq!(func.ty(), FuncType::new([], [ValType::I32]));
+        assert_eq!(func.ty(&store), FuncType::new([], [ValType::I32]));
         // ... passed back and called through the table.
-        let out = i.call_dynamic("call_via_table", &r).unwrap();
+        let out = i.call_dynamic(&mut store, "call_via_table", &r).unwrap();
         assert_eq!(out, vec![Val::I32(expected)]);
         // It is in the table now, visible from the host.
-        let table = i.get_table("table").unwrap();
-        assert_eq!(table.get(1), Some(r[0].clone()));
+        let table = i.get_table(&store, "table").unwrap();
+        assert_eq!(table.get(&store, 1), Some(r[0].clone()));
         // And it can be called directly from the host.
-        assert_eq!(i.call_func(func, &[]).unwrap(), vec![Val::I32(expected)]);
+        assert_eq!(
+            func.call(&mut store, &[]).unwrap(),
+            vec![Val::I32(expected)]
+        );
     }
     // The exported function's handle is the same funcref the guest makes.
-    let from_guest = i.call_dynamic("get_ref", &[Val::I32(1)]).unwrap();
+    let from_guest = i
+        .call_dynamic(&mut store, "get_ref", &[Val::I32(1)])
+        .unwrap();
     assert_eq!(
         from_guest[0],
-        Val::FuncRef(Some(i.get_func("forty_two").unwrap()))
+        Val::FuncRef(Some(i.get_func(&store, "forty_two").unwrap()))
     );
-    let null = i.call_dynamic("null_ref", &[]).unwrap();
+    let null = i.call_dynamic(&mut store, "null_ref", &[]).unwrap();
     assert_eq!(null, vec![Val::FuncRef(None)]);
     assert_eq!(
-        i.call_dynamic("is_null_func", &null).unwrap(),
+        i.call_dynamic(&mut store, "is_null_func", &null).unwrap(),
         vec![Val::I32(1)]
     );
     assert_eq!(
-        i.call_dynamic("is_null_func", &from_guest).unwrap(),
+        i.call_dynamic(&mut store, "is_null_func", &from_guest)
+            .unwrap(),
         vec![Val::I32(0)]
     );
     // A null funcref in the table traps when called.
-    let err = i.call_dynamic("call_via_table", &null).unwrap_err();
+    let err = i
+        .call_dynamic(&mut store, "call_via_table", &null)
+        .unwrap_err();
     assert_eq!(err.trap_code(), Some(TrapCode::IndirectCallToNull));
 }
 
 #[test]
 fn funcref_of_another_instance_through_a_table() {
-    // A funcref of instance A, passed to instance B and stored in B's table,
-    // runs with A's context (A's global) after A's own handle is dropped.
+    // A funcref of instance A, passed to instance B of the same store and
+    // stored in B's table, runs with A's context (A's global). This used to
+    // check that the funcref kept A alive after A's own handle was dropped;
+    // in the store model nothing is freed before the store drops, so the
+    // equivalent is: A's `Instance` handle is gone (out of scope) and B is
+    // instantiated after it, and the funcref still runs with A's state. A
+    // store-model check is added: the funcref cannot be passed to an
+    // instance of another store.
     let engine = Engine::default();
-    let a = instantiate(
-        &engine,
-        r#"(module
-             (global $g (mut i32) (i32.const 1000))
-             (func (export "bump") (result i32)
-               (global.set $g (i32.add (global.get $g) (i32.const 1)))
-               (global.get $g)))"#,
-    );
-    let bump = a.get_func("bump").unwrap();
-    drop(a);
-    let mut b = instantiate(&engine, VALUES_WAT);
+    let module = Module::new(&engine, VALUES_WAT).unwrap();
+    let (mut store, bump) = {
+        let (store, a) = instantiate(
+            &engine,
+            r#"(module
+                 (global $g (mut i32) (i32.const 1000))
+                 (func (export "bump") (result i32)
+                   (global.set $g (i32.add (global.get $g) (i32.const 1)))
+                   (global.get $g)))"#,
+        );
+        let bump = a.get_func(&store, "bump").unwrap();
+        (store, bump)
+    };
+    let b = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     for expected in 1001..1004 {
         let out = b
-            .call_dynamic("call_via_table", &[Val::FuncRef(Some(bump.clone()))])
+            .call_dynamic(&mut store, "call_via_table", &[Val::FuncRef(Some(bump))])
             .unwrap();
         assert_eq!(out, vec![Val::I32(expected)]);
     }
+    // Another store's instance refuses it, and A's global is untouched.
+    let (mut other, c) = instantiate(&engine, VALUES_WAT);
+    match c.call_dynamic(&mut other, "call_via_table", &[Val::FuncRef(Some(bump))]) {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("another store"), "{m}"),
+        r => panic!("expected InvalidArgument, got {r:?}"),
+    }
+    assert_eq!(bump.call(&mut store, &[]).unwrap(), vec![Val::I32(1004)]);
 }
 
 #[test]
 fn exported_globals() {
     let engine = Engine::default();
-    let mut i = instantiate(
+    let (mut store, i) = instantiate(
         &engine,
         r#"(module
              (global $c (export "counter") (mut i32) (i32.const 0))
@@ -311,51 +366,57 @@ fn exported_globals() {
                (global.set $c (i32.add (global.get $c) (i32.const 1)))
                (global.get $c)))"#,
     );
-    let counter = i.get_global("counter").unwrap();
+    let counter = i.get_global(&store, "counter").unwrap();
     assert_eq!(
-        counter.ty(),
+        counter.ty(&store),
         GlobalType {
             content: ValType::I32,
             mutable: true
         }
     );
-    assert_eq!(counter.get(), Val::I32(0));
-    assert_eq!(i.call::<(), i32>("inc", ()).unwrap(), 1);
-    assert_eq!(counter.get(), Val::I32(1));
-    counter.set(Val::I32(10)).unwrap();
-    assert_eq!(i.call::<(), i32>("inc", ()).unwrap(), 11);
-    assert_eq!(i.get_global("counter").unwrap().get(), Val::I32(11));
+    assert_eq!(counter.get(&store), Val::I32(0));
+    assert_eq!(i.call::<(), i32>(&mut store, "inc", ()).unwrap(), 1);
+    assert_eq!(counter.get(&store), Val::I32(1));
+    counter.set(&mut store, Val::I32(10)).unwrap();
+    assert_eq!(i.call::<(), i32>(&mut store, "inc", ()).unwrap(), 11);
+    assert_eq!(
+        i.get_global(&store, "counter").unwrap().get(&store),
+        Val::I32(11)
+    );
     // Wrong type.
     assert!(matches!(
-        counter.set(Val::I64(1)),
+        counter.set(&mut store, Val::I64(1)),
         Err(Error::InvalidArgument(_))
     ));
-    assert_eq!(counter.get(), Val::I32(11));
+    assert_eq!(counter.get(&store), Val::I32(11));
     // Immutable.
-    let k = i.get_global("k").unwrap();
-    assert_eq!(k.get(), Val::I64(7));
-    assert!(!k.ty().mutable);
-    assert!(matches!(k.set(Val::I64(8)), Err(Error::InvalidArgument(_))));
-    assert_eq!(k.get(), Val::I64(7));
+    let k = i.get_global(&store, "k").unwrap();
+    assert_eq!(k.get(&store), Val::I64(7));
+    assert!(!k.ty(&store).mutable);
+    assert!(matches!(
+        k.set(&mut store, Val::I64(8)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(k.get(&store), Val::I64(7));
     // Other types.
-    let f = i.get_global("f").unwrap();
-    assert_eq!(f.get().f64(), Some(1.5));
-    f.set(Val::from(-2.25f64)).unwrap();
-    assert_eq!(f.get().f64(), Some(-2.25));
-    let v = i.get_global("v").unwrap();
-    assert_eq!(v.get(), Val::V128(V128(1 | (2 << 64))));
-    let e = i.get_global("e").unwrap();
+    let f = i.get_global(&store, "f").unwrap();
+    assert_eq!(f.get(&store).f64(), Some(1.5));
+    f.set(&mut store, Val::from(-2.25f64)).unwrap();
+    assert_eq!(f.get(&store).f64(), Some(-2.25));
+    let v = i.get_global(&store, "v").unwrap();
+    assert_eq!(v.get(&store), Val::V128(V128(1 | (2 << 64))));
+    let e = i.get_global(&store, "e").unwrap();
     let handle = ExternRef::new(NonZeroU64::new(77).unwrap());
-    e.set(Val::ExternRef(Some(handle))).unwrap();
-    assert_eq!(e.get(), Val::ExternRef(Some(handle)));
+    e.set(&mut store, Val::ExternRef(Some(handle))).unwrap();
+    assert_eq!(e.get(&store), Val::ExternRef(Some(handle)));
     // get_export agrees.
-    assert!(matches!(i.get_export("k"), Some(Extern::Global(_))));
+    assert!(matches!(i.get_export(&store, "k"), Some(Extern::Global(_))));
 }
 
 #[test]
 fn memories_slices_and_growth() {
     let engine = Engine::default();
-    let mut i = instantiate(
+    let (mut store, i) = instantiate(
         &engine,
         r#"(module
              (memory (export "memory") 1 3)
@@ -373,34 +434,47 @@ fn memories_slices_and_growth() {
                (local.get $s))
              (func (export "poke") (param i32 i32) (i32.store8 (local.get 0) (local.get 1))))"#,
     );
-    assert_eq!(i.memory("memory").unwrap().len(), 65536);
-    i.memory_mut("memory").unwrap()[100..104].copy_from_slice(&[1, 2, 3, 4]);
-    assert_eq!(i.call::<(i32, i32), i32>("sum", (100, 4)).unwrap(), 10);
-    i.call::<(i32, i32), ()>("poke", (65535, 0xab)).unwrap();
-    assert_eq!(i.memory("memory").unwrap()[65535], 0xab);
+    let memory = i.get_memory(&store, "memory").unwrap();
+    assert_eq!(memory.data(&store).len(), 65536);
+    assert_eq!(memory.data_size(&store), 65536);
+    memory.data_mut(&mut store)[100..104].copy_from_slice(&[1, 2, 3, 4]);
+    assert_eq!(
+        i.call::<(i32, i32), i32>(&mut store, "sum", (100, 4))
+            .unwrap(),
+        10
+    );
+    i.call::<(i32, i32), ()>(&mut store, "poke", (65535, 0xab))
+        .unwrap();
+    assert_eq!(memory.data(&store)[65535], 0xab);
     // Grow from Wasm up to the declared maximum of 3 pages.
-    assert_eq!(i.call::<i32, i32>("grow", 1).unwrap(), 1);
-    assert_eq!(i.call::<i32, i32>("grow", 0).unwrap(), 2);
-    assert_eq!(i.call::<i32, i32>("grow", 2).unwrap(), -1);
-    assert_eq!(i.call::<i32, i32>("grow", 1).unwrap(), 2);
-    assert_eq!(i.call::<i32, i32>("grow", 1).unwrap(), -1);
-    assert_eq!(i.call::<(), i32>("size", ()).unwrap(), 3);
-    let memory = i.get_memory("memory").unwrap();
-    assert_eq!(memory.size_pages(), 3);
-    assert_eq!(memory.maximum_pages(), 3);
-    assert_eq!(i.memory("memory").unwrap().len(), 3 * 65536);
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", 1).unwrap(), 1);
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", 0).unwrap(), 2);
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", 2).unwrap(), -1);
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", 1).unwrap(), 2);
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", 1).unwrap(), -1);
+    assert_eq!(i.call::<(), i32>(&mut store, "size", ()).unwrap(), 3);
+    assert_eq!(memory.size_pages(&store), 3);
+    assert_eq!(memory.maximum_pages(&store), 3);
+    assert_eq!(memory.data(&store).len(), 3 * 65536);
     // New pages are zeroed and usable from both sides.
-    assert!(i.memory("memory").unwrap()[65536..].iter().all(|&b| b == 0));
-    i.call::<(i32, i32), ()>("poke", (3 * 65536 - 1, 9))
+    assert!(memory.data(&store)[65536..].iter().all(|&b| b == 0));
+    i.call::<(i32, i32), ()>(&mut store, "poke", (3 * 65536 - 1, 9))
         .unwrap();
     let mut byte = [0u8];
-    memory.read(3 * 65536 - 1, &mut byte).unwrap();
+    memory.read(&store, 3 * 65536 - 1, &mut byte).unwrap();
     assert_eq!(byte, [9]);
     // Growing from the host past the maximum fails.
-    assert!(matches!(memory.grow(1), Err(Error::Resource(_))));
-    assert_eq!(memory.grow(0).unwrap(), 3);
+    assert!(matches!(
+        memory.grow(&mut store, 1),
+        Err(Error::Resource(_))
+    ));
+    assert_eq!(memory.grow(&mut store, 0).unwrap(), 3);
     // Old contents are intact.
-    assert_eq!(i.call::<(i32, i32), i32>("sum", (100, 4)).unwrap(), 10);
+    assert_eq!(
+        i.call::<(i32, i32), i32>(&mut store, "sum", (100, 4))
+            .unwrap(),
+        10
+    );
 }
 
 #[test]
@@ -408,26 +482,26 @@ fn memory_growth_honours_config_max_memory_pages() {
     let mut config = Config::new();
     config.max_memory_pages(2);
     let engine = Engine::new(&config).unwrap();
-    let mut i = instantiate(
+    let (mut store, i) = instantiate(
         &engine,
         r#"(module
              (memory (export "memory") 1)
              (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))"#,
     );
-    assert_eq!(i.call::<i32, i32>("grow", 1).unwrap(), 1);
-    assert_eq!(i.call::<i32, i32>("grow", 1).unwrap(), -1);
-    assert_eq!(i.call::<i32, i32>("grow", 65535).unwrap(), -1);
-    assert_eq!(i.call::<i32, i32>("grow", -1).unwrap(), -1);
-    let memory = i.get_memory("memory").unwrap();
-    assert_eq!(memory.size_pages(), 2);
-    assert_eq!(memory.maximum_pages(), 2);
-    assert!(memory.grow(1).is_err());
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", 1).unwrap(), 1);
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", 1).unwrap(), -1);
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", 65535).unwrap(), -1);
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", -1).unwrap(), -1);
+    let memory = i.get_memory(&store, "memory").unwrap();
+    assert_eq!(memory.size_pages(&store), 2);
+    assert_eq!(memory.maximum_pages(&store), 2);
+    assert!(memory.grow(&mut store, 1).is_err());
 }
 
 #[test]
 fn tables_and_table_grow() {
     let engine = Engine::default();
-    let mut i = instantiate(
+    let (mut store, i) = instantiate(
         &engine,
         r#"(module
              (type $r (func (result i32)))
@@ -440,10 +514,10 @@ fn tables_and_table_grow() {
              (func (export "call") (param i32) (result i32) (call_indirect $t (type $r) (local.get 0)))
              (func (export "get_extern") (param i32) (result externref) (table.get $x (local.get 0))))"#,
     );
-    let table = i.get_table("table").unwrap();
-    assert_eq!(table.size(), 1);
+    let table = i.get_table(&store, "table").unwrap();
+    assert_eq!(table.size(&store), 1);
     assert_eq!(
-        table.ty(),
+        table.ty(&store),
         TableType {
             element: ValType::FuncRef,
             minimum: 1,
@@ -451,44 +525,53 @@ fn tables_and_table_grow() {
         }
     );
     assert_eq!(
-        table.get(0),
-        Some(Val::FuncRef(Some(i.get_func("one").unwrap())))
+        table.get(&store, 0),
+        Some(Val::FuncRef(Some(i.get_func(&store, "one").unwrap())))
     );
-    assert_eq!(table.get(1), None);
+    assert_eq!(table.get(&store, 1), None);
     // Grow from the host with a function; Wasm sees the new size and calls it.
-    let one = i.get_func("one").unwrap();
-    assert_eq!(table.grow(2, Val::FuncRef(Some(one.clone()))).unwrap(), 1);
-    assert_eq!(i.call::<(), i32>("size", ()).unwrap(), 3);
-    assert_eq!(i.call::<i32, i32>("call", 2).unwrap(), 1);
-    // Grow from Wasm, up to the maximum of 5.
-    assert_eq!(i.call::<i32, i32>("grow", 2).unwrap(), 3);
-    assert_eq!(i.call::<i32, i32>("grow", 1).unwrap(), -1);
-    assert_eq!(table.size(), 5);
-    assert_eq!(table.get(4), Some(Val::FuncRef(None)));
-    assert!(table.grow(1, Val::FuncRef(None)).is_err());
-    // Set from the host.
-    table.set(4, Val::FuncRef(Some(one))).unwrap();
-    assert_eq!(i.call::<i32, i32>("call", 4).unwrap(), 1);
-    assert!(matches!(
-        table.set(5, Val::FuncRef(None)),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        table.set(0, Val::I32(0)),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(table.grow(0, Val::ExternRef(None)).is_err());
-    // An externref table grown from the host.
-    let externs = i.get_table("externs").unwrap();
-    let handle = ExternRef::new(NonZeroU64::new(5).unwrap());
-    assert_eq!(externs.grow(3, Val::ExternRef(Some(handle))).unwrap(), 0);
+    let one = i.get_func(&store, "one").unwrap();
     assert_eq!(
-        i.call::<i32, Option<ExternRef>>("get_extern", 2).unwrap(),
+        table.grow(&mut store, 2, Val::FuncRef(Some(one))).unwrap(),
+        1
+    );
+    assert_eq!(i.call::<(), i32>(&mut store, "size", ()).unwrap(), 3);
+    assert_eq!(i.call::<i32, i32>(&mut store, "call", 2).unwrap(), 1);
+    // Grow from Wasm, up to the maximum of 5.
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", 2).unwrap(), 3);
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", 1).unwrap(), -1);
+    assert_eq!(table.size(&store), 5);
+    assert_eq!(table.get(&store, 4), Some(Val::FuncRef(None)));
+    assert!(table.grow(&mut store, 1, Val::FuncRef(None)).is_err());
+    // Set from the host.
+    table.set(&mut store, 4, Val::FuncRef(Some(one))).unwrap();
+    assert_eq!(i.call::<i32, i32>(&mut store, "call", 4).unwrap(), 1);
+    assert!(matches!(
+        table.set(&mut store, 5, Val::FuncRef(None)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        table.set(&mut store, 0, Val::I32(0)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(table.grow(&mut store, 0, Val::ExternRef(None)).is_err());
+    // An externref table grown from the host.
+    let externs = i.get_table(&store, "externs").unwrap();
+    let handle = ExternRef::new(NonZeroU64::new(5).unwrap());
+    assert_eq!(
+        externs
+            .grow(&mut store, 3, Val::ExternRef(Some(handle)))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        i.call::<i32, Option<ExternRef>>(&mut store, "get_extern", 2)
+            .unwrap(),
         Some(handle)
     );
     // A table made by the host.
     let fresh = Table::new(
-        &engine,
+        &mut store,
         TableType {
             element: ValType::ExternRef,
             minimum: 2,
@@ -497,7 +580,7 @@ fn tables_and_table_grow() {
         Val::ExternRef(Some(handle)),
     )
     .unwrap();
-    assert_eq!(fresh.get(1), Some(Val::ExternRef(Some(handle))));
+    assert_eq!(fresh.get(&store, 1), Some(Val::ExternRef(Some(handle))));
 }
 
 #[derive(Default)]
@@ -557,23 +640,28 @@ fn caller_data_mut_persists_and_caller_memory_mut_reads_guest_strings() {
             },
         )
         .unwrap();
-    let mut i = linker.instantiate(&module, HostState::default()).unwrap();
+    let mut store = Store::new(&engine, HostState::default());
+    let i = linker.instantiate(&mut store, &module).unwrap();
     for k in 1..=5 {
-        assert_eq!(i.call::<i64, i32>("run", k * 10).unwrap(), k as i32);
+        assert_eq!(
+            i.call::<i64, i32>(&mut store, "run", k * 10).unwrap(),
+            k as i32
+        );
     }
-    assert_eq!(i.data().calls, 5);
-    assert_eq!(i.data().total, 150);
-    i.call::<i32, ()>("say", 0).unwrap();
-    i.call::<i32, ()>("say", 1000).unwrap();
-    assert_eq!(i.data().log, vec!["hello from wasm", "hello from wasm"]);
+    assert_eq!(store.data().calls, 5);
+    assert_eq!(store.data().total, 150);
+    i.call::<i32, ()>(&mut store, "say", 0).unwrap();
+    i.call::<i32, ()>(&mut store, "say", 1000).unwrap();
+    assert_eq!(store.data().log, vec!["hello from wasm", "hello from wasm"]);
     assert_eq!(
-        i.call::<i32, i32>("load8", 256).unwrap(),
+        i.call::<i32, i32>(&mut store, "load8", 256).unwrap(),
         u32::from(b'H') as i32
     );
-    assert_eq!(&i.memory("memory").unwrap()[1256..1271], b"HELLO FROM WASM");
+    let memory = i.get_memory(&store, "memory").unwrap();
+    assert_eq!(&memory.data(&store)[1256..1271], b"HELLO FROM WASM");
     // The embedder changes the state between calls; the host sees it.
-    i.data_mut().calls = 100;
-    assert_eq!(i.call::<i64, i32>("run", 0).unwrap(), 101);
+    store.data_mut().calls = 100;
+    assert_eq!(i.call::<i64, i32>(&mut store, "run", 0).unwrap(), 101);
 }
 
 #[test]
@@ -611,10 +699,12 @@ fn dynamically_typed_host_functions() {
             Ok(())
         })
         .unwrap();
-    let mut i = linker.instantiate(&module, 0).unwrap();
+    let mut store = Store::new(&engine, 0);
+    let i = linker.instantiate(&mut store, &module).unwrap();
     let handle = ExternRef::new(NonZeroU64::new(3).unwrap());
     let out = i
         .call_dynamic(
+            &mut store,
             "run",
             &[
                 Val::I32(40),
@@ -632,7 +722,7 @@ fn dynamically_typed_host_functions() {
             Val::V128(V128(!0xffu128))
         ]
     );
-    assert_eq!(*i.data(), 1);
+    assert_eq!(*store.data(), 1);
     // A dynamic host function storing a result of the wrong type is an error.
     let mut linker: Linker<u32> = Linker::new(&engine);
     let ty = FuncType::new([], [ValType::I32]);
@@ -648,12 +738,13 @@ fn dynamically_typed_host_functions() {
                    (func (export "run") (result i32) (call $b)))"#,
     )
     .unwrap();
-    let mut i = linker.instantiate(&module, 0).unwrap();
-    match i.call::<(), i32>("run", ()) {
+    let mut store = Store::new(&engine, 0);
+    let i = linker.instantiate(&mut store, &module).unwrap();
+    match i.call::<(), i32>(&mut store, "run", ()) {
         Err(Error::InvalidArgument(m)) => println!("{m}"),
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
-    assert!(!i.is_poisoned());
+    assert!(!store.is_poisoned());
 }
 
 #[test]
@@ -702,43 +793,70 @@ fn linking_one_instance_into_another() {
     linker
         .func_wrap("host", "id", |caller: Caller<'_, i32>| *caller.data())
         .unwrap();
-    let mut p = linker.instantiate(&provider, 1).unwrap();
-    linker.instance("p", &p).unwrap();
-    let mut c = linker.instantiate(&consumer, 2).unwrap();
+    // Linked instances live in one store.
+    let mut store = Store::new(&engine, 1);
+    let p = linker.instantiate(&mut store, &provider).unwrap();
+    linker.instance(&store, "p", p).unwrap();
+    let c = linker.instantiate(&mut store, &consumer).unwrap();
     // run(4): triple(4)=12 stored at 100 of the shared memory; g 5 -> 6;
     // call_indirect triple(4)=12; add_to_g(10): g 6 -> 16, stored at 0.
-    assert_eq!(c.call::<i32, i32>("run", 4).unwrap(), 12 + 16);
-    assert_eq!(c.call::<i32, i32>("read", 100).unwrap(), 12);
-    assert_eq!(c.call::<i32, i32>("read", 0).unwrap(), 16);
-    assert_eq!(c.call::<(), i32>("g", ()).unwrap(), 16);
+    assert_eq!(c.call::<i32, i32>(&mut store, "run", 4).unwrap(), 12 + 16);
+    assert_eq!(c.call::<i32, i32>(&mut store, "read", 100).unwrap(), 12);
+    assert_eq!(c.call::<i32, i32>(&mut store, "read", 0).unwrap(), 16);
+    assert_eq!(c.call::<(), i32>(&mut store, "g", ()).unwrap(), 16);
     // The provider sees the same memory and global.
-    assert_eq!(p.get_global("g").unwrap().get(), Val::I32(16));
-    assert_eq!(&p.memory("mem").unwrap()[100..104], &12i32.to_le_bytes());
-    assert_eq!(p.call::<i32, i32>("add_to_g", 1).unwrap(), 17);
-    assert_eq!(c.call::<(), i32>("g", ()).unwrap(), 17);
+    assert_eq!(p.get_global(&store, "g").unwrap().get(&store), Val::I32(16));
+    let mem = p.get_memory(&store, "mem").unwrap();
+    assert_eq!(&mem.data(&store)[100..104], &12i32.to_le_bytes());
+    assert_eq!(p.call::<i32, i32>(&mut store, "add_to_g", 1).unwrap(), 17);
+    assert_eq!(c.call::<(), i32>(&mut store, "g", ()).unwrap(), 17);
     // A host function re-exported by the provider sees the data of the
-    // instance running the call.
-    assert_eq!(c.call::<(), i32>("who", ()).unwrap(), 2);
-    // The provider's functions can be called on the consumer's stack.
-    let triple = p.get_func("triple").unwrap();
+    // running store. (This used to check that it saw the data of the
+    // instance running the call, the consumer's rather than the
+    // provider's; data is per store now, so the equivalent is that it sees
+    // the store's data as it is at the time of the call, through either
+    // instance.)
+    assert_eq!(c.call::<(), i32>(&mut store, "who", ()).unwrap(), 1);
+    *store.data_mut() = 2;
+    assert_eq!(c.call::<(), i32>(&mut store, "who", ()).unwrap(), 2);
+    assert_eq!(p.call::<(), i32>(&mut store, "host_id", ()).unwrap(), 2);
+    // The provider's functions can be called from the host on the store's
+    // stack.
+    let triple = p.get_func(&store, "triple").unwrap();
     assert_eq!(
-        c.call_func(&triple, &[Val::I32(5)]).unwrap(),
+        triple.call(&mut store, &[Val::I32(5)]).unwrap(),
         vec![Val::I32(15)]
     );
     // Linking the same name twice is refused unless shadowing is allowed.
-    assert!(matches!(linker.instance("p", &p), Err(Error::Link(_))));
+    assert!(matches!(
+        linker.instance(&store, "p", p),
+        Err(Error::Link(_))
+    ));
     linker.allow_shadowing(true);
-    linker.instance("p", &p).unwrap();
-    // The consumer keeps the provider's items alive.
-    drop(p);
-    assert_eq!(c.call::<i32, i32>("run", 1).unwrap(), 3 + 28);
+    linker.instance(&store, "p", p).unwrap();
+    // This used to check that the consumer kept the provider's items alive
+    // after the provider was dropped. In the store model every item stays
+    // for the store's life, and linking across stores is refused: the
+    // linker now holds the provider's items, which belong to `store`, so
+    // the consumer cannot be instantiated in another store ...
+    let mut other = Store::new(&engine, 3);
+    match linker.instantiate(&mut other, &consumer) {
+        Err(Error::Link(m)) => assert!(m.contains("another store"), "{m}"),
+        r => panic!("expected a link error, got {r:?}"),
+    }
+    // ... while the consumer in `store` keeps working with them.
+    assert_eq!(c.call::<i32, i32>(&mut store, "run", 1).unwrap(), 3 + 28);
 }
 
 #[test]
 fn host_created_items_shared_by_instances() {
+    // The host creates a memory and a global in a store; instances of that
+    // store share them. (Store model: the items belong to their store, so a
+    // module importing them instantiates only there.)
     let engine = Engine::default();
+    let mut store = Store::new(&engine, ());
     let memory = Memory::new(
-        &engine,
+        &mut store,
         MemoryType {
             minimum: 1,
             maximum: Some(2),
@@ -746,7 +864,7 @@ fn host_created_items_shared_by_instances() {
     )
     .unwrap();
     let global = Global::new(
-        &engine,
+        &mut store,
         GlobalType {
             content: ValType::I64,
             mutable: true,
@@ -755,8 +873,8 @@ fn host_created_items_shared_by_instances() {
     )
     .unwrap();
     let mut linker: Linker<()> = Linker::new(&engine);
-    linker.define("env", "memory", memory.clone()).unwrap();
-    linker.define("env", "counter", global.clone()).unwrap();
+    linker.define("env", "memory", memory).unwrap();
+    linker.define("env", "counter", global).unwrap();
     let module = Module::new(
         &engine,
         r#"(module
@@ -768,14 +886,29 @@ fn host_created_items_shared_by_instances() {
                (global.get $c)))"#,
     )
     .unwrap();
-    let mut a = linker.instantiate(&module, ()).unwrap();
-    let mut b = linker.instantiate(&module, ()).unwrap();
-    assert_eq!(a.call::<(), i64>("bump", ()).unwrap(), 41);
-    assert_eq!(b.call::<(), i64>("bump", ()).unwrap(), 42);
-    assert_eq!(global.get(), Val::I64(42));
+    let a = linker.instantiate(&mut store, &module).unwrap();
+    let b = linker.instantiate(&mut store, &module).unwrap();
+    assert_eq!(a.call::<(), i64>(&mut store, "bump", ()).unwrap(), 41);
+    assert_eq!(b.call::<(), i64>(&mut store, "bump", ()).unwrap(), 42);
+    assert_eq!(global.get(&store), Val::I64(42));
     let mut bytes = [0u8; 8];
-    memory.read(8, &mut bytes).unwrap();
+    memory.read(&store, 8, &mut bytes).unwrap();
     assert_eq!(i64::from_le_bytes(bytes), 42);
+    // Another store cannot use them.
+    let mut other = Store::new(&engine, ());
+    match linker.instantiate(&mut other, &module) {
+        Err(Error::Link(m)) => assert!(m.contains("another store"), "{m}"),
+        r => panic!("expected a link error, got {r:?}"),
+    }
+    assert!(matches!(
+        memory.read(&other, 8, &mut bytes),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        global.set(&mut other, Val::I64(0)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(global.get(&store), Val::I64(42));
 }
 
 #[test]
@@ -801,10 +934,14 @@ fn start_function_runs_at_instantiation() {
         })
         .unwrap();
     for _ in 0..3 {
-        let i = linker.instantiate(&module, vec![1]).unwrap();
-        assert_eq!(i.data(), &vec![1, 7]);
-        assert_eq!(i.get_global("g").unwrap().get(), Val::I32(123));
-        assert_eq!(i.memory("memory").unwrap()[5], 9);
+        let mut store = Store::new(&engine, vec![1]);
+        let i = linker.instantiate(&mut store, &module).unwrap();
+        assert_eq!(store.data(), &vec![1, 7]);
+        assert_eq!(
+            i.get_global(&store, "g").unwrap().get(&store),
+            Val::I32(123)
+        );
+        assert_eq!(i.get_memory(&store, "memory").unwrap().data(&store)[5], 9);
     }
     // A start function that traps fails the instantiation with the trap.
     let trapping = Module::new(
@@ -813,7 +950,7 @@ fn start_function_runs_at_instantiation() {
     )
     .unwrap();
     let err = Linker::<()>::new(&engine)
-        .instantiate(&trapping, ())
+        .instantiate(&mut Store::new(&engine, ()), &trapping)
         .unwrap_err();
     assert_eq!(
         err.trap_code(),
@@ -827,7 +964,7 @@ fn start_function_runs_at_instantiation() {
             Err(Error::msg("refused"))
         })
         .unwrap();
-    match linker.instantiate(&module, vec![]) {
+    match linker.instantiate(&mut Store::new(&engine, vec![]), &module) {
         Err(Error::Message(m)) => assert_eq!(m, "refused"),
         other => panic!("expected the host's error, got {other:?}"),
     }
@@ -860,7 +997,7 @@ fn instantiation_traps_on_out_of_bounds_segments() {
         ),
     ] {
         let module = Module::new(&engine, wat).unwrap();
-        match linker.instantiate(&module, ()) {
+        match linker.instantiate(&mut Store::new(&engine, ()), &module) {
             Err(Error::Trap(trap)) => {
                 assert_eq!(trap.code(), code, "{wat}");
                 println!("{wat}: {trap}");
@@ -875,8 +1012,12 @@ fn instantiation_traps_on_out_of_bounds_segments() {
                    (table 1 funcref) (func $f) (elem (i32.const 0) $f))"#,
     )
     .unwrap();
-    let i = linker.instantiate(&module, ()).unwrap();
-    assert_eq!(&i.memory("m").unwrap()[65534..], b"ab");
+    let mut store = Store::new(&engine, ());
+    let i = linker.instantiate(&mut store, &module).unwrap();
+    assert_eq!(
+        &i.get_memory(&store, "m").unwrap().data(&store)[65534..],
+        b"ab"
+    );
 }
 
 #[test]
@@ -951,48 +1092,57 @@ fn module_imports_and_exports() {
 }
 
 #[test]
-fn instances_move_to_other_threads() {
+fn stores_move_to_other_threads() {
     let engine = Engine::default();
     let module = Module::new(&engine, VALUES_WAT).unwrap();
     let linker: Linker<()> = Linker::new(&engine);
     let handles: Vec<_> = (0..4)
         .map(|k| {
-            let mut i = linker.instantiate(&module, ()).unwrap();
+            let mut store = Store::new(&engine, ());
+            let i = linker.instantiate(&mut store, &module).unwrap();
             std::thread::spawn(move || {
                 let mut sum = 0;
                 for n in 0..1000 {
-                    sum = i.call::<(i32, i32), i32>("add", (sum, n + k)).unwrap();
+                    sum = i
+                        .call::<(i32, i32), i32>(&mut store, "add", (sum, n + k))
+                        .unwrap();
                     // A trap on this thread (its own signal stack) is fine.
                     if n % 100 == 0 {
-                        let e = i.call::<i32, i32>("call_via_table_missing", 0).unwrap_err();
+                        let e = i
+                            .call::<i32, i32>(&mut store, "call_via_table_missing", 0)
+                            .unwrap_err();
                         assert!(matches!(e, Error::InvalidArgument(_)));
                         let e = i
-                            .call_dynamic("call_via_table", &[Val::FuncRef(None)])
+                            .call_dynamic(&mut store, "call_via_table", &[Val::FuncRef(None)])
                             .unwrap_err();
                         assert_eq!(e.trap_code(), Some(TrapCode::IndirectCallToNull));
                     }
                 }
-                (sum, i)
+                (sum, store, i)
             })
         })
         .collect();
     for (k, h) in handles.into_iter().enumerate() {
-        let (sum, mut i) = h.join().unwrap();
+        let (sum, mut store, i) = h.join().unwrap();
         assert_eq!(sum, (0..1000).map(|n| n + k as i32).sum::<i32>());
         // And back on this thread.
-        assert_eq!(i.call::<(i32, i32), i32>("add", (1, 2)).unwrap(), 3);
+        assert_eq!(
+            i.call::<(i32, i32), i32>(&mut store, "add", (1, 2))
+                .unwrap(),
+            3
+        );
     }
 }
 
 /// Calls into the guest, whose host function captures a backtrace. Never
 /// inlined, so its frame (and name) is on the stack below the guest's.
 #[inline(never)]
-fn backtrace_embedder_frame_marker(instance: &mut Instance<Option<String>>) -> i32 {
-    let r = instance.call::<i32, i32>("run", std::hint::black_box(3));
+fn backtrace_embedder_frame_marker(store: &mut Store<Option<String>>, instance: Instance) -> i32 {
+    let r = instance.call::<i32, i32>(store, "run", std::hint::black_box(3));
     std::hint::black_box(r.unwrap())
 }
 
-/// The host function: records a backtrace in the instance's data.
+/// The host function: records a backtrace in the store's data.
 #[inline(never)]
 fn capture_backtrace_in_host(mut caller: Caller<'_, Option<String>>) -> i32 {
     *caller.data_mut() = Some(std::backtrace::Backtrace::force_capture().to_string());
@@ -1016,9 +1166,10 @@ fn backtrace_from_host_function_reaches_the_embedder() {
     linker
         .func_wrap("host", "capture", capture_backtrace_in_host)
         .unwrap();
-    let mut i = linker.instantiate(&module, None).unwrap();
-    assert_eq!(backtrace_embedder_frame_marker(&mut i), 14);
-    let trace = i.data().clone().unwrap();
+    let mut store = Store::new(&engine, None);
+    let i = linker.instantiate(&mut store, &module).unwrap();
+    assert_eq!(backtrace_embedder_frame_marker(&mut store, i), 14);
+    let trace = store.data().clone().unwrap();
     assert!(
         trace.contains("backtrace_embedder_frame_marker"),
         "the backtrace does not reach the embedder's frame:\n{trace}"
@@ -1081,13 +1232,15 @@ fn host_functions_with_many_mixed_parameters_and_results() {
     linker
         .func_wrap("host", "five", || (1, 2, 3, 4, 5))
         .unwrap();
-    let mut i = linker.instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let i = linker.instantiate(&mut store, &module).unwrap();
     let handle = ExternRef::new(NonZeroU64::new(u64::MAX).unwrap());
     let out = i
         .call::<
             (i32, i64, f32, f64, V128, Option<ExternRef>, u32, u64),
             (i64, f64, i32, V128, Option<ExternRef>),
         >(
+            &mut store,
             "run",
             (-1, 1 << 40, 1.5, -4.0, V128(0xab << 120 | 1), Some(handle), 0, 7),
         )
@@ -1097,17 +1250,18 @@ fn host_functions_with_many_mixed_parameters_and_results() {
         ((1 << 40) + 6, -6.0, -1, V128(0xab | 1 << 8), Some(handle))
     );
     assert_eq!(
-        i.call::<(), (i32, i32, i32, i32, i32)>("five", ()).unwrap(),
+        i.call::<(), (i32, i32, i32, i32, i32)>(&mut store, "five", ())
+            .unwrap(),
         (1, 2, 3, 4, 5)
     );
-    let twelve = i.call_dynamic("twelve", &[]).unwrap();
+    let twelve = i.call_dynamic(&mut store, "twelve", &[]).unwrap();
     assert_eq!(twelve.len(), 12);
     assert_eq!(twelve[9], Val::I64(10));
     assert_eq!(twelve[10], Val::from(11.0f32));
     assert_eq!(twelve[11], Val::from(12.0f64));
     let args: Vec<Val> = (1..=20).map(Val::I32).collect();
     assert_eq!(
-        i.call_dynamic("twenty", &args).unwrap(),
+        i.call_dynamic(&mut store, "twenty", &args).unwrap(),
         vec![Val::I32(1020)]
     );
 }
@@ -1146,22 +1300,28 @@ fn host_grows_memory_and_table_and_sets_global_during_a_call() {
         .unwrap();
         let mut linker: Linker<Items> = Linker::new(&engine);
         linker
-            .func_wrap("host", "grow", |caller: Caller<'_, Items>| {
-                let (memory, table, global, func) = caller.data().clone().unwrap();
-                memory.grow(1).unwrap();
-                table.grow(3, Val::FuncRef(Some(func))).unwrap();
-                global.set(Val::I32(1000)).unwrap();
+            .func_wrap("host", "grow", |mut caller: Caller<'_, Items>| {
+                let (memory, table, global, func) = caller.data().unwrap();
+                memory.grow(&mut caller, 1).unwrap();
+                table
+                    .grow(&mut caller, 3, Val::FuncRef(Some(func)))
+                    .unwrap();
+                global.set(&mut caller, Val::I32(1000)).unwrap();
             })
             .unwrap();
-        let mut i = linker.instantiate(&module, None).unwrap();
+        let mut store = Store::new(&engine, None);
+        let i = linker.instantiate(&mut store, &module).unwrap();
         let items = (
-            i.get_memory("mem").unwrap(),
-            i.get_table("tab").unwrap(),
-            i.get_global("g").unwrap(),
-            i.get_func("k").unwrap(),
+            i.get_memory(&store, "mem").unwrap(),
+            i.get_table(&store, "tab").unwrap(),
+            i.get_global(&store, "g").unwrap(),
+            i.get_func(&store, "k").unwrap(),
         );
-        *i.data_mut() = Some(items);
+        *store.data_mut() = Some(items);
         // 5 + 2 pages + 1000 + 4 elements + 77.
-        assert_eq!(i.call::<(), i32>("run", ()).unwrap(), 5 + 2 + 1000 + 4 + 77);
+        assert_eq!(
+            i.call::<(), i32>(&mut store, "run", ()).unwrap(),
+            5 + 2 + 1000 + 4 + 77
+        );
     }
 }

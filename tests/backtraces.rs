@@ -3,7 +3,9 @@
 //! offsets, and marked host frames between guest segments; `Caller::backtrace`
 //! and `backstop::symbolize` name guest frames for embedders.
 
-use backstop::{Caller, Config, Engine, Error, FrameKind, Linker, Module, WasmBacktrace};
+use backstop::{
+    Caller, Config, Engine, Error, FrameKind, Instance, Linker, Module, Store, WasmBacktrace,
+};
 
 const GUEST: &str = r#"
     (module $demo
@@ -34,7 +36,9 @@ enum Inner {
     Record,
 }
 
-fn instance(engine: &Engine, inner: Inner) -> backstop::Instance<Vec<Vec<String>>> {
+/// A store holding an instance of `GUEST`, whose host function ends as
+/// `inner` says.
+fn instance(engine: &Engine, inner: Inner) -> (Store<Vec<Vec<String>>>, Instance) {
     let module = Module::new(engine, GUEST).unwrap();
     let mut linker = Linker::new(engine);
     linker
@@ -57,14 +61,16 @@ fn instance(engine: &Engine, inner: Inner) -> backstop::Instance<Vec<Vec<String>
             },
         )
         .unwrap();
-    linker.instantiate(&module, Vec::new()).unwrap()
+    let mut store = Store::new(engine, Vec::new());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    (store, instance)
 }
 
 #[test]
 fn trap_backtrace_names_every_guest_frame() {
     let engine = Engine::default();
-    let mut instance = instance(&engine, Inner::Trap);
-    let error = instance.call::<(), ()>("trap", ()).unwrap_err();
+    let (mut store, instance) = instance(&engine, Inner::Trap);
+    let error = instance.call::<(), ()>(&mut store, "trap", ()).unwrap_err();
     let trap = error.as_trap().unwrap();
     let backtrace = trap.backtrace().expect("captured by default");
     assert_eq!(names(backtrace), ["inner", "middle", "outer"]);
@@ -85,8 +91,10 @@ fn trap_backtrace_names_every_guest_frame() {
 #[test]
 fn trap_under_host_segments_marks_the_host_frames() {
     let engine = Engine::default();
-    let mut instance = instance(&engine, Inner::Trap);
-    let error = instance.call::<i32, ()>("enter", 2).unwrap_err();
+    let (mut store, instance) = instance(&engine, Inner::Trap);
+    let error = instance
+        .call::<i32, ()>(&mut store, "enter", 2)
+        .unwrap_err();
     let backtrace = error.as_trap().unwrap().backtrace().unwrap();
     assert_eq!(
         names(backtrace),
@@ -97,9 +105,9 @@ fn trap_under_host_segments_marks_the_host_frames() {
 #[test]
 fn termination_backtrace_starts_with_the_host_frame() {
     let engine = Engine::default();
-    let mut instance = instance(&engine, Inner::Terminate);
+    let (mut store, instance) = instance(&engine, Inner::Terminate);
     let details = instance
-        .call::<i32, ()>("enter", 1)
+        .call::<i32, ()>(&mut store, "enter", 1)
         .unwrap_err()
         .into_termination()
         .unwrap();
@@ -113,10 +121,10 @@ fn termination_backtrace_starts_with_the_host_frame() {
 #[test]
 fn caller_backtrace_inside_a_host_function() {
     let engine = Engine::default();
-    let mut instance = instance(&engine, Inner::Record);
-    instance.call::<i32, ()>("enter", 2).unwrap();
+    let (mut store, instance) = instance(&engine, Inner::Record);
+    instance.call::<i32, ()>(&mut store, "enter", 2).unwrap();
     assert_eq!(
-        instance.data()[0],
+        store.data()[0],
         ["host", "enter", "host", "enter", "host", "enter"]
     );
 }
@@ -124,8 +132,8 @@ fn caller_backtrace_inside_a_host_function() {
 #[test]
 fn capture_can_be_turned_off() {
     let engine = Engine::new(Config::new().wasm_backtrace(false)).unwrap();
-    let mut instance = instance(&engine, Inner::Trap);
-    let error = instance.call::<(), ()>("trap", ()).unwrap_err();
+    let (mut store, instance) = instance(&engine, Inner::Trap);
+    let error = instance.call::<(), ()>(&mut store, "trap", ()).unwrap_err();
     assert!(error.as_trap().unwrap().backtrace().is_none());
     assert!(!error.to_string().contains("wasm backtrace"));
 }
@@ -144,8 +152,13 @@ fn a_stack_overflow_prints_a_few_lines_and_keeps_every_frame() {
              (func $main (export "main") (result i32) (call $r (i32.const 0))))"#,
     )
     .unwrap();
-    let mut instance = Linker::new(&engine).instantiate(&module, ()).unwrap();
-    let error = instance.call::<(), i32>("main", ()).unwrap_err();
+    let mut store = Store::new(&engine, ());
+    let instance = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    let error = instance
+        .call::<(), i32>(&mut store, "main", ())
+        .unwrap_err();
     let trap = error.as_trap().expect("a trap");
     assert_eq!(trap.code(), backstop::TrapCode::StackOverflow);
     let frames = trap.backtrace().unwrap().frames();
@@ -207,8 +220,11 @@ fn guest_symbols_are_demangled_and_the_raw_name_kept() {
              (func $_RNvNtCs1234_7mycrate6module4func (export "v0") unreachable))"#,
     )
     .unwrap();
-    let mut instance = Linker::new(&engine).instantiate(&module, ()).unwrap();
-    let error = instance.call::<(), ()>("rust", ()).unwrap_err();
+    let mut store = Store::new(&engine, ());
+    let instance = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    let error = instance.call::<(), ()>(&mut store, "rust", ()).unwrap_err();
     let trap = error.as_trap().unwrap();
     assert_eq!(trap.func_name(), Some("_Z5innerv"));
     let frames = trap.backtrace().unwrap().frames();
@@ -223,7 +239,7 @@ fn guest_symbols_are_demangled_and_the_raw_name_kept() {
     assert!(text.contains("in inner()"), "{text}");
     assert!(text.contains("json::main @ "), "{text}");
     assert!(!text.contains("_ZN4json"), "{text}");
-    let error = instance.call::<(), ()>("v0", ()).unwrap_err();
+    let error = instance.call::<(), ()>(&mut store, "v0", ()).unwrap_err();
     assert!(
         error.to_string().contains("mycrate::module::func"),
         "{error}"

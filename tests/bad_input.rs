@@ -3,11 +3,12 @@
 //! outside Wasm 2.0, invalid text; link errors (missing imports, wrong kind,
 //! wrong function type, wrong global mutability or type, memory and table
 //! limits); unknown exports and wrongly typed arguments; out-of-range host
-//! memory accesses; modules and functions of another engine.
+//! memory accesses; modules, stores and functions of another engine, and
+//! items of another store.
 
 use backstop::{
-    Engine, Error, FuncType, Global, GlobalType, Linker, Memory, MemoryType, Module, Table,
-    TableType, Val, ValType, V128,
+    Engine, Error, FuncType, Global, GlobalType, Instance, Linker, Memory, MemoryType, Module,
+    Store, Table, TableType, Val, ValType, V128,
 };
 
 fn engine() -> Engine {
@@ -347,7 +348,7 @@ fn invalid_text() {
 }
 
 #[track_caller]
-fn expect_link_error(result: Result<backstop::Instance<()>, Error>) -> String {
+fn expect_link_error(result: Result<Instance, Error>) -> String {
     match result {
         Err(Error::Link(m)) => {
             println!("{m}");
@@ -368,24 +369,26 @@ fn missing_import() {
              (import "env" "absent_fn" (func (param i32))))"#,
     )
     .unwrap();
+    let mut store = Store::new(&engine, ());
     let mut linker = Linker::new(&engine);
     linker.func_wrap("env", "present", || {}).unwrap();
-    let m = expect_link_error(linker.instantiate(&module, ()));
+    let m = expect_link_error(linker.instantiate(&mut store, &module));
     assert!(m.contains("absent_fn") && m.contains("env"), "{m}");
     // Same name in another module does not count.
     linker.func_wrap("other", "absent_fn", |_: i32| {}).unwrap();
-    let m = expect_link_error(linker.instantiate(&module, ()));
+    let m = expect_link_error(linker.instantiate(&mut store, &module));
     assert!(m.contains("absent_fn"), "{m}");
     // Defining it makes it work.
     linker.func_wrap("env", "absent_fn", |_: i32| {}).unwrap();
-    linker.instantiate(&module, ()).unwrap();
+    linker.instantiate(&mut store, &module).unwrap();
 }
 
 #[test]
 fn import_of_wrong_kind() {
     let engine = engine();
+    let mut store = Store::new(&engine, ());
     let memory = Memory::new(
-        &engine,
+        &mut store,
         MemoryType {
             minimum: 1,
             maximum: None,
@@ -393,7 +396,7 @@ fn import_of_wrong_kind() {
     )
     .unwrap();
     let global = Global::new(
-        &engine,
+        &mut store,
         GlobalType {
             content: ValType::I32,
             mutable: false,
@@ -402,7 +405,7 @@ fn import_of_wrong_kind() {
     )
     .unwrap();
     let table = Table::new(
-        &engine,
+        &mut store,
         TableType {
             element: ValType::FuncRef,
             minimum: 1,
@@ -429,7 +432,7 @@ fn import_of_wrong_kind() {
     ] {
         let wat = format!(r#"(module (import "env" "{provided}" {import}))"#);
         let module = Module::new(&engine, &wat).unwrap();
-        let m = expect_link_error(linker.instantiate(&module, ()));
+        let m = expect_link_error(linker.instantiate(&mut store, &module));
         assert!(m.contains(provided), "{wat}: {m}");
     }
 }
@@ -437,6 +440,7 @@ fn import_of_wrong_kind() {
 #[test]
 fn import_of_wrong_function_type() {
     let engine = engine();
+    let mut store = Store::new(&engine, ());
     let mut linker: Linker<()> = Linker::new(&engine);
     linker.func_wrap("env", "f", |x: i32| x).unwrap();
     for import in [
@@ -449,7 +453,7 @@ fn import_of_wrong_function_type() {
     ] {
         let wat = format!(r#"(module (import "env" "f" {import}))"#);
         let module = Module::new(&engine, &wat).unwrap();
-        let m = expect_link_error(linker.instantiate(&module, ()));
+        let m = expect_link_error(linker.instantiate(&mut store, &module));
         assert!(m.contains("env") && m.contains('f'), "{m}");
     }
     // A dynamically typed host function is checked the same way.
@@ -460,18 +464,19 @@ fn import_of_wrong_function_type() {
         })
         .unwrap();
     let module = Module::new(&engine, r#"(module (import "env" "f" (func (param i32))))"#).unwrap();
-    expect_link_error(linker.instantiate(&module, ()));
+    expect_link_error(linker.instantiate(&mut store, &module));
     // The right type links.
     let module = Module::new(&engine, r#"(module (import "env" "f" (func (param i64))))"#).unwrap();
-    linker.instantiate(&module, ()).unwrap();
+    linker.instantiate(&mut store, &module).unwrap();
 }
 
 #[test]
 fn import_of_wrong_global_type_or_mutability() {
     let engine = engine();
-    let global = |content, mutable| {
+    let mut store = Store::new(&engine, ());
+    let global = |store: &mut Store<()>, content, mutable| {
         Global::new(
-            &engine,
+            store,
             GlobalType { content, mutable },
             Val::default_for(content),
         )
@@ -479,10 +484,10 @@ fn import_of_wrong_global_type_or_mutability() {
     };
     let mut linker: Linker<()> = Linker::new(&engine);
     linker
-        .define("env", "const_i32", global(ValType::I32, false))
+        .define("env", "const_i32", global(&mut store, ValType::I32, false))
         .unwrap();
     linker
-        .define("env", "mut_i32", global(ValType::I32, true))
+        .define("env", "mut_i32", global(&mut store, ValType::I32, true))
         .unwrap();
     for (import, name) in [
         ("(global (mut i32))", "const_i32"),
@@ -492,7 +497,7 @@ fn import_of_wrong_global_type_or_mutability() {
     ] {
         let wat = format!(r#"(module (import "env" "{name}" {import}))"#);
         let module = Module::new(&engine, &wat).unwrap();
-        let m = expect_link_error(linker.instantiate(&module, ()));
+        let m = expect_link_error(linker.instantiate(&mut store, &module));
         assert!(m.contains(name), "{m}");
     }
     for (import, name) in [
@@ -501,16 +506,17 @@ fn import_of_wrong_global_type_or_mutability() {
     ] {
         let wat = format!(r#"(module (import "env" "{name}" {import}))"#);
         let module = Module::new(&engine, &wat).unwrap();
-        linker.instantiate(&module, ()).unwrap();
+        linker.instantiate(&mut store, &module).unwrap();
     }
 }
 
 #[test]
 fn import_of_memory_or_table_with_wrong_limits() {
     let engine = engine();
+    let mut store = Store::new(&engine, ());
     let mut linker: Linker<()> = Linker::new(&engine);
     let small = Memory::new(
-        &engine,
+        &mut store,
         MemoryType {
             minimum: 1,
             maximum: Some(2),
@@ -518,17 +524,17 @@ fn import_of_memory_or_table_with_wrong_limits() {
     )
     .unwrap();
     let unbounded = Memory::new(
-        &engine,
+        &mut store,
         MemoryType {
             minimum: 1,
             maximum: None,
         },
     )
     .unwrap();
-    linker.define("env", "small", small.clone()).unwrap();
+    linker.define("env", "small", small).unwrap();
     linker.define("env", "unbounded", unbounded).unwrap();
     let table = Table::new(
-        &engine,
+        &mut store,
         TableType {
             element: ValType::FuncRef,
             minimum: 2,
@@ -548,19 +554,19 @@ fn import_of_memory_or_table_with_wrong_limits() {
     ] {
         let wat = format!(r#"(module (import "env" "{name}" {import}))"#);
         let module = Module::new(&engine, &wat).unwrap();
-        let m = expect_link_error(linker.instantiate(&module, ()));
+        let m = expect_link_error(linker.instantiate(&mut store, &module));
         assert!(m.contains(name), "{m}");
     }
     // The current size counts, not the declared minimum.
-    small.grow(1).unwrap();
+    small.grow(&mut store, 1).unwrap();
     let module = Module::new(&engine, r#"(module (import "env" "small" (memory 2 2)))"#).unwrap();
-    linker.instantiate(&module, ()).unwrap();
+    linker.instantiate(&mut store, &module).unwrap();
     let module = Module::new(
         &engine,
         r#"(module (import "env" "table" (table 2 4 funcref)))"#,
     )
     .unwrap();
-    linker.instantiate(&module, ()).unwrap();
+    linker.instantiate(&mut store, &module).unwrap();
 }
 
 const CALLS_WAT: &str = r#"
@@ -587,44 +593,61 @@ fn expect_invalid_argument<R: std::fmt::Debug>(result: Result<R, Error>) -> Stri
 fn unknown_export_name() {
     let engine = engine();
     let module = Module::new(&engine, CALLS_WAT).unwrap();
-    let mut i = Linker::new(&engine).instantiate(&module, ()).unwrap();
-    let m = expect_invalid_argument(i.call::<(), ()>("missing", ()));
+    let mut store = Store::new(&engine, ());
+    let i = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    let m = expect_invalid_argument(i.call::<(), ()>(&mut store, "missing", ()));
     assert!(m.contains("missing"), "{m}");
-    expect_invalid_argument(i.call_dynamic("missing", &[]));
-    expect_invalid_argument(i.typed_func::<(), ()>("missing").map(|_| ()));
+    expect_invalid_argument(i.call_dynamic(&mut store, "missing", &[]));
+    expect_invalid_argument(i.get_typed_func::<(), ()>(&store, "missing").map(|_| ()));
     // Exports of another kind are not functions.
-    expect_invalid_argument(i.call::<(), ()>("memory", ()));
-    expect_invalid_argument(i.call_dynamic("g", &[]));
-    assert!(i.get_func("memory").is_none());
-    assert!(i.get_memory("add").is_none());
-    assert!(i.get_global("nothing").is_none());
-    assert!(i.get_table("g").is_none());
-    // The instance is fine.
-    assert_eq!(i.call::<(i32, i64), i64>("add", (-1, 10)).unwrap(), 9);
+    expect_invalid_argument(i.call::<(), ()>(&mut store, "memory", ()));
+    expect_invalid_argument(i.call_dynamic(&mut store, "g", &[]));
+    assert!(i.get_func(&store, "memory").is_none());
+    assert!(i.get_memory(&store, "add").is_none());
+    assert!(i.get_global(&store, "nothing").is_none());
+    assert!(i.get_table(&store, "g").is_none());
+    // The store is fine.
+    assert_eq!(
+        i.call::<(i32, i64), i64>(&mut store, "add", (-1, 10))
+            .unwrap(),
+        9
+    );
 }
 
 #[test]
 fn wrong_argument_count_and_types() {
     let engine = engine();
     let module = Module::new(&engine, CALLS_WAT).unwrap();
-    let mut i = Linker::new(&engine).instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let i = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     // Typed calls: wrong parameter types, count, result types.
-    expect_invalid_argument(i.call::<(i64, i64), i64>("add", (1, 2)));
-    expect_invalid_argument(i.call::<(i32, i32), i64>("add", (1, 2)));
-    expect_invalid_argument(i.call::<i32, i64>("add", 1));
-    expect_invalid_argument(i.call::<(i32, i64, i32), i64>("add", (1, 2, 3)));
-    expect_invalid_argument(i.call::<(i32, i64), i32>("add", (1, 2)));
-    expect_invalid_argument(i.call::<(i32, i64), ()>("add", (1, 2)));
-    expect_invalid_argument(i.call::<(i32, i64), (i64, i64)>("add", (1, 2)));
-    expect_invalid_argument(i.call::<(), i32>("nothing", ()));
-    expect_invalid_argument(i.call::<i32, ()>("nothing", 0));
-    expect_invalid_argument(i.typed_func::<(u32, u32), u64>("add").map(|_| ()));
+    expect_invalid_argument(i.call::<(i64, i64), i64>(&mut store, "add", (1, 2)));
+    expect_invalid_argument(i.call::<(i32, i32), i64>(&mut store, "add", (1, 2)));
+    expect_invalid_argument(i.call::<i32, i64>(&mut store, "add", 1));
+    expect_invalid_argument(i.call::<(i32, i64, i32), i64>(&mut store, "add", (1, 2, 3)));
+    expect_invalid_argument(i.call::<(i32, i64), i32>(&mut store, "add", (1, 2)));
+    expect_invalid_argument(i.call::<(i32, i64), ()>(&mut store, "add", (1, 2)));
+    expect_invalid_argument(i.call::<(i32, i64), (i64, i64)>(&mut store, "add", (1, 2)));
+    expect_invalid_argument(i.call::<(), i32>(&mut store, "nothing", ()));
+    expect_invalid_argument(i.call::<i32, ()>(&mut store, "nothing", 0));
+    expect_invalid_argument(
+        i.get_typed_func::<(u32, u32), u64>(&store, "add")
+            .map(|_| ()),
+    );
     // Dynamic calls: count.
-    let m = expect_invalid_argument(i.call_dynamic("add", &[Val::I32(1)]));
+    let m = expect_invalid_argument(i.call_dynamic(&mut store, "add", &[Val::I32(1)]));
     assert!(m.contains('2'), "{m}");
-    expect_invalid_argument(i.call_dynamic("add", &[]));
-    expect_invalid_argument(i.call_dynamic("add", &[Val::I32(1), Val::I64(2), Val::I64(3)]));
-    expect_invalid_argument(i.call_dynamic("nothing", &[Val::I32(1)]));
+    expect_invalid_argument(i.call_dynamic(&mut store, "add", &[]));
+    expect_invalid_argument(i.call_dynamic(
+        &mut store,
+        "add",
+        &[Val::I32(1), Val::I64(2), Val::I64(3)],
+    ));
+    expect_invalid_argument(i.call_dynamic(&mut store, "nothing", &[Val::I32(1)]));
     // Dynamic calls: types.
     for args in [
         [Val::I64(1), Val::I64(2)],
@@ -635,13 +658,18 @@ fn wrong_argument_count_and_types() {
         [Val::I32(1), Val::FuncRef(None)],
         [Val::ExternRef(None), Val::I64(2)],
     ] {
-        let m = expect_invalid_argument(i.call_dynamic("add", &args));
+        let m = expect_invalid_argument(i.call_dynamic(&mut store, "add", &args));
         assert!(m.contains("argument"), "{m}");
     }
     // Unsigned Rust types map to the same Wasm types.
-    assert_eq!(i.call::<(u32, u64), u64>("add", (1, 2)).unwrap(), 3);
     assert_eq!(
-        i.call_dynamic("add", &[Val::I32(1), Val::I64(2)]).unwrap(),
+        i.call::<(u32, u64), u64>(&mut store, "add", (1, 2))
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        i.call_dynamic(&mut store, "add", &[Val::I32(1), Val::I64(2)])
+            .unwrap(),
         vec![Val::I64(3)]
     );
 }
@@ -650,14 +678,17 @@ fn wrong_argument_count_and_types() {
 fn host_memory_access_out_of_range() {
     let engine = engine();
     let module = Module::new(&engine, CALLS_WAT).unwrap();
-    let i = Linker::new(&engine).instantiate(&module, ()).unwrap();
-    let memory = i.get_memory("memory").unwrap();
-    let size = memory.data_size();
+    let mut store = Store::new(&engine, ());
+    let i = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    let memory = i.get_memory(&store, "memory").unwrap();
+    let size = memory.data_size(&store);
     assert_eq!(size, 65536);
     let mut buf = [0u8; 8];
-    memory.read(size - 8, &mut buf).unwrap();
-    memory.write(size - 8, &[1; 8]).unwrap();
-    memory.read(size, &mut []).unwrap();
+    memory.read(&store, size - 8, &mut buf).unwrap();
+    memory.write(&mut store, size - 8, &[1; 8]).unwrap();
+    memory.read(&store, size, &mut []).unwrap();
     for (offset, len) in [
         (size - 7, 8),
         (size, 1),
@@ -668,21 +699,21 @@ fn host_memory_access_out_of_range() {
         (1 << 40, 1),
     ] {
         let mut buf = vec![0u8; len];
-        match memory.read(offset, &mut buf) {
+        match memory.read(&store, offset, &mut buf) {
             Err(Error::MemoryAccess(m)) => println!("read {len} at {offset}: {m}"),
             other => panic!("read {len} at {offset}: expected MemoryAccess, got {other:?}"),
         }
-        match memory.write(offset, &buf) {
+        match memory.write(&mut store, offset, &buf) {
             Err(Error::MemoryAccess(_)) => {}
             other => panic!("write {len} at {offset}: expected MemoryAccess, got {other:?}"),
         }
     }
     // The failed write at size-7 wrote nothing.
-    memory.read(size - 8, &mut buf).unwrap();
+    memory.read(&store, size - 8, &mut buf).unwrap();
     assert_eq!(buf, [1; 8]);
     // A memory that grows accepts the new range.
-    memory.grow(1).unwrap();
-    memory.write(size, &[2; 8]).unwrap();
+    memory.grow(&mut store, 1).unwrap();
+    memory.write(&mut store, size, &[2; 8]).unwrap();
 }
 
 #[test]
@@ -691,26 +722,42 @@ fn modules_and_items_of_another_engine() {
     let b = engine();
     let module_a = Module::new(&a, CALLS_WAT).unwrap();
     let linker_b: Linker<()> = Linker::new(&b);
-    let m = expect_link_error(linker_b.instantiate(&module_a, ()));
+    let mut store_a = Store::new(&a, ());
+    let mut store_b = Store::new(&b, ());
+    let m = expect_link_error(linker_b.instantiate(&mut store_b, &module_a));
     assert!(m.contains("engine"), "{m}");
-    // A function of an instance of another engine as an import.
-    let instance_a = Linker::new(&a).instantiate(&module_a, ()).unwrap();
-    let mut linker_b: Linker<()> = Linker::new(&b);
-    linker_b.instance("a", &instance_a).unwrap();
+    // A module of the linker's engine into a store of another engine.
     let importer = Module::new(
         &b,
         r#"(module (import "a" "add" (func (param i32 i64) (result i64))))"#,
     )
     .unwrap();
-    let m = expect_link_error(linker_b.instantiate(&importer, ()));
+    let m = expect_link_error(linker_b.instantiate(&mut store_a, &importer));
     assert!(m.contains("engine"), "{m}");
+    // A function of an instance of another engine as an import. Such a
+    // function necessarily belongs to another store (a store has one
+    // engine), and the store model refuses it as that: the link error
+    // names the other store rather than the engine.
+    let instance_a = Linker::new(&a)
+        .instantiate(&mut store_a, &module_a)
+        .unwrap();
+    let mut linker_b: Linker<()> = Linker::new(&b);
+    linker_b.instance(&store_a, "a", instance_a).unwrap();
+    let m = expect_link_error(linker_b.instantiate(&mut store_b, &importer));
+    assert!(m.contains("another store"), "{m}");
     // Calling a function of another engine's instance.
     let module_b = Module::new(&b, CALLS_WAT).unwrap();
-    let mut instance_b = Linker::new(&b).instantiate(&module_b, ()).unwrap();
-    let add_a = instance_a.get_func("add").unwrap();
-    expect_invalid_argument(instance_b.call_func(&add_a, &[Val::I32(1), Val::I64(2)]));
-    let typed_a = instance_a.typed_func::<(i32, i64), i64>("add").unwrap();
-    expect_invalid_argument(typed_a.call(&mut instance_b, (1, 2)));
+    Linker::new(&b)
+        .instantiate(&mut store_b, &module_b)
+        .unwrap();
+    let add_a = instance_a.get_func(&store_a, "add").unwrap();
+    expect_invalid_argument(add_a.call(&mut store_b, &[Val::I32(1), Val::I64(2)]));
+    let typed_a = instance_a
+        .get_typed_func::<(i32, i64), i64>(&store_a, "add")
+        .unwrap();
+    expect_invalid_argument(typed_a.call(&mut store_b, (1, 2)));
+    // Both stores are fine.
+    assert_eq!(typed_a.call(&mut store_a, (1, 2)).unwrap(), 3);
 }
 
 #[test]
@@ -735,12 +782,15 @@ fn instantiation_needing_too_much_memory() {
     config.max_memory_pages(4);
     let engine = Engine::new(&config).unwrap();
     let module = Module::new(&engine, "(module (memory 5))").unwrap();
-    match Linker::<()>::new(&engine).instantiate(&module, ()) {
+    let mut store = Store::new(&engine, ());
+    match Linker::<()>::new(&engine).instantiate(&mut store, &module) {
         Err(Error::Resource(m)) => println!("{m}"),
         other => panic!("expected Error::Resource, got {other:?}"),
     }
     let module = Module::new(&engine, "(module (memory 4))").unwrap();
-    Linker::<()>::new(&engine).instantiate(&module, ()).unwrap();
+    Linker::<()>::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
 }
 
 #[test]
@@ -766,8 +816,9 @@ fn memory_of_an_engine_with_a_smaller_reservation() {
     };
     assert_ne!(target, libc::MAP_FAILED);
     let target = target as usize;
+    let mut small_store = Store::new(&small, ());
     let memory = Memory::new(
-        &small,
+        &mut small_store,
         MemoryType {
             minimum: 1,
             maximum: None,
@@ -781,12 +832,13 @@ fn memory_of_an_engine_with_a_smaller_reservation() {
     )
     .unwrap();
     let mut linker: Linker<()> = Linker::new(&small);
-    linker.define("h", "m", memory.clone()).unwrap();
+    linker.define("h", "m", memory).unwrap();
     let base = linker
-        .instantiate(&exporter, ())
+        .instantiate(&mut small_store, &exporter)
         .unwrap()
-        .memory("m")
+        .get_memory(&small_store, "m")
         .unwrap()
+        .data(&small_store)
         .as_ptr() as usize;
 
     let big = Engine::default();
@@ -796,9 +848,13 @@ fn memory_of_an_engine_with_a_smaller_reservation() {
              (func (export "store") (param i32) (i32.store (local.get 0) (i32.const 0x11223344))))"#,
     )
     .unwrap();
+    // The memory belongs to a store of the small engine; a store of the
+    // big one may refuse it (as an item of another store), or must keep
+    // the guest inside it.
+    let mut big_store = Store::new(&big, ());
     let mut linker: Linker<()> = Linker::new(&big);
     linker.define("h", "m", memory).unwrap();
-    let mut instance = match linker.instantiate(&module, ()) {
+    let instance = match linker.instantiate(&mut big_store, &module) {
         Err(Error::Link(m)) => return println!("refused: {m}"),
         Err(other) => panic!("expected a link error, got {other:?}"),
         Ok(i) => i,
@@ -809,7 +865,7 @@ fn memory_of_an_engine_with_a_smaller_reservation() {
     } else {
         span + 16
     };
-    let result = instance.call::<i32, ()>("store", offset as i32);
+    let result = instance.call::<i32, ()>(&mut big_store, "store", offset as i32);
     // SAFETY: our own mapping.
     let foreign = unsafe { std::ptr::read_volatile((target + 16) as *const u32) };
     assert_eq!(foreign, 0, "the guest wrote into unrelated memory");
@@ -833,7 +889,10 @@ fn table_of_another_engine() {
              (func $f (type 0) (i64.add (local.get 3) (i64.const 1))))"#,
     )
     .unwrap();
-    let instance_a = Linker::<()>::new(&a).instantiate(&module_a, ()).unwrap();
+    let mut store_a = Store::new(&a, ());
+    let instance_a = Linker::<()>::new(&a)
+        .instantiate(&mut store_a, &module_a)
+        .unwrap();
     // ... in engine B it is () -> i32.
     let module_b = Module::new(
         &b,
@@ -845,14 +904,17 @@ fn table_of_another_engine() {
     .unwrap();
     let mut linker: Linker<()> = Linker::new(&b);
     linker
-        .define("a", "t", instance_a.get_table("t").unwrap())
+        .define("a", "t", instance_a.get_table(&store_a, "t").unwrap())
         .unwrap();
-    let mut instance_b = match linker.instantiate(&module_b, ()) {
+    // The table is an item of another store (of engine A): refusing it is
+    // right; running must not call A's function with B's signature.
+    let mut store_b = Store::new(&b, ());
+    let instance_b = match linker.instantiate(&mut store_b, &module_b) {
         Err(Error::Link(m)) => return println!("refused: {m}"),
         Err(other) => panic!("expected a link error, got {other:?}"),
         Ok(i) => i,
     };
-    let result = instance_b.call::<(), i32>("run", ());
+    let result = instance_b.call::<(), i32>(&mut store_b, "run", ());
     assert_eq!(
         result.map_err(|e| e.trap_code()),
         Err(Some(backstop::TrapCode::BadSignature))
@@ -870,10 +932,11 @@ fn funcref_argument_of_another_engine() {
              (func (export "f") (type 0) (i64.add (local.get 3) (i64.const 1))))"#,
     )
     .unwrap();
+    let mut store_a = Store::new(&a, ());
     let f = Linker::<()>::new(&a)
-        .instantiate(&module_a, ())
+        .instantiate(&mut store_a, &module_a)
         .unwrap()
-        .get_func("f")
+        .get_func(&store_a, "f")
         .unwrap();
     let module_b = Module::new(
         &b,
@@ -885,8 +948,11 @@ fn funcref_argument_of_another_engine() {
                (call_indirect (type 0) (i32.const 0))))"#,
     )
     .unwrap();
-    let mut instance_b = Linker::<()>::new(&b).instantiate(&module_b, ()).unwrap();
-    match instance_b.call_dynamic("run", &[Val::FuncRef(Some(f))]) {
+    let mut store_b = Store::new(&b, ());
+    let instance_b = Linker::<()>::new(&b)
+        .instantiate(&mut store_b, &module_b)
+        .unwrap();
+    match instance_b.call_dynamic(&mut store_b, "run", &[Val::FuncRef(Some(f))]) {
         Err(Error::InvalidArgument(m)) => println!("refused: {m}"),
         Err(e) => assert_eq!(e.trap_code(), Some(backstop::TrapCode::BadSignature)),
         Ok(r) => panic!("a function of another engine ran with the wrong signature: {r:?}"),

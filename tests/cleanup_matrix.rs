@@ -18,10 +18,10 @@
 //! panic payload, the yielded value); afterwards `created == dropped ==
 //! depth + 1`; the parking_lot mutex is free; the std mutex is not held
 //! (poisoned exactly when an unwind passed through its guard); and the
-//! instance is usable again (after `reset` when the ending requires it).
+//! store is usable again (after `reset` when the ending requires it).
 
 use backstop::{
-    Caller, Engine, Error, Instance, InstanceState, KillOutcome, Linker, Module, Outcome, TrapCode,
+    Caller, Engine, Error, KillOutcome, Linker, Module, Outcome, Store, StoreState, TrapCode,
 };
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -109,9 +109,9 @@ enum Ending {
     KillInWasm,
     /// Blocks until another thread has terminated the run, then returns.
     KillInHostcall,
-    /// Suspends; the embedder drops the instance.
+    /// Suspends; the embedder drops the store.
     DropWhileYielded,
-    /// Suspends; the embedder resets the instance.
+    /// Suspends; the embedder resets the store.
     ResetWhileYielded,
 }
 
@@ -239,6 +239,7 @@ fn quiet_panic_hook() {
 }
 
 struct Fixture {
+    engine: Engine,
     module: Module,
     linker: Linker<State>,
 }
@@ -249,7 +250,11 @@ fn fixture() -> Fixture {
     let module = Module::new(&engine, GUEST).unwrap();
     let mut linker = Linker::new(&engine);
     linker.func_wrap("host", "h", h).unwrap();
-    Fixture { module, linker }
+    Fixture {
+        engine,
+        module,
+        linker,
+    }
 }
 
 /// Expects `outcome` to be a yield of `YieldValue(0)` (the innermost depth).
@@ -289,12 +294,12 @@ fn expect_trap(result: Result<i32, Error>, code: TrapCode) {
 /// spin, terminates with `switch` until the call returns; gives back every
 /// outcome it saw.
 fn spawn_wasm_killer(
-    instance: &Instance<State>,
+    store: &Store<State>,
     done: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Vec<KillOutcome>> {
     // Obtained before the call: it targets the next run.
-    let switch = instance.kill_switch();
-    let spinning = instance.data().spinning.clone();
+    let switch = store.kill_switch();
+    let spinning = store.data().spinning.clone();
     std::thread::spawn(move || {
         let mut outcomes = Vec::new();
         while !done.load(Ordering::SeqCst) {
@@ -313,19 +318,20 @@ fn run_case(fixture: &Fixture, ending: Ending, depth: i32) {
     let locks = Arc::new(Locks::default());
     let (entered_tx, entered_rx) = mpsc::channel();
     let (proceed_tx, proceed_rx) = mpsc::channel();
-    let mut instance = fixture
+    let mut store = Store::new(
+        &fixture.engine,
+        State {
+            ending,
+            outer_depth: depth,
+            counters: counters.clone(),
+            locks: locks.clone(),
+            spinning: Arc::new(AtomicBool::new(false)),
+            handshake: Some((entered_tx, proceed_rx)),
+        },
+    );
+    let instance = fixture
         .linker
-        .instantiate(
-            &fixture.module,
-            State {
-                ending,
-                outer_depth: depth,
-                counters: counters.clone(),
-                locks: locks.clone(),
-                spinning: Arc::new(AtomicBool::new(false)),
-                handshake: Some((entered_tx, proceed_rx)),
-            },
-        )
+        .instantiate(&mut store, &fixture.module)
         .unwrap();
     let frames = depth as usize + 1;
 
@@ -333,20 +339,23 @@ fn run_case(fixture: &Fixture, ending: Ending, depth: i32) {
     let unwound = ending != Ending::Return;
     match ending {
         Ending::Return => {
-            assert_eq!(instance.call::<i32, i32>("run", depth).unwrap(), depth + 1);
+            assert_eq!(
+                instance.call::<i32, i32>(&mut store, "run", depth).unwrap(),
+                depth + 1
+            );
         }
         Ending::PanicAny | Ending::ResumeUnwind => {
             expect_panic(catch_unwind(AssertUnwindSafe(|| {
-                instance.call::<i32, i32>("run", depth)
+                instance.call::<i32, i32>(&mut store, "run", depth)
             })));
-            assert!(instance.is_poisoned(), "{case}");
-            assert_eq!(instance.state(), InstanceState::Poisoned);
+            assert!(store.is_poisoned(), "{case}");
+            assert_eq!(store.state(), StoreState::Poisoned);
             assert!(matches!(
-                instance.call::<i32, i32>("run", depth),
+                instance.call::<i32, i32>(&mut store, "run", depth),
                 Err(Error::InstanceState(_))
             ));
         }
-        Ending::Terminate => match instance.call::<i32, i32>("run", depth) {
+        Ending::Terminate => match instance.call::<i32, i32>(&mut store, "run", depth) {
             Err(Error::Terminated(details)) => {
                 let details = details.downcast::<Details>().expect("the details' type");
                 assert_eq!(
@@ -359,23 +368,26 @@ fn run_case(fixture: &Fixture, ending: Ending, depth: i32) {
             }
             other => panic!("{case}: expected Terminated, got {other:?}"),
         },
-        Ending::HostError => match instance.call::<i32, i32>("run", depth) {
+        Ending::HostError => match instance.call::<i32, i32>(&mut store, "run", depth) {
             Err(Error::Message(m)) => assert_eq!(m, "the innermost host frame says no"),
             other => panic!("{case}: expected the host's error, got {other:?}"),
         },
         Ending::Fault(fault) => {
-            expect_trap(instance.call::<i32, i32>("run", depth), fault.plan().2);
+            expect_trap(
+                instance.call::<i32, i32>(&mut store, "run", depth),
+                fault.plan().2,
+            );
         }
         Ending::StackOverflow => {
             expect_trap(
-                instance.call::<i32, i32>("run", depth),
+                instance.call::<i32, i32>(&mut store, "run", depth),
                 TrapCode::StackOverflow,
             );
         }
         Ending::KillInWasm => {
             let done = Arc::new(AtomicBool::new(false));
-            let killer = spawn_wasm_killer(&instance, done.clone());
-            let result = instance.call::<i32, i32>("run", depth);
+            let killer = spawn_wasm_killer(&store, done.clone());
+            let result = instance.call::<i32, i32>(&mut store, "run", depth);
             done.store(true, Ordering::SeqCst);
             let outcomes = killer.join().unwrap();
             assert!(matches!(result, Err(Error::Killed)), "{case}: {result:?}");
@@ -392,20 +404,20 @@ fn run_case(fixture: &Fixture, ending: Ending, depth: i32) {
             );
         }
         Ending::KillInHostcall => {
-            let switch = instance.kill_switch();
+            let switch = store.kill_switch();
             let killer = std::thread::spawn(move || {
                 entered_rx.recv().unwrap();
                 let outcome = switch.terminate();
                 proceed_tx.send(()).unwrap();
                 outcome
             });
-            let result = instance.call::<i32, i32>("run", depth);
+            let result = instance.call::<i32, i32>(&mut store, "run", depth);
             assert_eq!(killer.join().unwrap(), KillOutcome::PendingInHostcall);
             assert!(matches!(result, Err(Error::Killed)), "{case}: {result:?}");
         }
         Ending::DropWhileYielded | Ending::ResetWhileYielded => {
-            expect_yield(instance.call_resumable::<i32, i32>("run", depth));
-            assert_eq!(instance.state(), InstanceState::Suspended);
+            expect_yield(instance.call_resumable::<i32, i32>(&mut store, "run", depth));
+            assert_eq!(store.state(), StoreState::Suspended);
             // Every frame is alive while suspended, and the outer one still
             // holds its locks.
             assert_eq!(counters.get(), (frames, 0), "{case}: while suspended");
@@ -415,23 +427,23 @@ fn run_case(fixture: &Fixture, ending: Ending, depth: i32) {
                 Err(TryLockError::WouldBlock)
             ));
             if ending == Ending::DropWhileYielded {
-                drop(instance);
+                drop(store);
                 check_cleanup(&case, &counters, &locks, frames, unwound);
                 return;
             }
-            instance.reset().unwrap();
-            assert_eq!(instance.state(), InstanceState::Ready);
+            store.reset().unwrap();
+            assert_eq!(store.state(), StoreState::Ready);
         }
     }
     check_cleanup(&case, &counters, &locks, frames, unwound);
 
-    // The instance is usable again: after a reset if it was poisoned.
-    if instance.is_poisoned() {
-        instance.reset().unwrap();
+    // The store is usable again: after a reset if it was poisoned.
+    if store.is_poisoned() {
+        store.reset().unwrap();
     }
-    instance.data_mut().ending = Ending::Return;
+    store.data_mut().ending = Ending::Return;
     assert_eq!(
-        instance.call::<i32, i32>("run", depth).unwrap(),
+        instance.call::<i32, i32>(&mut store, "run", depth).unwrap(),
         depth + 1,
         "{case}: the call after the ending"
     );
@@ -511,22 +523,23 @@ fn kill_in_nested_wasm_reports_interrupted() {
     let fixture = fixture();
     let (entered_tx, _entered_rx) = mpsc::channel();
     let (_proceed_tx, proceed_rx) = mpsc::channel();
-    let mut instance = fixture
+    let mut store = Store::new(
+        &fixture.engine,
+        State {
+            ending: Ending::KillInWasm,
+            outer_depth: 0,
+            counters: Arc::new(Counters::default()),
+            locks: Arc::new(Locks::default()),
+            spinning: Arc::new(AtomicBool::new(false)),
+            handshake: Some((entered_tx, proceed_rx)),
+        },
+    );
+    let instance = fixture
         .linker
-        .instantiate(
-            &fixture.module,
-            State {
-                ending: Ending::KillInWasm,
-                outer_depth: 0,
-                counters: Arc::new(Counters::default()),
-                locks: Arc::new(Locks::default()),
-                spinning: Arc::new(AtomicBool::new(false)),
-                handshake: Some((entered_tx, proceed_rx)),
-            },
-        )
+        .instantiate(&mut store, &fixture.module)
         .unwrap();
-    let switch = instance.kill_switch();
-    let spinning = instance.data().spinning.clone();
+    let switch = store.kill_switch();
+    let spinning = store.data().spinning.clone();
     let killer = std::thread::spawn(move || {
         while !spinning.load(Ordering::SeqCst) {
             std::thread::yield_now();
@@ -537,7 +550,7 @@ fn kill_in_nested_wasm_reports_interrupted() {
         switch.terminate()
     });
     // h(0) calls the guest's `spin`, which loops until killed.
-    let result = instance.call::<i32, i32>("run", 0);
+    let result = instance.call::<i32, i32>(&mut store, "run", 0);
     assert!(matches!(result, Err(Error::Killed)), "{result:?}");
     assert_eq!(killer.join().unwrap(), KillOutcome::Interrupted);
 }
@@ -594,8 +607,9 @@ fn swallowed_unwind_then_caller_call_runs_no_guest_code() {
         )
         .unwrap();
     let ran = Arc::new(AtomicBool::new(false));
-    let mut instance = linker.instantiate(&module, ran.clone()).unwrap();
-    let result = instance.call::<(), ()>("run", ());
+    let mut store = Store::new(&engine, ran.clone());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    let result = instance.call::<(), ()>(&mut store, "run", ());
     match result {
         Err(Error::Terminated(details)) => assert_eq!(*details.downcast::<u32>().unwrap(), 5),
         other => panic!("expected Terminated, got {other:?}"),

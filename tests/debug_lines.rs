@@ -2,7 +2,7 @@
 //! (tests/programs/debug/divide.c, rebuilt by build.sh there) carries DWARF,
 //! and each frame of a trap's backtrace gives file:line.
 
-use backstop::{Engine, FrameKind, Linker, Module, TrapCode};
+use backstop::{Engine, FrameKind, Linker, Module, Store, TrapCode};
 
 #[test]
 fn trap_frames_give_file_and_line() {
@@ -13,9 +13,17 @@ fn trap_frames_give_file_and_line() {
     ))
     .unwrap();
     let module = Module::new(&engine, wasm).unwrap();
-    let mut instance = Linker::<()>::new(&engine).instantiate(&module, ()).unwrap();
-    assert_eq!(instance.call::<i32, i32>("compute", 5).unwrap(), 42);
-    let error = instance.call::<i32, i32>("compute", 0).unwrap_err();
+    let mut store = Store::new(&engine, ());
+    let instance = Linker::<()>::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    assert_eq!(
+        instance.call::<i32, i32>(&mut store, "compute", 5).unwrap(),
+        42
+    );
+    let error = instance
+        .call::<i32, i32>(&mut store, "compute", 0)
+        .unwrap_err();
     let trap = error.as_trap().unwrap();
     assert_eq!(trap.code(), TrapCode::IntegerDivisionByZero);
     let frames: Vec<(String, String, u32)> = trap

@@ -4,7 +4,7 @@
 //! two, odd, large, negative, the extremes, and the trapping 0 and -1),
 //! over edge-case and pseudo-random dividends. Traps must match too.
 
-use backstop::{Engine, Error, Linker, Module, TrapCode};
+use backstop::{Engine, Error, Linker, Module, Store, TrapCode};
 
 const DIVISORS_32: &[i32] = &[
     0,
@@ -139,15 +139,20 @@ where
     let engine = Engine::default();
     let ty = if bits == 32 { "i32" } else { "i64" };
     let module = Module::new(&engine, module_text(ty, divisors)).unwrap();
-    let mut instance = Linker::<()>::new(&engine).instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Linker::<()>::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     let mut checked = 0;
     for op in OPS {
         for (i, d) in divisors.iter().enumerate() {
-            let func = instance.typed_func::<T, T>(&format!("{op}_{i}")).unwrap();
+            let func = instance
+                .get_typed_func::<T, T>(&store, &format!("{op}_{i}"))
+                .unwrap();
             for n in dividends(extremes, divisors) {
                 let n = if bits == 32 { n as i32 as i64 } else { n };
                 let Ok(arg) = T::try_from(n) else { continue };
-                let got = func.call(&mut instance, arg);
+                let got = func.call(&mut store, arg);
                 let want = expected(op, n, *d, bits);
                 match (got, want) {
                     (Ok(got), Ok(want)) => {
@@ -316,7 +321,10 @@ where
     text += ")";
     let engine = Engine::default();
     let module = Module::new(&engine, text).unwrap();
-    let mut instance = Linker::<()>::new(&engine).instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Linker::<()>::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     let mask = if bits == 32 {
         u64::from(u32::MAX)
     } else {
@@ -328,7 +336,7 @@ where
         for op in ["div_u", "rem_u"] {
             for (i, d) in divisors.iter().enumerate() {
                 let func = instance
-                    .typed_func::<T, T>(&format!("{op}_{s}_{i}"))
+                    .get_typed_func::<T, T>(&store, &format!("{op}_{s}_{i}"))
                     .unwrap();
                 for n in dividends(&[i64::MIN, i64::MAX, -1], &signed) {
                     let n = n as u64 & mask;
@@ -338,7 +346,7 @@ where
                         n as i64
                     };
                     let Ok(arg) = T::try_from(arg) else { continue };
-                    let got = func.call(&mut instance, arg).unwrap().into() as u64 & mask;
+                    let got = func.call(&mut store, arg).unwrap().into() as u64 & mask;
                     let x = (shape.rust)(n);
                     let want = if op == "div_u" { x / d } else { x % d };
                     assert_eq!(got, want, "{ty}.{op} of {} ({n:#x}) by {d}", shape.name);

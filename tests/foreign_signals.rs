@@ -7,7 +7,7 @@
 //! The embedder's handler makes a PROT_NONE page read-write and sets a flag;
 //! reading that page from Rust then succeeds (the faulting load restarts).
 
-use backstop::{Engine, Linker, Module, TrapCode};
+use backstop::{Engine, Instance, Linker, Module, Store, TrapCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const PAGE: usize = 4096;
@@ -83,30 +83,33 @@ fn read_page(index: usize) -> u8 {
 }
 
 /// 100 guest traps of several kinds (SIGSEGV, SIGILL, SIGFPE in guest code).
-fn run_guest_traps(instance: &mut backstop::Instance<()>) {
+fn run_guest_traps(store: &mut Store<()>, instance: Instance) {
     for n in 0..100 {
         let (result, code) = match n % 4 {
             0 => (
-                instance.call::<i32, i32>("load", 70000),
+                instance.call::<i32, i32>(&mut *store, "load", 70000),
                 TrapCode::MemoryOutOfBounds,
             ),
             1 => (
-                instance.call::<i32, i32>("unreachable", 0),
+                instance.call::<i32, i32>(&mut *store, "unreachable", 0),
                 TrapCode::UnreachableCodeReached,
             ),
             2 => (
-                instance.call::<i32, i32>("div", 0),
+                instance.call::<i32, i32>(&mut *store, "div", 0),
                 TrapCode::IntegerDivisionByZero,
             ),
             _ => (
-                instance.call::<i32, i32>("load", -8),
+                instance.call::<i32, i32>(&mut *store, "load", -8),
                 TrapCode::MemoryOutOfBounds,
             ),
         };
         let err = result.unwrap_err();
         assert_eq!(err.trap_code(), Some(code), "{err}");
     }
-    assert_eq!(instance.call::<i32, i32>("div", 2).unwrap(), 50);
+    assert_eq!(
+        instance.call::<i32, i32>(&mut *store, "div", 2).unwrap(),
+        50
+    );
 }
 
 // One test only: its steps must run in order, in one process, with the
@@ -137,8 +140,11 @@ fn embedder_sigsegv_handler_survives_guest_traps() {
                (i32.div_u (i32.const 100) (local.get 0))))"#,
     )
     .unwrap();
-    let mut instance = Linker::new(&engine).instantiate(&module, ()).unwrap();
-    run_guest_traps(&mut instance);
+    let mut store = Store::new(&engine, ());
+    let instance = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    run_guest_traps(&mut store, instance);
 
     // A fault outside guest code reaches the embedder's handler, chained by
     // Backstop's; the read succeeds.
@@ -147,11 +153,11 @@ fn embedder_sigsegv_handler_survives_guest_traps() {
 
     // Again after more traps, and from another thread that also ran guest
     // code (with its own signal stack).
-    run_guest_traps(&mut instance);
+    run_guest_traps(&mut store, instance);
     assert_eq!(read_page(2), 0);
     assert_eq!(FIXED.load(Ordering::SeqCst), 3);
     let thread = std::thread::spawn(move || {
-        run_guest_traps(&mut instance);
+        run_guest_traps(&mut store, instance);
         read_page(3)
     });
     assert_eq!(thread.join().unwrap(), 0);

@@ -4,11 +4,11 @@
 //! nested guest/host segments (`run(d) -> h(d) -> run(d-1) -> ... -> h(0)`)
 //! unwinds to the embedder with the original payload, drops every RAII guard
 //! in every host frame, releases a mutex held in the outermost host frame,
-//! poisons the instance; callee-saved values of the embedder's frames survive
+//! poisons the store; callee-saved values of the embedder's frames survive
 //! panics, errors and normal returns; a host `Err` at depth 50 comes back
-//! unchanged from `call` with every guard dropped and the instance usable.
+//! unchanged from `call` with every guard dropped and the store usable.
 
-use backstop::{Caller, Engine, Error, Instance, Linker, Module};
+use backstop::{Caller, Engine, Error, Instance, Linker, Module, Store, StoreState};
 use std::hint::black_box;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -111,37 +111,39 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn instance(&self, mode: Mode, outer_depth: i32) -> Instance<State> {
-        let _ = &self.engine;
-        self.linker
-            .instantiate(
-                &self.module,
-                State {
-                    created: Arc::new(AtomicUsize::new(0)),
-                    dropped: Arc::new(AtomicUsize::new(0)),
-                    mode,
-                    outer_depth,
-                    lock: Arc::new(Mutex::new(0)),
-                    pl_lock: Arc::new(parking_lot::Mutex::new(0)),
-                },
-            )
-            .unwrap()
+    /// A fresh store holding one instance of `WAT`.
+    fn instance(&self, mode: Mode, outer_depth: i32) -> (Store<State>, Instance) {
+        let mut store = Store::new(
+            &self.engine,
+            State {
+                created: Arc::new(AtomicUsize::new(0)),
+                dropped: Arc::new(AtomicUsize::new(0)),
+                mode,
+                outer_depth,
+                lock: Arc::new(Mutex::new(0)),
+                pl_lock: Arc::new(parking_lot::Mutex::new(0)),
+            },
+        );
+        let instance = self.linker.instantiate(&mut store, &self.module).unwrap();
+        (store, instance)
     }
 }
 
-fn counts(instance: &Instance<State>) -> (usize, usize) {
+fn counts(store: &Store<State>) -> (usize, usize) {
     (
-        instance.data().created.load(Ordering::SeqCst),
-        instance.data().dropped.load(Ordering::SeqCst),
+        store.data().created.load(Ordering::SeqCst),
+        store.data().dropped.load(Ordering::SeqCst),
     )
 }
 
 fn panic_at_depth(depth: i32) {
     let f = fixture();
-    let mut instance = f.instance(Mode::Panic, depth);
-    let lock = instance.data().lock.clone();
-    let pl_lock = instance.data().pl_lock.clone();
-    let result = catch_unwind(AssertUnwindSafe(|| instance.call::<i32, i32>("run", depth)));
+    let (mut store, instance) = f.instance(Mode::Panic, depth);
+    let lock = store.data().lock.clone();
+    let pl_lock = store.data().pl_lock.clone();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        instance.call::<i32, i32>(&mut store, "run", depth)
+    }));
     let payload = match result {
         Ok(r) => panic!("the host panic did not reach the embedder; call returned {r:?}"),
         Err(payload) => payload,
@@ -152,7 +154,7 @@ fn panic_at_depth(depth: i32) {
     assert_eq!(*payload, MyPayload(42));
     let n = depth as usize + 1;
     assert_eq!(
-        counts(&instance),
+        counts(&store),
         (n, n),
         "(created, dropped) at depth {depth}"
     );
@@ -168,13 +170,14 @@ fn panic_at_depth(depth: i32) {
         pl_lock.try_lock().is_some(),
         "the parking_lot mutex is still locked after the unwind"
     );
-    assert!(instance.is_poisoned());
-    match instance.call::<i32, i32>("run", 0) {
+    assert!(store.is_poisoned());
+    assert_eq!(store.state(), StoreState::Poisoned);
+    match instance.call::<i32, i32>(&mut store, "run", 0) {
         Err(Error::InstanceState(message)) => println!("later call: {message}"),
-        other => panic!("a poisoned instance must refuse calls, got {other:?}"),
+        other => panic!("a poisoned store must refuse calls, got {other:?}"),
     }
     // The refusal ran no host code.
-    assert_eq!(counts(&instance), (n, n));
+    assert_eq!(counts(&store), (n, n));
 }
 
 #[test]
@@ -200,46 +203,47 @@ fn panic_depth_50() {
 #[test]
 fn normal_return_through_nested_segments() {
     let f = fixture();
-    let mut instance = f.instance(Mode::Return, 50);
+    let (mut store, instance) = f.instance(Mode::Return, 50);
     for depth in [0, 1, 2, 50] {
-        let before = counts(&instance);
-        let result = instance.call::<i32, i32>("run", depth).unwrap();
+        let before = counts(&store);
+        let result = instance.call::<i32, i32>(&mut store, "run", depth).unwrap();
         // run(0) = h(0) + 1 = 1; h(d) = run(d-1); run(d) = d + 1.
         assert_eq!(result, depth + 1);
-        let after = counts(&instance);
+        let after = counts(&store);
         let n = depth as usize + 1;
         assert_eq!(after, (before.0 + n, before.1 + n));
     }
-    assert!(!instance.is_poisoned());
+    assert!(!store.is_poisoned());
     // The mutex was locked and released normally, not poisoned.
-    assert!(instance.data().lock.try_lock().is_ok());
-    assert!(instance.data().pl_lock.try_lock().is_some());
+    assert!(store.data().lock.try_lock().is_ok());
+    assert!(store.data().pl_lock.try_lock().is_some());
 }
 
 #[test]
 fn host_error_at_depth_50_is_returned_and_instance_stays_usable() {
     let f = fixture();
-    let mut instance = f.instance(Mode::Error, 50);
+    let (mut store, instance) = f.instance(Mode::Error, 50);
     for round in 1..=3usize {
-        match instance.call::<i32, i32>("run", 50) {
+        match instance.call::<i32, i32>(&mut store, "run", 50) {
             Err(Error::Message(m)) => assert_eq!(m, "x"),
             other => panic!("expected the host's Error::Message(\"x\"), got {other:?}"),
         }
-        assert_eq!(counts(&instance), (51 * round, 51 * round));
-        assert!(!instance.is_poisoned());
+        assert_eq!(counts(&store), (51 * round, 51 * round));
+        assert!(!store.is_poisoned());
+        assert_eq!(store.state(), StoreState::Ready);
         // The Err unwind (a Rust panic payload) poisons a std mutex held
         // across it, but it was released.
-        match instance.data().lock.try_lock() {
+        match store.data().lock.try_lock() {
             Err(TryLockError::WouldBlock) => panic!("the mutex is still held"),
             Ok(_) | Err(TryLockError::Poisoned(_)) => {}
         }
-        assert!(instance.data().pl_lock.try_lock().is_some());
+        assert!(store.data().pl_lock.try_lock().is_some());
     }
     // Still usable: a normal call works and nests.
-    instance.data_mut().mode = Mode::Return;
-    instance.data_mut().lock = Arc::new(Mutex::new(0));
-    assert_eq!(instance.call::<i32, i32>("run", 3).unwrap(), 4);
-    assert_eq!(counts(&instance), (51 * 3 + 4, 51 * 3 + 4));
+    store.data_mut().mode = Mode::Return;
+    store.data_mut().lock = Arc::new(Mutex::new(0));
+    assert_eq!(instance.call::<i32, i32>(&mut store, "run", 3).unwrap(), 4);
+    assert_eq!(counts(&store), (51 * 3 + 4, 51 * 3 + 4));
 }
 
 #[test]
@@ -263,13 +267,14 @@ fn host_error_typed_payload_survives() {
             Err(Error::Host(Box::new(Custom(0xfeed))))
         })
         .unwrap();
-    let mut instance = linker.instantiate(&module, ()).unwrap();
-    let err = instance.call::<i32, i32>("run", 0).unwrap_err();
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    let err = instance.call::<i32, i32>(&mut store, "run", 0).unwrap_err();
     match &err {
         Error::Host(e) => assert_eq!(e.downcast_ref::<Custom>().unwrap().0, 0xfeed),
         other => panic!("expected Error::Host, got {other:?}"),
     }
-    assert!(!instance.is_poisoned());
+    assert!(!store.is_poisoned());
 }
 
 /// Twelve values derived from `seed`, different per index.
@@ -283,7 +288,8 @@ fn derive(seed: u64, i: u64) -> u64 {
 /// as `mode` says, then checks them. Returns the call's outcome.
 #[inline(never)]
 fn call_with_live_values(
-    instance: &mut Instance<State>,
+    store: &mut Store<State>,
+    instance: Instance,
     seed: u64,
     depth: i32,
 ) -> std::thread::Result<Result<i32, Error>> {
@@ -300,7 +306,7 @@ fn call_with_live_values(
     let v10 = black_box(derive(seed, 10));
     let v11 = black_box(derive(seed, 11));
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        instance.call::<i32, i32>("run", black_box(depth))
+        instance.call::<i32, i32>(&mut *store, "run", black_box(depth))
     }));
     let got = [v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11];
     let expected: Vec<u64> = (0..12).map(|i| derive(seed, i)).collect();
@@ -315,27 +321,27 @@ fn call_with_live_values(
 #[test]
 fn callee_saved_values_survive_panics_errors_and_returns() {
     let f = fixture();
-    let mut returning = f.instance(Mode::Return, -1);
-    let mut erring = f.instance(Mode::Error, -1);
+    let (mut returning, returning_instance) = f.instance(Mode::Return, -1);
+    let (mut erring, erring_instance) = f.instance(Mode::Error, -1);
     for i in 0..1000u64 {
         let seed = black_box(i.wrapping_mul(0x1234_5678_9abc_def1) ^ 0x5555);
         let depth = (i % 4) as i32;
 
         // A host panic (quiet: no hook, so 1000 of them stay fast). Each
-        // poisons its instance, so each gets a fresh one.
-        let mut panicking = f.instance(Mode::QuietPanic, -1);
-        let outcome = call_with_live_values(&mut panicking, seed, depth);
+        // poisons its store, so each gets a fresh one.
+        let (mut panicking, panicking_instance) = f.instance(Mode::QuietPanic, -1);
+        let outcome = call_with_live_values(&mut panicking, panicking_instance, seed, depth);
         let payload = outcome.expect_err("the panic reaches the embedder");
         assert_eq!(*payload.downcast::<MyPayload>().unwrap(), MyPayload(7));
         let n = depth as usize + 1;
         assert_eq!(counts(&panicking), (n, n));
 
         // A host error.
-        let outcome = call_with_live_values(&mut erring, seed, depth);
+        let outcome = call_with_live_values(&mut erring, erring_instance, seed, depth);
         assert!(matches!(outcome, Ok(Err(Error::Message(ref m))) if m == "x"));
 
         // A normal return.
-        let outcome = call_with_live_values(&mut returning, seed, depth);
+        let outcome = call_with_live_values(&mut returning, returning_instance, seed, depth);
         assert_eq!(outcome.unwrap().unwrap(), depth + 1);
     }
     assert_eq!(counts(&erring).0, counts(&erring).1);
@@ -361,14 +367,17 @@ fn panic_in_host_function_called_directly_from_root() {
             }
         })
         .unwrap();
-    let mut instance = linker.instantiate(&module, ()).unwrap();
-    instance.call::<i64, ()>("p", 1).unwrap();
-    let payload = catch_unwind(AssertUnwindSafe(|| instance.call::<i64, ()>("p", 99)))
-        .expect_err("the panic reaches the embedder");
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    instance.call::<i64, ()>(&mut store, "p", 1).unwrap();
+    let payload = catch_unwind(AssertUnwindSafe(|| {
+        instance.call::<i64, ()>(&mut store, "p", 99)
+    }))
+    .expect_err("the panic reaches the embedder");
     assert_eq!(*payload.downcast::<MyPayload>().unwrap(), MyPayload(99));
-    assert!(instance.is_poisoned());
+    assert!(store.is_poisoned());
     assert!(matches!(
-        instance.call::<i64, ()>("p", 1),
+        instance.call::<i64, ()>(&mut store, "p", 1),
         Err(Error::InstanceState(_))
     ));
 }
@@ -399,15 +408,23 @@ fn panic_in_start_function_reaches_instantiate_caller() {
         lock: lock.clone(),
         pl_lock: Arc::new(parking_lot::Mutex::new(0)),
     };
-    let payload = catch_unwind(AssertUnwindSafe(|| linker.instantiate(&module, state)))
+    let mut store = Store::new(&engine, state);
+    let payload = catch_unwind(AssertUnwindSafe(|| linker.instantiate(&mut store, &module)))
         .expect_err("the start function's host panic reaches the embedder");
     assert_eq!(*payload.downcast::<MyPayload>().unwrap(), MyPayload(42));
     assert_eq!(created.load(Ordering::SeqCst), 4);
     assert_eq!(dropped.load(Ordering::SeqCst), 4);
-    // The instance's data (which held the counters' other clones) was
-    // dropped with the failed instance.
-    assert_eq!(Arc::strong_count(&created), 1);
     assert!(matches!(lock.try_lock(), Err(TryLockError::Poisoned(_))));
+    // The store model: the data belongs to the store, not to the failed
+    // instance, so (where the old test saw it dropped with the instance) it
+    // lives until the store drops. The panic poisoned the store like any
+    // other host panic of a run.
+    assert!(store.is_poisoned());
+    assert_eq!(Arc::strong_count(&created), 2);
+    drop(store);
+    // The store's data (which held the counters' other clones) was dropped
+    // with the store.
+    assert_eq!(Arc::strong_count(&created), 1);
 }
 
 #[test]
@@ -441,21 +458,28 @@ fn nested_call_errors_are_returned_to_the_host() {
             },
         )
         .unwrap();
-    let mut instance = linker.instantiate(&module, Vec::new()).unwrap();
-    assert_eq!(instance.call::<i32, i32>("run", 0).unwrap(), 101);
-    assert_eq!(instance.call::<i32, i32>("run", 1).unwrap(), 102);
-    match instance.call::<i32, i32>("run", 2) {
+    let mut store = Store::new(&engine, Vec::new());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    assert_eq!(
+        instance.call::<i32, i32>(&mut store, "run", 0).unwrap(),
+        101
+    );
+    assert_eq!(
+        instance.call::<i32, i32>(&mut store, "run", 1).unwrap(),
+        102
+    );
+    match instance.call::<i32, i32>(&mut store, "run", 2) {
         Err(Error::InvalidArgument(m)) => assert!(m.contains("missing"), "{m}"),
         other => panic!("expected the nested InvalidArgument, got {other:?}"),
     }
-    assert_eq!(instance.data().len(), 4);
-    assert!(!instance.is_poisoned());
+    assert_eq!(store.data().len(), 4);
+    assert!(!store.is_poisoned());
 }
 
 #[test]
 fn host_may_catch_its_own_panic_from_a_nested_segment() {
     // h(1) catches the panic of h(0), raised two guest frames deeper, and
-    // returns normally: the run goes on and the instance stays usable.
+    // returns normally: the run goes on and the store stays usable.
     let engine = Engine::default();
     let module = Module::new(&engine, WAT).unwrap();
     let mut linker: Linker<Arc<AtomicUsize>> = Linker::new(&engine);
@@ -480,18 +504,27 @@ fn host_may_catch_its_own_panic_from_a_nested_segment() {
         )
         .unwrap();
     let dropped = Arc::new(AtomicUsize::new(0));
-    let mut instance = linker.instantiate(&module, dropped.clone()).unwrap();
+    let mut store = Store::new(&engine, dropped.clone());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
     for round in 1..=3 {
         // run(1) = h(1) + 1 = 50 + 1.
-        assert_eq!(instance.call::<i32, i32>("run", 1).unwrap(), 51);
+        assert_eq!(instance.call::<i32, i32>(&mut store, "run", 1).unwrap(), 51);
         assert_eq!(dropped.load(Ordering::SeqCst), 2 * round);
     }
-    assert!(!instance.is_poisoned());
+    assert!(!store.is_poisoned());
 }
 
 #[test]
-fn panic_in_another_instances_host_function_poisons_the_root_instance_only() {
+fn panic_in_another_instances_host_function_poisons_the_whole_store() {
     // B's root call -> A's export (imported by B) -> host panic.
+    //
+    // Store model: this test used to be
+    // `..._poisons_the_root_instance_only`, checking that only B (the root
+    // instance) was poisoned while A, with data of its own, stayed usable.
+    // Linked instances now live in one store (one data, one run state) and
+    // poisoning is per store: the panic poisons the store, so A refuses
+    // calls as well until `reset`, while another store (holding its own
+    // instance of A, with its own data) is untouched.
     let engine = Engine::default();
     let module_a = Module::new(
         &engine,
@@ -517,17 +550,38 @@ fn panic_in_another_instances_host_function_poisons_the_root_instance_only() {
             x * *caller.data() as i32
         })
         .unwrap();
-    let mut a = linker.instantiate(&module_a, 10).unwrap();
-    linker.instance("a", &a).unwrap();
-    let mut b = linker.instantiate(&module_b, 20).unwrap();
-    // The host function sees the data of the instance running the call.
-    assert_eq!(b.call::<i32, i32>("run", 2).unwrap(), 41);
-    let payload = catch_unwind(AssertUnwindSafe(|| b.call::<i32, i32>("run", 0)))
-        .expect_err("the panic reaches the embedder");
+    let mut store = Store::new(&engine, 20);
+    let a = linker.instantiate(&mut store, &module_a).unwrap();
+    linker.instance(&store, "a", a).unwrap();
+    let b = linker.instantiate(&mut store, &module_b).unwrap();
+    let mut other = Store::new(&engine, 10);
+    let other_a = linker.instantiate(&mut other, &module_a).unwrap();
+    // The host function sees the data of the store running the call.
+    assert_eq!(b.call::<i32, i32>(&mut store, "run", 2).unwrap(), 41);
+    let payload = catch_unwind(AssertUnwindSafe(|| {
+        b.call::<i32, i32>(&mut store, "run", 0)
+    }))
+    .expect_err("the panic reaches the embedder");
     assert_eq!(*payload.downcast::<MyPayload>().unwrap(), MyPayload(20));
-    assert!(b.is_poisoned());
-    assert!(!a.is_poisoned());
-    assert_eq!(a.call::<i32, i32>("f", 3).unwrap(), 30);
+    assert!(store.is_poisoned());
+    assert_eq!(store.state(), StoreState::Poisoned);
+    // Every instance of the poisoned store refuses calls, A included.
+    assert!(matches!(
+        b.call::<i32, i32>(&mut store, "run", 2),
+        Err(Error::InstanceState(_))
+    ));
+    assert!(matches!(
+        a.call::<i32, i32>(&mut store, "f", 3),
+        Err(Error::InstanceState(_))
+    ));
+    // Another store is not affected.
+    assert!(!other.is_poisoned());
+    assert_eq!(other_a.call::<i32, i32>(&mut other, "f", 3).unwrap(), 30);
+    // A reset makes the whole store usable again.
+    store.reset().unwrap();
+    assert_eq!(store.state(), StoreState::Ready);
+    assert_eq!(a.call::<i32, i32>(&mut store, "f", 3).unwrap(), 60);
+    assert_eq!(b.call::<i32, i32>(&mut store, "run", 2).unwrap(), 41);
 }
 
 /// `rec(n)` recurses n times in Wasm, then calls the host function.
@@ -551,10 +605,11 @@ fn use_stack(kib: usize) -> u8 {
     black_box(buffer)[kib * 1024 - 1]
 }
 
-/// An instance of `DEEP_WAT` whose host function acts by the data: 0
-/// returns, 1 uses 150 KiB of stack, 2 uses 100 KiB then panics quietly,
-/// 3 panics with the hook, 4 uses 100 KiB then returns an error.
-fn deep_instance() -> Instance<u32> {
+/// A store with an instance of `DEEP_WAT` whose host function acts by the
+/// store's data: 0 returns, 1 uses 150 KiB of stack, 2 uses 100 KiB then
+/// panics quietly, 3 panics with the hook, 4 uses 100 KiB then returns an
+/// error.
+fn deep_instance() -> (Store<u32>, Instance) {
     let engine = Engine::default();
     let module = Module::new(&engine, DEEP_WAT).unwrap();
     let mut linker: Linker<u32> = Linker::new(&engine);
@@ -579,15 +634,17 @@ fn deep_instance() -> Instance<u32> {
             },
         )
         .unwrap();
-    linker.instantiate(&module, 0).unwrap()
+    let mut store = Store::new(&engine, 0);
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    (store, instance)
 }
 
 /// The deepest recursion that does not overflow (binary search).
-fn max_depth(instance: &mut Instance<u32>) -> i32 {
+fn max_depth(store: &mut Store<u32>, instance: Instance) -> i32 {
     let (mut ok, mut overflow) = (0, 1 << 21);
     while ok + 1 < overflow {
         let mid = (ok + overflow) / 2;
-        match instance.call::<i32, i32>("rec", mid) {
+        match instance.call::<i32, i32>(&mut *store, "rec", mid) {
             Ok(r) => {
                 assert_eq!(r, mid + 1);
                 ok = mid;
@@ -607,29 +664,33 @@ fn host_functions_at_the_deepest_guest_recursion() {
     // At the deepest point the guest may reach, a host function still has
     // the host reserve: it may use 150 KiB of stack, return an error, or
     // panic (with or without the panic hook, which captures a backtrace).
-    let mut instance = deep_instance();
-    let depth = max_depth(&mut instance);
-    *instance.data_mut() = 1;
+    let (mut store, instance) = deep_instance();
+    let depth = max_depth(&mut store, instance);
+    *store.data_mut() = 1;
     for d in [depth, depth - 1, depth - 7] {
-        let r = instance.call::<i32, i32>("rec", d).unwrap();
+        let r = instance.call::<i32, i32>(&mut store, "rec", d).unwrap();
         assert_eq!(r, i32::from((150 * 1024 - 1) as u8) + d);
     }
-    *instance.data_mut() = 4;
+    *store.data_mut() = 4;
     for _ in 0..3 {
-        match instance.call::<i32, i32>("rec", depth) {
+        match instance.call::<i32, i32>(&mut store, "rec", depth) {
             Err(Error::Message(m)) => assert_eq!(m, "deep"),
             other => panic!("expected the host error, got {other:?}"),
         }
     }
-    *instance.data_mut() = 2;
-    let payload = catch_unwind(AssertUnwindSafe(|| instance.call::<i32, i32>("rec", depth)))
-        .expect_err("the panic reaches the embedder");
+    *store.data_mut() = 2;
+    let payload = catch_unwind(AssertUnwindSafe(|| {
+        instance.call::<i32, i32>(&mut store, "rec", depth)
+    }))
+    .expect_err("the panic reaches the embedder");
     assert_eq!(*payload.downcast::<MyPayload>().unwrap(), MyPayload(2));
 
-    let mut instance = deep_instance();
-    let depth = max_depth(&mut instance);
-    *instance.data_mut() = 3;
-    let payload = catch_unwind(AssertUnwindSafe(|| instance.call::<i32, i32>("rec", depth)))
-        .expect_err("the panic reaches the embedder");
+    let (mut store, instance) = deep_instance();
+    let depth = max_depth(&mut store, instance);
+    *store.data_mut() = 3;
+    let payload = catch_unwind(AssertUnwindSafe(|| {
+        instance.call::<i32, i32>(&mut store, "rec", depth)
+    }))
+    .expect_err("the panic reaches the embedder");
     assert_eq!(*payload.downcast::<MyPayload>().unwrap(), MyPayload(3));
 }

@@ -1,16 +1,23 @@
-//! Lifetimes of instances, functions, tables and globals that outlive the
-//! handles they came from: a `Func` keeps its instance alive; a table or
-//! global holding function references keeps the functions' instances alive
-//! (no use after free); and dropping instances that import tables or
-//! globals frees them (no reference cycle leaking their memories).
+//! Lifetimes of instances, functions, tables and globals in the store
+//! model. These tests used to check link groups (which instances were freed
+//! together, and that a `Func`, table or global kept its instance alive).
+//! Link groups are gone: a `Store` keeps every instance and item until it
+//! drops. So each test now checks the store-model form of the same concern:
+//! a function reference (a `Func` from an export, a table element, a
+//! funcref global, one stored by guest code into another instance's table)
+//! stays valid and callable for the store's whole life, after the handle of
+//! its instance is gone and while other instances come into the store and
+//! other stores come and go (no use after free); items linked between
+//! instances of one store work; and dropping the store frees every instance
+//! and item in it, including instances importing a funcref table or global
+//! (the process's memory mappings return to the baseline, no leak).
 //!
 //! The tests run one at a time (a lock), because the leak checks count the
-//! process's memory mappings. Some ignored tests are use-after-free repros
-//! that may crash the whole test process: run them one by one
-//! (`cargo test --release --test item_lifetimes -- --ignored NAME`).
+//! process's memory mappings.
 
 use backstop::{
-    Engine, Extern, Global, GlobalType, Instance, Linker, Module, Table, TableType, Val, ValType,
+    Engine, Error, Extern, Global, GlobalType, Instance, Linker, Module, Store, Table, TableType,
+    Val, ValType,
 };
 use std::sync::Mutex;
 
@@ -20,9 +27,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn instantiate(engine: &Engine, wat: &str) -> Instance<()> {
-    let module = Module::new(engine, wat).unwrap();
-    Linker::new(engine).instantiate(&module, ()).unwrap()
+fn instantiate(store: &mut Store<()>, wat: &str) -> Instance {
+    let module = Module::new(store.engine(), wat).unwrap();
+    Linker::new(store.engine())
+        .instantiate(store, &module)
+        .unwrap()
 }
 
 /// Number of memory mappings of this process.
@@ -33,16 +42,24 @@ fn mappings() -> usize {
         .count()
 }
 
-/// Compiles and runs throw-away modules, so freed code and vmctx memory
-/// gets reused.
-fn churn(engine: &Engine) {
+/// Compiles and runs throw-away modules: some in `store` (other instances
+/// coming into it), most in throw-away stores that are dropped at once, so
+/// freed code, vmctx and memory gets reused (a reference of `store` that
+/// pointed into freed memory would then see it overwritten).
+fn churn(store: &mut Store<()>) {
+    let engine = store.engine().clone();
     let mut junk = Vec::new();
     for n in 0..50 {
-        let mut i = instantiate(
-            engine,
-            &format!(r#"(module (memory 1) (func (export "x") (result i32) (i32.const {n})))"#),
-        );
-        assert_eq!(i.call::<(), i32>("x", ()).unwrap(), n);
+        let wat =
+            format!(r#"(module (memory 1) (func (export "x") (result i32) (i32.const {n})))"#);
+        let mut other = Store::new(&engine, ());
+        let i = instantiate(&mut other, &wat);
+        assert_eq!(i.call::<(), i32>(&mut other, "x", ()).unwrap(), n);
+        drop(other);
+        if n % 10 == 0 {
+            let i = instantiate(store, &wat);
+            assert_eq!(i.call::<(), i32>(&mut *store, "x", ()).unwrap(), n);
+        }
         junk.push(vec![0xaau8; 4096]);
     }
 }
@@ -68,32 +85,41 @@ const USER_WAT: &str = r#"
   (func (export "run") (result i32) (call_indirect (type $r) (i32.const 0))))
 "#;
 
-#[test]
-fn func_handle_keeps_its_instance_alive() {
-    let _serial = serial();
-    let engine = Engine::default();
-    let owner = instantiate(&engine, OWNER_WAT);
-    let bump = owner.get_func("bump").unwrap();
-    let table = owner.get_table("table").unwrap();
-    drop(owner);
-    churn(&engine);
-    let mut other = instantiate(&engine, r#"(module (func (export "n")))"#);
-    assert_eq!(other.call_func(&bump, &[]).unwrap(), vec![Val::I32(42)]);
-    // While `bump` lives, the table's element is usable too.
-    assert_eq!(table.get(0), Some(Val::FuncRef(Some(bump.clone()))));
-    let mut user = {
-        let module = Module::new(&engine, USER_WAT).unwrap();
-        let mut linker = Linker::new(&engine);
-        linker.define("a", "table", table).unwrap();
-        linker.instantiate(&module, ()).unwrap()
-    };
-    assert_eq!(user.call::<(), i32>("run", ()).unwrap(), 43);
+/// Instantiates `USER_WAT` in `store`, importing `table`.
+fn user_of(store: &mut Store<()>, table: Table) -> Result<Instance, Error> {
+    let module = Module::new(store.engine(), USER_WAT).unwrap();
+    let mut linker = Linker::new(store.engine());
+    linker.define("a", "table", table).unwrap();
+    linker.instantiate(store, &module)
 }
 
 #[test]
-fn linked_functions_keep_their_instance_alive() {
+fn func_handle_stays_valid_for_the_stores_life() {
     let _serial = serial();
     let engine = Engine::default();
+    let mut store = Store::new(&engine, ());
+    // Only the function and table handles are kept, not the instance's.
+    let (bump, table) = {
+        let owner = instantiate(&mut store, OWNER_WAT);
+        (
+            owner.get_func(&store, "bump").unwrap(),
+            owner.get_table(&store, "table").unwrap(),
+        )
+    };
+    churn(&mut store);
+    instantiate(&mut store, r#"(module (func (export "n")))"#);
+    assert_eq!(bump.call(&mut store, &[]).unwrap(), vec![Val::I32(42)]);
+    // The table's element is the same function, and usable too.
+    assert_eq!(table.get(&store, 0), Some(Val::FuncRef(Some(bump))));
+    let user = user_of(&mut store, table).unwrap();
+    assert_eq!(user.call::<(), i32>(&mut store, "run", ()).unwrap(), 43);
+}
+
+#[test]
+fn linked_functions_stay_valid_for_the_stores_life() {
+    let _serial = serial();
+    let engine = Engine::default();
+    let mut store = Store::new(&engine, ());
     let module = Module::new(
         &engine,
         r#"(module
@@ -103,77 +129,101 @@ fn linked_functions_keep_their_instance_alive() {
     .unwrap();
     let mut linker = Linker::new(&engine);
     {
-        let owner = instantiate(&engine, OWNER_WAT);
-        linker.instance("a", &owner).unwrap();
+        let owner = instantiate(&mut store, OWNER_WAT);
+        linker.instance(&store, "a", owner).unwrap();
     }
-    let mut user = linker.instantiate(&module, ()).unwrap();
+    let user = linker.instantiate(&mut store, &module).unwrap();
     drop(linker);
-    churn(&engine);
-    assert_eq!(user.call::<(), i32>("run", ()).unwrap(), 42);
-    assert_eq!(user.call::<(), i32>("run", ()).unwrap(), 43);
+    churn(&mut store);
+    assert_eq!(user.call::<(), i32>(&mut store, "run", ()).unwrap(), 42);
+    assert_eq!(user.call::<(), i32>(&mut store, "run", ()).unwrap(), 43);
 }
 
 #[test]
-fn table_outliving_its_instance_calls_live_code() {
+fn table_outliving_its_instance_handle_calls_live_code() {
     let _serial = serial();
     let engine = Engine::default();
-    let table = instantiate(&engine, OWNER_WAT).get_table("table").unwrap();
-    churn(&engine);
-    let module = Module::new(&engine, USER_WAT).unwrap();
-    let mut linker = Linker::new(&engine);
-    linker.define("a", "table", table).unwrap();
-    let mut user = linker.instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let table = instantiate(&mut store, OWNER_WAT)
+        .get_table(&store, "table")
+        .unwrap();
+    churn(&mut store);
+    let user = user_of(&mut store, table).unwrap();
     assert_eq!(
-        user.call::<(), i32>("run", ()).map_err(|e| e.to_string()),
+        user.call::<(), i32>(&mut store, "run", ())
+            .map_err(|e| e.to_string()),
         Ok(42)
     );
+    // The table links only into its own store.
+    let mut other = Store::new(&engine, ());
+    assert!(matches!(user_of(&mut other, table), Err(Error::Link(_))));
 }
 
 #[test]
-fn table_get_after_the_elements_instance_is_dropped() {
+fn table_get_after_the_elements_instance_handle_is_gone() {
     let _serial = serial();
     let engine = Engine::default();
-    let owner = instantiate(&engine, OWNER_WAT);
-    let table = owner.get_table("table").unwrap();
-    drop(owner);
-    churn(&engine);
-    match table.get(0) {
+    let mut store = Store::new(&engine, ());
+    let table = {
+        let owner = instantiate(&mut store, OWNER_WAT);
+        owner.get_table(&store, "table").unwrap()
+    };
+    churn(&mut store);
+    match table.get(&store, 0) {
         Some(Val::FuncRef(Some(f))) => {
-            let mut other = instantiate(&engine, r#"(module (func (export "n")))"#);
-            assert_eq!(other.call_func(&f, &[]).unwrap(), vec![Val::I32(42)]);
+            instantiate(&mut store, r#"(module (func (export "n")))"#);
+            assert_eq!(f.call(&mut store, &[]).unwrap(), vec![Val::I32(42)]);
         }
         other => panic!("expected the function, got {other:?}"),
     }
 }
 
 #[test]
-fn funcref_global_outliving_its_instance() {
+fn funcref_global_outliving_its_instance_handle() {
     let _serial = serial();
     let engine = Engine::default();
-    let global = instantiate(&engine, OWNER_WAT).get_global("ref").unwrap();
-    churn(&engine);
-    match global.get() {
+    let mut store = Store::new(&engine, ());
+    let global = instantiate(&mut store, OWNER_WAT)
+        .get_global(&store, "ref")
+        .unwrap();
+    churn(&mut store);
+    match global.get(&store) {
         Val::FuncRef(Some(f)) => {
-            let mut other = instantiate(&engine, r#"(module (func (export "n")))"#);
-            assert_eq!(other.call_func(&f, &[]).unwrap(), vec![Val::I32(42)]);
+            instantiate(&mut store, r#"(module (func (export "n")))"#);
+            assert_eq!(f.call(&mut store, &[]).unwrap(), vec![Val::I32(42)]);
         }
         other => panic!("expected the function, got {other:?}"),
     }
 }
 
-/// Mappings added by instantiating and dropping `module` 50 times (after a
-/// first instance, to warm up allocators).
-fn mappings_leaked(linker: &Linker<()>, module: &Module) -> usize {
-    drop(linker.instantiate(module, ()).unwrap());
+/// Instantiates `module` 50 times in one store, each importing what
+/// `define` puts into a linker of that store, after a first store (to warm
+/// up allocators). Returns the mappings added while the store lives (its
+/// instances are all kept) and those left once it is dropped (leaked).
+fn mappings_kept_and_leaked(
+    engine: &Engine,
+    module: &Module,
+    define: impl Fn(&mut Store<()>, &mut Linker<()>),
+) -> (usize, usize) {
+    let fill = |count: usize| {
+        let mut store = Store::new(engine, ());
+        let mut linker = Linker::new(engine);
+        define(&mut store, &mut linker);
+        for _ in 0..count {
+            linker.instantiate(&mut store, module).unwrap();
+        }
+        store
+    };
+    drop(fill(1));
     let before = mappings();
-    for _ in 0..50 {
-        drop(linker.instantiate(module, ()).unwrap());
-    }
-    mappings().saturating_sub(before)
+    let store = fill(50);
+    let kept = mappings().saturating_sub(before);
+    drop(store);
+    (kept, mappings().saturating_sub(before))
 }
 
 #[test]
-fn dropped_instances_free_their_memories() {
+fn dropped_stores_free_their_instances_memories() {
     let _serial = serial();
     let engine = Engine::default();
     let linker: Linker<()> = Linker::new(&engine);
@@ -183,94 +233,107 @@ fn dropped_instances_free_their_memories() {
                    (global funcref (ref.func $f)))"#,
     )
     .unwrap();
-    // Each instance maps a memory reservation and a guest stack: leaking
-    // them would add about 100 mappings.
-    assert!(mappings_leaked(&linker, &module) < 10);
-}
-
-/// Instances that import a funcref table or global join its link group: it
-/// may hold their function references, so they live as long as it does, and
-/// are freed with it.
-fn importers_live_as_long_as_the_shared_item_in(engine: &Engine, item: Extern, import: &str) {
-    let _serial = serial();
-    let before = mappings();
+    // One instance per store: each store maps a memory reservation (with
+    // its guest stack in it); leaking them would add at least 50 mappings.
+    drop(Store::new(&engine, ()));
     {
-        let mut linker: Linker<()> = Linker::new(engine);
-        linker.define("h", "x", item).unwrap();
-        let module = Module::new(engine, format!("(module {import} (memory 1))")).unwrap();
-        let kept = mappings_leaked(&linker, &module);
-        assert!(
-            kept >= 50,
-            "importers are kept while the item lives ({kept} mappings)"
-        );
+        let mut store = Store::new(&engine, ());
+        linker.instantiate(&mut store, &module).unwrap();
+    }
+    let before = mappings();
+    for _ in 0..50 {
+        let mut store = Store::new(&engine, ());
+        linker.instantiate(&mut store, &module).unwrap();
     }
     let leaked = mappings().saturating_sub(before);
+    assert!(leaked < 10, "{leaked} mappings leaked by 50 stores");
+    // Fifty instances in one store: all kept while it lives, all freed
+    // when it drops.
+    let (kept, leaked) = mappings_kept_and_leaked(&engine, &module, |_, _| {});
+    assert!(
+        kept >= 50,
+        "instances are kept while the store lives ({kept})"
+    );
     assert!(
         leaked < 10,
-        "{leaked} mappings leaked after the item was dropped"
+        "{leaked} mappings leaked after the store dropped"
+    );
+}
+
+/// Instances importing an item the host made in their store (a funcref
+/// table or global, which may hold their function references) live as
+/// long as the store, and are freed with it.
+fn importers_live_as_long_as_their_store(
+    make_item: impl Fn(&mut Store<()>) -> Extern,
+    import: &str,
+) {
+    let _serial = serial();
+    let engine = Engine::default();
+    let module = Module::new(&engine, format!("(module {import} (memory 1))")).unwrap();
+    let (kept, leaked) = mappings_kept_and_leaked(&engine, &module, |store, linker| {
+        let item = make_item(store);
+        linker.define("h", "x", item).unwrap();
+    });
+    assert!(
+        kept >= 50,
+        "importers are kept while the store lives ({kept} mappings)"
+    );
+    assert!(
+        leaked < 10,
+        "{leaked} mappings leaked after the store was dropped"
     );
 }
 
 #[test]
-fn instances_importing_a_funcref_table_are_freed_with_it() {
-    let engine = Engine::default();
-    let table = Table::new(
-        &engine,
-        TableType {
-            element: ValType::FuncRef,
-            minimum: 1,
-            maximum: None,
+fn instances_importing_a_funcref_table_are_freed_with_the_store() {
+    importers_live_as_long_as_their_store(
+        |store| {
+            let ty = TableType {
+                element: ValType::FuncRef,
+                minimum: 1,
+                maximum: None,
+            };
+            Extern::Table(Table::new(store, ty, Val::FuncRef(None)).unwrap())
         },
-        Val::FuncRef(None),
-    )
-    .unwrap();
-    importers_live_as_long_as_the_shared_item_in(
-        &engine,
-        Extern::Table(table),
         r#"(import "h" "x" (table 1 funcref))"#,
     );
 }
 
 #[test]
-fn instances_importing_a_funcref_global_are_freed_with_it() {
-    let engine = Engine::default();
-    let global = Global::new(
-        &engine,
-        GlobalType {
-            content: ValType::FuncRef,
-            mutable: true,
+fn instances_importing_a_funcref_global_are_freed_with_the_store() {
+    importers_live_as_long_as_their_store(
+        |store| {
+            let ty = GlobalType {
+                content: ValType::FuncRef,
+                mutable: true,
+            };
+            Extern::Global(Global::new(store, ty, Val::FuncRef(None)).unwrap())
         },
-        Val::FuncRef(None),
-    )
-    .unwrap();
-    importers_live_as_long_as_the_shared_item_in(
-        &engine,
-        Extern::Global(global),
         r#"(import "h" "x" (global (mut funcref)))"#,
     );
 }
 
 #[test]
-fn instances_importing_an_i32_global_are_freed() {
+fn instances_importing_an_i32_global_are_freed_with_the_store() {
     let _serial = serial();
     let engine = Engine::default();
-    let global = Global::new(
-        &engine,
-        GlobalType {
-            content: ValType::I32,
-            mutable: true,
-        },
-        Val::I32(0),
-    )
-    .unwrap();
-    let mut linker: Linker<()> = Linker::new(&engine);
-    linker.define("h", "g", global).unwrap();
     let module = Module::new(
         &engine,
         r#"(module (import "h" "g" (global (mut i32))) (memory 1) (table 1 funcref))"#,
     )
     .unwrap();
-    let leaked = mappings_leaked(&linker, &module);
+    let (kept, leaked) = mappings_kept_and_leaked(&engine, &module, |store, linker| {
+        let ty = GlobalType {
+            content: ValType::I32,
+            mutable: true,
+        };
+        let global = Global::new(store, ty, Val::I32(0)).unwrap();
+        linker.define("h", "g", global).unwrap();
+    });
+    assert!(
+        kept >= 50,
+        "instances are kept while the store lives ({kept})"
+    );
     assert!(leaked < 10, "{leaked} mappings leaked by 50 instances");
 }
 
@@ -278,6 +341,7 @@ fn instances_importing_an_i32_global_are_freed() {
 fn funcref_stored_by_guest_code_into_another_instances_table() {
     let _serial = serial();
     let engine = Engine::default();
+    let mut store = Store::new(&engine, ());
     let keeper_module = Module::new(
         &engine,
         r#"(module
@@ -287,8 +351,8 @@ fn funcref_stored_by_guest_code_into_another_instances_table() {
              (func (export "run") (result i32) (call_indirect (type $r) (i32.const 0))))"#,
     )
     .unwrap();
-    let mut keeper = Linker::<()>::new(&engine)
-        .instantiate(&keeper_module, ())
+    let keeper = Linker::<()>::new(&engine)
+        .instantiate(&mut store, &keeper_module)
         .unwrap();
     {
         let giver_module = Module::new(
@@ -304,14 +368,16 @@ fn funcref_stored_by_guest_code_into_another_instances_table() {
         )
         .unwrap();
         let mut linker = Linker::new(&engine);
-        linker.instance("k", &keeper).unwrap();
-        let mut giver = linker.instantiate(&giver_module, ()).unwrap();
-        giver.call::<(), ()>("give", ()).unwrap();
-        assert_eq!(keeper.call::<(), i32>("run", ()).unwrap(), 42);
+        linker.instance(&store, "k", keeper).unwrap();
+        let giver = linker.instantiate(&mut store, &giver_module).unwrap();
+        giver.call::<(), ()>(&mut store, "give", ()).unwrap();
+        assert_eq!(keeper.call::<(), i32>(&mut store, "run", ()).unwrap(), 42);
     }
-    churn(&engine);
+    churn(&mut store);
     assert_eq!(
-        keeper.call::<(), i32>("run", ()).map_err(|e| e.to_string()),
+        keeper
+            .call::<(), i32>(&mut store, "run", ())
+            .map_err(|e| e.to_string()),
         Ok(43)
     );
 }

@@ -1,16 +1,18 @@
 //! The kill switch's process-wide pending word (`interrupts_pending`): every
 //! interrupt check in compiled code reads it first and looks at its own
-//! run's flag only while it is non-zero. A kill must arm it exactly while
-//! compiled code has to notice the request, and every way a run or an
-//! instance ends must disarm it, or every guest in the process pays for the
-//! slower check. Its own test binary, so no other test's kills interfere.
+//! run's flag only while it is non-zero. A kill (from the store's switch,
+//! `store.kill_switch()`) must arm it exactly while compiled code has to
+//! notice the request, and every way a run ends, and the store's reset and
+//! drop, must disarm it, or every guest in the process pays for the slower
+//! check.
+//! Its own test binary, so no other test's kills interfere.
 //! The engines here compile the checks (`Config::interrupt_checks`); by
 //! default a kill interrupts the guest with a signal instead, and never
 //! arms the word (checked last).
 
 use backstop::{
     interrupts_pending, kill_switch_fences, Caller, Config, Engine, Error, KillOutcome, Linker,
-    Module, Outcome,
+    Module, Outcome, Store,
 };
 use std::sync::mpsc;
 use std::time::Duration;
@@ -82,15 +84,16 @@ fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
     let unfenced = u32::from(!kill_switch_fences());
 
     // 1. In Wasm: armed until the run ends, which it does at once.
-    let mut instance = linker.instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
     for _ in 0..20 {
-        let switch = instance.kill_switch();
+        let switch = store.kill_switch();
         let killer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(2));
             switch.terminate()
         });
         assert!(matches!(
-            instance.call::<(), ()>("spin", ()),
+            instance.call::<(), ()>(&mut store, "spin", ()),
             Err(Error::Killed)
         ));
         assert_eq!(killer.join().unwrap(), KillOutcome::Interrupted);
@@ -99,32 +102,32 @@ fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
 
     // 2. In a hostcall: not armed (the fence lets the hostcall's return see
     // the flag), and the run ends when the hostcall returns.
-    let switch = instance.kill_switch();
+    let switch = store.kill_switch();
     let guest = std::thread::spawn(move || {
-        let result = instance.call::<(), ()>("call_wait", ());
-        (instance, result)
+        let result = instance.call::<(), ()>(&mut store, "call_wait", ());
+        (store, result)
     });
     wait_for(&entered);
     assert_eq!(switch.terminate(), KillOutcome::PendingInHostcall);
     assert_eq!(interrupts_pending(), unfenced);
     release.send(()).unwrap();
-    let (mut instance, result) = guest.join().unwrap();
+    let (mut store, result) = guest.join().unwrap();
     assert!(matches!(result, Err(Error::Killed)), "{result:?}");
     assert_eq!(interrupts_pending(), 0);
 
     // 2b. In a hostcall that then calls back into Wasm (which spins): the
     // nested entry sees the flag.
-    let switch = instance.kill_switch();
+    let switch = store.kill_switch();
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
-        let result = instance.call::<(), ()>("call_wait_then_spin", ());
-        let _ = done.send((instance, result));
+        let result = instance.call::<(), ()>(&mut store, "call_wait_then_spin", ());
+        let _ = done.send((store, result));
     });
     wait_for(&entered2);
     assert_eq!(switch.terminate(), KillOutcome::PendingInHostcall);
     release2.send(()).unwrap();
     // Fail, rather than hang, if the nested segment never stops.
-    let (mut instance, result) = finished
+    let (mut store, result) = finished
         .recv_timeout(Duration::from_secs(10))
         .expect("the kill stopped the Wasm the hostcall called back into");
     assert!(matches!(result, Err(Error::Killed)), "{result:?}");
@@ -132,48 +135,50 @@ fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
 
     // 3. Suspended: not armed at all; resume sees the flag.
     assert!(matches!(
-        instance.call_resumable::<(), ()>("call_yield", ()).unwrap(),
+        instance
+            .call_resumable::<(), ()>(&mut store, "call_yield", ())
+            .unwrap(),
         Outcome::Yielded(_)
     ));
     assert_eq!(
-        instance.kill_switch().terminate(),
+        store.kill_switch().terminate(),
         KillOutcome::PendingUntilResume
     );
     assert_eq!(interrupts_pending(), 0);
-    assert!(matches!(instance.resume::<()>(()), Err(Error::Killed)));
+    assert!(matches!(store.resume::<()>(()), Err(Error::Killed)));
     assert_eq!(interrupts_pending(), 0);
 
     // 4. Before the run: not armed; the run is cancelled at its start.
-    let switch = instance.kill_switch();
+    let switch = store.kill_switch();
     assert_eq!(switch.terminate(), KillOutcome::CancelledBeforeStart);
     assert_eq!(interrupts_pending(), unfenced);
     assert!(matches!(
-        instance.call::<(), ()>("short", ()),
+        instance.call::<(), ()>(&mut store, "short", ()),
         Err(Error::Killed)
     ));
     assert_eq!(interrupts_pending(), 0);
 
     // 5. After the run: nothing to do, nothing armed.
-    let switch = instance.kill_switch();
-    instance.call::<(), ()>("short", ()).unwrap();
+    let switch = store.kill_switch();
+    instance.call::<(), ()>(&mut store, "short", ()).unwrap();
     assert_eq!(switch.terminate(), KillOutcome::NothingToTerminate);
     assert_eq!(interrupts_pending(), 0);
 
     // 6. A cancelled run that never comes: reset and drop disarm (if it
     // was armed at all).
     assert_eq!(
-        instance.kill_switch().terminate(),
+        store.kill_switch().terminate(),
         KillOutcome::CancelledBeforeStart
     );
     assert_eq!(interrupts_pending(), unfenced);
-    instance.reset().unwrap();
+    store.reset().unwrap();
     assert_eq!(interrupts_pending(), 0);
     assert_eq!(
-        instance.kill_switch().terminate(),
+        store.kill_switch().terminate(),
         KillOutcome::CancelledBeforeStart
     );
     assert_eq!(interrupts_pending(), unfenced);
-    drop(instance);
+    drop(store);
     assert_eq!(interrupts_pending(), 0);
 
     // 7. Without compiled checks (the default), a kill in Wasm signals the
@@ -184,16 +189,19 @@ fn kills_arm_the_pending_word_only_while_compiled_code_must_look() {
         "(module (func (export \"spin\") (loop $l (br $l))))",
     )
     .unwrap();
-    let mut instance = Linker::<()>::new(&engine).instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Linker::<()>::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     for _ in 0..20 {
-        let switch = instance.kill_switch();
+        let switch = store.kill_switch();
         let killer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(2));
             let outcome = switch.terminate();
             (outcome, interrupts_pending())
         });
         assert!(matches!(
-            instance.call::<(), ()>("spin", ()),
+            instance.call::<(), ()>(&mut store, "spin", ()),
             Err(Error::Killed)
         ));
         assert_eq!(killer.join().unwrap(), (KillOutcome::Interrupted, 0));

@@ -8,7 +8,7 @@
 //! guest alone. Its own test binary: it installs a `SIGURG` handler before
 //! Backstop installs its own.
 
-use backstop::{Caller, Engine, Error, Instance, KillOutcome, Linker, Module, Outcome};
+use backstop::{Caller, Engine, Error, Instance, KillOutcome, Linker, Module, Outcome, Store};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, Instant};
@@ -104,7 +104,7 @@ struct Host {
     ready: Arc<AtomicBool>,
 }
 
-fn instance(engine: &Engine) -> Instance<Host> {
+fn instance(engine: &Engine) -> (Store<Host>, Instance) {
     install_embedder_handler();
     let module = Module::new(engine, GUEST).unwrap();
     let mut linker = Linker::new(engine);
@@ -125,7 +125,14 @@ fn instance(engine: &Engine) -> Instance<Host> {
         .unwrap();
     linker
         .func_wrap("host", "pause", |mut caller: Caller<'_, Host>| {
-            let () = caller.suspend(());
+            // Unpinned: `kills_follow_a_run_resumed_on_another_thread`
+            // resumes the run on another thread, which a pinned suspension
+            // (`Caller::suspend`) refuses.
+            // SAFETY: no host frame on the guest stack holds a value tied
+            // to this thread: `pause` is called straight from Wasm (no
+            // other host frame below it) and keeps nothing but `caller`
+            // across the suspension.
+            let () = unsafe { caller.suspend_unpinned(()) };
         })
         .unwrap();
     linker
@@ -133,7 +140,9 @@ fn instance(engine: &Engine) -> Instance<Host> {
             caller.data().ready.store(true, Ordering::SeqCst);
         })
         .unwrap();
-    linker.instantiate(&module, Host::default()).unwrap()
+    let mut store = Store::new(engine, Host::default());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    (store, instance)
 }
 
 /// Runs `export` and kills it from another thread `delay` after it calls
@@ -141,13 +150,14 @@ fn instance(engine: &Engine) -> Instance<Host> {
 /// returns the call's result, what `terminate` said, and how long the call
 /// took after the kill.
 fn kill_after<P: backstop::WasmValues, R: backstop::WasmValues>(
-    instance: &mut Instance<Host>,
+    store: &mut Store<Host>,
+    instance: Instance,
     export: &str,
     params: P,
     delay: Duration,
 ) -> (Result<R, Error>, KillOutcome, Duration) {
-    let switch = instance.kill_switch();
-    let ready = instance.data().ready.clone();
+    let switch = store.kill_switch();
+    let ready = store.data().ready.clone();
     ready.store(false, Ordering::SeqCst);
     let wait_for_ready = export != "mixed";
     let killer = std::thread::spawn(move || {
@@ -158,7 +168,7 @@ fn kill_after<P: backstop::WasmValues, R: backstop::WasmValues>(
         std::thread::sleep(delay);
         (switch.terminate(), Instant::now())
     });
-    let result = instance.call::<P, R>(export, params);
+    let result = instance.call::<P, R>(&mut *store, export, params);
     let returned = Instant::now();
     let (outcome, killed_at) = killer.join().unwrap();
     (
@@ -171,11 +181,11 @@ fn kill_after<P: backstop::WasmValues, R: backstop::WasmValues>(
 #[test]
 fn kills_stop_code_that_is_mostly_calls_and_returns() {
     let engine = Engine::default();
-    let mut instance = instance(&engine);
+    let (mut store, instance) = instance(&engine);
     let mut interrupted = 0;
     for _ in 0..50 {
         let (result, outcome, latency) =
-            kill_after::<(), ()>(&mut instance, "calls", (), Duration::from_millis(1));
+            kill_after::<(), ()>(&mut store, instance, "calls", (), Duration::from_millis(1));
         assert!(matches!(result, Err(Error::Killed)), "{result:?}");
         interrupted += count_interrupted(outcome);
         assert!(latency < Duration::from_secs(5), "{latency:?}");
@@ -202,11 +212,11 @@ fn count_interrupted(outcome: KillOutcome) -> usize {
 #[test]
 fn kills_stop_code_that_keeps_entering_the_host_and_the_runtime() {
     let engine = Engine::default();
-    let mut instance = instance(&engine);
+    let (mut store, instance) = instance(&engine);
     for export in ["host_calls", "grows"] {
         for _ in 0..50 {
             let (result, outcome, _) =
-                kill_after::<(), ()>(&mut instance, export, (), Duration::from_micros(300));
+                kill_after::<(), ()>(&mut store, instance, export, (), Duration::from_micros(300));
             assert!(matches!(result, Err(Error::Killed)), "{export}: {result:?}");
             assert!(
                 matches!(
@@ -217,31 +227,39 @@ fn kills_stop_code_that_keeps_entering_the_host_and_the_runtime() {
             );
         }
     }
-    assert!(instance.data().ticks > 0);
+    assert!(store.data().ticks > 0);
 }
 
 #[test]
 fn a_kill_in_nested_wasm_unwinds_every_host_frame() {
     let engine = Engine::default();
-    let mut instance = instance(&engine);
+    let (mut store, instance) = instance(&engine);
     let mut interrupted = 0;
     for depth in [1, 2, 8, 1, 2, 8, 1, 2, 8] {
-        let dropped = instance.data().dropped.clone();
+        let dropped = store.data().dropped.clone();
         dropped.store(0, Ordering::SeqCst);
-        let (result, outcome, _) =
-            kill_after::<i32, ()>(&mut instance, "nested", depth, Duration::from_millis(2));
+        let (result, outcome, _) = kill_after::<i32, ()>(
+            &mut store,
+            instance,
+            "nested",
+            depth,
+            Duration::from_millis(2),
+        );
         assert!(matches!(result, Err(Error::Killed)), "{result:?}");
         interrupted += count_interrupted(outcome);
         assert_eq!(dropped.load(Ordering::SeqCst), depth as usize);
     }
     assert!(interrupted > 0, "no kill found the guest in Wasm");
-    assert_eq!(instance.call::<(), i32>("count", ()).unwrap(), 0x10000000);
+    assert_eq!(
+        instance.call::<(), i32>(&mut store, "count", ()).unwrap(),
+        0x10000000
+    );
 }
 
 #[test]
 fn kills_at_random_moments_stop_the_run_or_find_it_over() {
     let engine = Engine::default();
-    let mut instance = instance(&engine);
+    let (mut store, instance) = instance(&engine);
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let (mut killed, mut finished) = (0, 0);
     for _ in 0..300 {
@@ -249,7 +267,8 @@ fn kills_at_random_moments_stop_the_run_or_find_it_over() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = Duration::from_micros(seed % 3000);
-        let (result, outcome, _) = kill_after::<i32, i32>(&mut instance, "mixed", 2_000_000, delay);
+        let (result, outcome, _) =
+            kill_after::<i32, i32>(&mut store, instance, "mixed", 2_000_000, delay);
         match (result, outcome) {
             (Err(Error::Killed), KillOutcome::Interrupted | KillOutcome::PendingInHostcall) => {
                 killed += 1
@@ -268,7 +287,12 @@ fn kills_at_random_moments_stop_the_run_or_find_it_over() {
         finished > 0,
         "every run was killed (the guest is too slow?)"
     );
-    assert_eq!(instance.call::<i32, i32>("mixed", 1000).unwrap(), 1000);
+    assert_eq!(
+        instance
+            .call::<i32, i32>(&mut store, "mixed", 1000)
+            .unwrap(),
+        1000
+    );
 }
 
 #[test]
@@ -282,12 +306,12 @@ fn kills_land_on_a_thread_that_had_blocked_the_signal() {
             libc::sigaddset(&mut set, libc::SIGURG);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         }
-        let mut instance = instance(&engine);
+        let (mut store, instance) = instance(&engine);
         // Until one kill finds the guest in Wasm, where only the signal
         // can stop it.
         for _ in 0..10 {
             let (result, outcome, _) =
-                kill_after::<(), ()>(&mut instance, "calls", (), Duration::from_millis(1));
+                kill_after::<(), ()>(&mut store, instance, "calls", (), Duration::from_millis(1));
             assert!(matches!(result, Err(Error::Killed)), "{result:?}");
             if count_interrupted(outcome) == 1 {
                 return true;
@@ -303,19 +327,20 @@ fn kills_follow_a_run_resumed_on_another_thread() {
     let engine = Engine::default();
     let mut interrupted = 0;
     for _ in 0..5 {
-        let mut instance = instance(&engine);
+        let (mut store, instance) = instance(&engine);
         // Suspends on this thread (which then ends)...
+        // (`pause` suspends unpinned, so the store may resume elsewhere.)
         let suspended = std::thread::spawn(move || {
-            let outcome = instance.call_resumable::<(), ()>("pause_then_calls", ());
+            let outcome = instance.call_resumable::<(), ()>(&mut store, "pause_then_calls", ());
             assert!(matches!(outcome, Ok(Outcome::Yielded(_))));
-            instance
+            store
         })
         .join()
         .unwrap();
         // ...and is resumed, and killed, on another.
-        let mut instance = suspended;
-        let switch = instance.kill_switch();
-        let ready = instance.data().ready.clone();
+        let mut store = suspended;
+        let switch = store.kill_switch();
+        let ready = store.data().ready.clone();
         let killer = std::thread::spawn(move || {
             while !ready.load(Ordering::SeqCst) {
                 std::thread::yield_now();
@@ -323,7 +348,7 @@ fn kills_follow_a_run_resumed_on_another_thread() {
             std::thread::sleep(Duration::from_millis(1));
             switch.terminate()
         });
-        let result = instance.resume::<()>(());
+        let result = store.resume::<()>(());
         assert!(matches!(result, Err(Error::Killed)), "{result:?}");
         interrupted += count_interrupted(killer.join().unwrap());
     }
@@ -335,10 +360,11 @@ fn kills_of_many_guests_at_once_stop_each_of_them() {
     let engine = Engine::default();
     let guests: Vec<_> = (0..6)
         .map(|_| {
-            let mut instance = instance(&engine);
-            let switch = instance.kill_switch();
-            let ready = instance.data().ready.clone();
-            let guest = std::thread::spawn(move || instance.call::<(), ()>("calls", ()));
+            let (mut store, instance) = instance(&engine);
+            let switch = store.kill_switch();
+            let ready = store.data().ready.clone();
+            let guest =
+                std::thread::spawn(move || instance.call::<(), ()>(&mut store, "calls", ()));
             (guest, switch, ready)
         })
         .collect();
@@ -362,12 +388,12 @@ fn kills_of_many_guests_at_once_stop_each_of_them() {
 #[test]
 fn a_foreign_sigurg_reaches_the_embedder_and_leaves_the_guest_alone() {
     let engine = Engine::default();
-    let mut instance = instance(&engine);
+    let (mut store, instance) = instance(&engine);
     let (tid_tx, tid_rx) = mpsc::channel();
     let guest = std::thread::spawn(move || {
         // SAFETY: gettid has no preconditions.
         tid_tx.send(unsafe { libc::gettid() }).unwrap();
-        instance.call::<(), i32>("count", ())
+        instance.call::<(), i32>(&mut store, "count", ())
     });
     let tid = tid_rx.recv().unwrap();
     let before = FOREIGN_SIGURGS.load(Ordering::SeqCst);

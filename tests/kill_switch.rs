@@ -1,10 +1,11 @@
-//! The kill switch stops a guest from another thread: in a tight loop with no
-//! calls, in deep recursion, inside a host function (pending until it
-//! returns), before the run (cancelled), and not at all once the run it
-//! targets is over. Races of terminate against entry and exit never stop a
-//! later run and never crash.
+//! The kill switch (per store: `store.kill_switch()`) stops a guest from
+//! another thread: in a tight loop with no calls, in deep recursion, inside
+//! a host function (pending until it returns), before the run (cancelled),
+//! and not at all once the run it targets is over (or its store dropped).
+//! Races of terminate against entry and exit never stop a later run and
+//! never crash.
 
-use backstop::{Caller, Engine, Error, KillOutcome, Linker, Module};
+use backstop::{Caller, Engine, Error, Instance, KillOutcome, Linker, Module, Store};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -49,7 +50,7 @@ struct Host {
     ticks: Arc<AtomicUsize>,
 }
 
-fn instance(engine: &Engine, host: Host) -> backstop::Instance<Host> {
+fn instance(engine: &Engine, host: Host) -> (Store<Host>, Instance) {
     let module = Module::new(engine, GUEST).unwrap();
     let mut linker = Linker::new(engine);
     linker
@@ -68,7 +69,9 @@ fn instance(engine: &Engine, host: Host) -> backstop::Instance<Host> {
             caller.data().ticks.fetch_add(1, Ordering::SeqCst);
         })
         .unwrap();
-    linker.instantiate(&module, host).unwrap()
+    let mut store = Store::new(engine, host);
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    (store, instance)
 }
 
 fn plain_host() -> Host {
@@ -84,7 +87,7 @@ fn plain_host() -> Host {
 /// Terminates `export` while it runs (or just before it starts).
 fn kill_while_running(export: &str) {
     let engine = Engine::default();
-    let mut instance = instance(&engine, plain_host());
+    let (mut store, instance) = instance(&engine, plain_host());
     for _ in 0..20 {
         let (started_tx, started_rx) = mpsc::channel::<backstop::KillSwitch>();
         let killer = std::thread::spawn(move || {
@@ -101,13 +104,16 @@ fn kill_while_running(export: &str) {
                 "unexpected outcome {outcome:?}"
             );
         });
-        started_tx.send(instance.kill_switch()).unwrap();
-        let result = instance.call::<(), ()>(export, ());
+        started_tx.send(store.kill_switch()).unwrap();
+        let result = instance.call::<(), ()>(&mut store, export, ());
         assert!(matches!(result, Err(Error::Killed)), "{result:?}");
         killer.join().unwrap();
     }
     // Not killed any more afterwards.
-    assert_eq!(instance.call::<(), i32>("short", ()).unwrap(), 200);
+    assert_eq!(
+        instance.call::<(), i32>(&mut store, "short", ()).unwrap(),
+        200
+    );
 }
 
 #[test]
@@ -132,15 +138,15 @@ fn pending_in_a_hostcall_until_it_returns() {
     };
     let saw_pending = host.saw_pending.clone();
     let dropped = host.dropped.clone();
-    let mut instance = instance(&engine, host);
-    let switch = instance.kill_switch();
+    let (mut store, instance) = instance(&engine, host);
+    let switch = store.kill_switch();
     let killer = std::thread::spawn(move || {
         entered_rx.recv().unwrap();
         let outcome = switch.terminate();
         proceed_tx.send(()).unwrap();
         outcome
     });
-    let result = instance.call::<(), ()>("call_wait", ());
+    let result = instance.call::<(), ()>(&mut store, "call_wait", ());
     assert!(matches!(result, Err(Error::Killed)), "{result:?}");
     assert_eq!(killer.join().unwrap(), KillOutcome::PendingInHostcall);
     assert!(saw_pending.load(Ordering::SeqCst));
@@ -152,11 +158,11 @@ fn cancels_the_next_run_when_idle() {
     let engine = Engine::default();
     let host = plain_host();
     let ticks = host.ticks.clone();
-    let mut instance = instance(&engine, host);
-    let switch = instance.kill_switch();
+    let (mut store, instance) = instance(&engine, host);
+    let switch = store.kill_switch();
     assert_eq!(switch.terminate(), KillOutcome::CancelledBeforeStart);
     assert!(matches!(
-        instance.call::<(), ()>("tick", ()),
+        instance.call::<(), ()>(&mut store, "tick", ()),
         Err(Error::Killed)
     ));
     assert_eq!(
@@ -164,30 +170,33 @@ fn cancels_the_next_run_when_idle() {
         0,
         "the cancelled run never started"
     );
-    instance.call::<(), ()>("tick", ()).unwrap();
+    instance.call::<(), ()>(&mut store, "tick", ()).unwrap();
     assert_eq!(ticks.load(Ordering::SeqCst), 1);
     // The switch targeted the cancelled run, which is over.
     assert_eq!(switch.terminate(), KillOutcome::NothingToTerminate);
-    instance.call::<(), ()>("tick", ()).unwrap();
+    instance.call::<(), ()>(&mut store, "tick", ()).unwrap();
 }
 
 #[test]
 fn nothing_to_terminate_after_the_run_or_drop() {
     let engine = Engine::default();
-    let mut instance = instance(&engine, plain_host());
-    let switch = instance.kill_switch();
-    instance.call::<(), i32>("short", ()).unwrap();
+    let (mut store, instance) = instance(&engine, plain_host());
+    let switch = store.kill_switch();
+    instance.call::<(), i32>(&mut store, "short", ()).unwrap();
     assert_eq!(switch.terminate(), KillOutcome::NothingToTerminate);
-    assert_eq!(instance.call::<(), i32>("short", ()).unwrap(), 200);
-    let next = instance.kill_switch();
-    drop(instance);
+    assert_eq!(
+        instance.call::<(), i32>(&mut store, "short", ()).unwrap(),
+        200
+    );
+    let next = store.kill_switch();
+    drop(store);
     assert_eq!(next.terminate(), KillOutcome::NothingToTerminate);
 }
 
 #[test]
 fn terminate_races_entry_exit_and_itself() {
     let engine = Engine::default();
-    let mut instance = instance(&engine, plain_host());
+    let (mut store, instance) = instance(&engine, plain_host());
     let (tx, rx) = mpsc::channel::<backstop::KillSwitch>();
     let rx = Arc::new(std::sync::Mutex::new(rx));
     let killers: Vec<_> = (0..2)
@@ -205,10 +214,10 @@ fn terminate_races_entry_exit_and_itself() {
         .collect();
     let mut killed = 0;
     for _ in 0..2000 {
-        let switch = instance.kill_switch();
+        let switch = store.kill_switch();
         tx.send(switch.clone()).unwrap();
         tx.send(switch).unwrap();
-        match instance.call::<(), i32>("short", ()) {
+        match instance.call::<(), i32>(&mut store, "short", ()) {
             Ok(v) => assert_eq!(v, 200),
             Err(Error::Killed) => killed += 1,
             Err(other) => panic!("unexpected {other:?}"),
@@ -220,7 +229,10 @@ fn terminate_races_entry_exit_and_itself() {
     }
     // However the races went, no request leaks into a later run.
     for _ in 0..10 {
-        assert_eq!(instance.call::<(), i32>("short", ()).unwrap(), 200);
+        assert_eq!(
+            instance.call::<(), i32>(&mut store, "short", ()).unwrap(),
+            200
+        );
     }
     println!("{killed} of 2000 racing runs were killed");
 }
@@ -228,7 +240,7 @@ fn terminate_races_entry_exit_and_itself() {
 #[test]
 fn terminate_races_a_fault() {
     let engine = Engine::default();
-    let mut instance = instance(&engine, plain_host());
+    let (mut store, instance) = instance(&engine, plain_host());
     let (tx, rx) = mpsc::channel::<backstop::KillSwitch>();
     let killer = std::thread::spawn(move || {
         while let Ok(switch) = rx.recv() {
@@ -237,8 +249,8 @@ fn terminate_races_a_fault() {
     });
     let (mut trapped, mut killed) = (0, 0);
     for _ in 0..2000 {
-        tx.send(instance.kill_switch()).unwrap();
-        match instance.call::<(), i32>("fault", ()) {
+        tx.send(store.kill_switch()).unwrap();
+        match instance.call::<(), i32>(&mut store, "fault", ()) {
             Err(Error::Trap(t)) => {
                 assert_eq!(t.code(), backstop::TrapCode::MemoryOutOfBounds);
                 trapped += 1;
@@ -251,7 +263,10 @@ fn terminate_races_a_fault() {
     killer.join().unwrap();
     assert_eq!(trapped + killed, 2000);
     for _ in 0..10 {
-        assert_eq!(instance.call::<(), i32>("short", ()).unwrap(), 200);
+        assert_eq!(
+            instance.call::<(), i32>(&mut store, "short", ()).unwrap(),
+            200
+        );
     }
     println!("{trapped} faulted, {killed} killed first");
 }
@@ -306,15 +321,16 @@ fn a_kill_wakes_a_host_function_waiting_on_a_descriptor() {
                 .push(caller.sleep(std::time::Duration::from_secs(60)));
         })
         .unwrap();
-    let mut instance = linker.instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
     for name in ["wait", "sleep"] {
-        let switch = instance.kill_switch();
+        let switch = store.kill_switch();
         let killer = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(50));
             switch.terminate()
         });
         let started = std::time::Instant::now();
-        let result = instance.call::<(), ()>(name, ());
+        let result = instance.call::<(), ()>(&mut store, name, ());
         assert!(
             matches!(result, Err(backstop::Error::Killed)),
             "{name}: {result:?}"
@@ -345,8 +361,9 @@ fn a_kill_wakes_a_host_function_waiting_on_a_descriptor() {
                 .push(caller.sleep(std::time::Duration::from_millis(1)));
         })
         .unwrap();
-    let mut instance = linker.instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
     waited.lock().clear();
-    instance.call::<(), ()>("run", ()).unwrap();
+    instance.call::<(), ()>(&mut store, "run", ()).unwrap();
     assert_eq!(*waited.lock(), [Waited::TimedOut]);
 }

@@ -6,7 +6,7 @@
 //! result is compared with the same computation in Rust, under the default
 //! engine and under one that closes every loop it can.
 
-use backstop::{Config, Engine, Linker, Module};
+use backstop::{Config, Engine, Linker, Module, Store};
 
 /// Ten values rotate through a loop, as SHA-256's working variables do.
 const GUEST: &str = r#"
@@ -158,27 +158,34 @@ fn recursive(depth: i32) -> i32 {
 
 fn check(engine: &Engine) {
     let module = Module::new(engine, GUEST).unwrap();
-    let mut instance = Linker::<()>::new(engine).instantiate(&module, ()).unwrap();
+    let mut store = Store::new(engine, ());
+    let instance = Linker::<()>::new(engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     for n in [1, 2, 3, 7, 64, 1000] {
         assert_eq!(
-            instance.call::<i32, i32>("rounds", n).unwrap(),
+            instance.call::<i32, i32>(&mut store, "rounds", n).unwrap(),
             rounds(n),
             "rounds({n})"
         );
         assert_eq!(
-            instance.call::<i32, i32>("then_loop", n).unwrap(),
+            instance
+                .call::<i32, i32>(&mut store, "then_loop", n)
+                .unwrap(),
             then_loop(n),
             "then_loop({n})"
         );
         assert_eq!(
-            instance.call::<i32, i32>("nested", n).unwrap(),
+            instance.call::<i32, i32>(&mut store, "nested", n).unwrap(),
             nested(n),
             "nested({n})"
         );
     }
     for depth in [0, 1, 5, 40] {
         assert_eq!(
-            instance.call::<i32, i32>("recursive", depth).unwrap(),
+            instance
+                .call::<i32, i32>(&mut store, "recursive", depth)
+                .unwrap(),
             recursive(depth),
             "recursive({depth})"
         );

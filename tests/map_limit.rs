@@ -1,10 +1,10 @@
 //! At the kernel's limit on memory mappings (`vm.max_map_count`), a new
-//! instance fails with an error that names the limit and how to raise it,
-//! not with a bare "could not commit pages". Its own test binary: it fills
-//! the process's mappings up to the limit for a moment, which would make
-//! any other test running beside it fail.
+//! instance (in a new store) fails with an error that names the limit and
+//! how to raise it, not with a bare "could not commit pages". Its own test
+//! binary: it fills the process's mappings up to the limit for a moment,
+//! which would make any other test running beside it fail.
 
-use backstop::{Engine, Error, Linker, Module};
+use backstop::{Engine, Error, Linker, Module, Store};
 
 /// The tests here count or fill the process's mappings: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -64,9 +64,11 @@ fn running_out_of_mappings_names_vm_max_map_count() {
             pages.push(p);
         }
         if mapping_count() + 64 >= limit {
-            match linker.instantiate(&module, ()) {
+            // Each store keeps its instance's mappings until it drops.
+            let mut store = Store::new(&engine, ());
+            match linker.instantiate(&mut store, &module) {
                 Err(e) => error = Some(e),
-                Ok(instance) => std::mem::forget(instance),
+                Ok(_) => std::mem::forget(store),
             }
         }
         if pages.len() > limit + 10_000 {
@@ -86,45 +88,52 @@ fn running_out_of_mappings_names_vm_max_map_count() {
         other => panic!("expected Error::Resource naming the limit, got {other:?}"),
     }
     // With the mappings back, instantiation works again.
-    assert!(linker.instantiate(&module, ()).is_ok());
+    let mut store = Store::new(&engine, ());
+    assert!(linker.instantiate(&mut store, &module).is_ok());
 }
 
-/// How many kernel mappings a live instance with one memory costs: the
-/// figure BENCHMARKS.md and the error above quote.
+/// How many kernel mappings a live instance with one memory costs, each in
+/// a store of its own (the store holds the instance's memory, and its guest
+/// stack in that memory's reservation, until it drops): the figure
+/// BENCHMARKS.md and the error above quote.
 #[test]
 fn mappings_per_instance() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let engine = Engine::default();
     let module = Module::new(&engine, "(module (memory 1) (func (export \"f\")))").unwrap();
     let linker: Linker<()> = Linker::new(&engine);
-    let _warm = linker.instantiate(&module, ()).unwrap();
+    let new_store = || {
+        let mut store = Store::new(&engine, ());
+        linker.instantiate(&mut store, &module).unwrap();
+        store
+    };
+    let _warm = new_store();
     let before = mapping_count();
-    let instances: Vec<_> = (0..200)
-        .map(|_| linker.instantiate(&module, ()).unwrap())
-        .collect();
-    let per_instance = (mapping_count() - before) as f64 / instances.len() as f64;
+    let stores: Vec<_> = (0..200).map(|_| new_store()).collect();
+    let per_instance = (mapping_count() - before) as f64 / stores.len() as f64;
     println!("kernel mappings per instance: {per_instance:.2}");
     assert!(per_instance <= 3.05, "{per_instance} mappings per instance");
 }
 
-/// Live instances until the process's address space is full (each memory
-/// reserves 6 GiB of the 128 TiB): the error says so, and dropping them
-/// makes room again.
+/// Live instances, each in a store of its own, until the process's address
+/// space is full (each memory reserves 6 GiB of the 128 TiB): the error says
+/// so, and dropping the stores makes room again.
 #[test]
 fn running_out_of_address_space_says_so() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let engine = Engine::default();
     let module = Module::new(&engine, "(module (memory 1) (func (export \"f\")))").unwrap();
     let linker: Linker<()> = Linker::new(&engine);
-    let mut instances = Vec::new();
+    let mut stores = Vec::new();
     let error = loop {
-        match linker.instantiate(&module, ()) {
-            Ok(instance) => instances.push(instance),
+        let mut store = Store::new(&engine, ());
+        match linker.instantiate(&mut store, &module) {
+            Ok(_) => stores.push(store),
             Err(error) => break error,
         }
-        assert!(instances.len() < 200_000, "no limit was reached");
+        assert!(stores.len() < 200_000, "no limit was reached");
     };
-    println!("{} live instances, then: {error}", instances.len());
+    println!("{} live instances, then: {error}", stores.len());
     match &error {
         Error::Resource(message) => assert!(
             message.contains("address space is full") || message.contains("vm.max_map_count"),
@@ -132,6 +141,7 @@ fn running_out_of_address_space_says_so() {
         ),
         other => panic!("expected Error::Resource, got {other:?}"),
     }
-    drop(instances);
-    assert!(linker.instantiate(&module, ()).is_ok());
+    drop(stores);
+    let mut store = Store::new(&engine, ());
+    assert!(linker.instantiate(&mut store, &module).is_ok());
 }

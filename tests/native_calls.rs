@@ -7,7 +7,7 @@
 //! references, several arguments of mixed classes, no results, one result,
 //! two results, V128.
 
-use backstop::{Caller, Engine, ExternRef, Linker, Module, V128};
+use backstop::{Caller, Engine, ExternRef, Linker, Module, Store, V128};
 use std::num::NonZeroU64;
 
 const GUEST: &str = r#"
@@ -111,23 +111,30 @@ fn every_type_crosses_both_ways_bit_for_bit() {
             },
         )
         .unwrap();
-    let mut instance = linker.instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
 
     for (a, b, c, d) in [
         (-1, i64::MIN / 4, -0.5f32, 1e300),
         (i32::MAX, 1 << 53, 3.25, -2.0),
         (0, 0, 0.0, 0.0),
     ] {
-        let got: f64 = instance.call("mix", (a, b, c, d)).unwrap();
+        let got: f64 = instance.call(&mut store, "mix", (a, b, c, d)).unwrap();
         assert_eq!(got, (f64::from(a) + b as f64 + (f64::from(c) + d)) * 2.0);
     }
     let got: i64 = instance
-        .call("ints", (-7i32, 0xffff_fff0u32, i64::MIN, u64::MAX))
+        .call(
+            &mut store,
+            "ints",
+            (-7i32, 0xffff_fff0u32, i64::MIN, u64::MAX),
+        )
         .unwrap();
     assert_eq!(got, i64::MIN.wrapping_add(-7).wrapping_add(0xffff_fff0));
     // A signalling NaN with a payload, and an ordinary value.
     for bits in [0x7fa0_0001u32, 0x4049_0fdb] {
-        let got: f32 = instance.call("f32", f32::from_bits(bits)).unwrap();
+        let got: f32 = instance
+            .call(&mut store, "f32", f32::from_bits(bits))
+            .unwrap();
         assert_eq!(got.to_bits(), bits);
     }
     for r in [
@@ -136,16 +143,19 @@ fn every_type_crosses_both_ways_bit_for_bit() {
             NonZeroU64::new(0xdead_beef_0000_0001).unwrap(),
         )),
     ] {
-        let got: Option<ExternRef> = instance.call("ref", r).unwrap();
+        let got: Option<ExternRef> = instance.call(&mut store, "ref", r).unwrap();
         assert_eq!(got, r);
     }
     for _ in 0..3 {
-        let () = instance.call("unit", ()).unwrap();
+        let () = instance.call(&mut store, "unit", ()).unwrap();
     }
-    assert_eq!(instance.call::<(), i32>("units", ()).unwrap(), 3);
-    let got: (i32, i32) = instance.call("pair", 5).unwrap();
+    assert_eq!(
+        instance.call::<(), i32>(&mut store, "units", ()).unwrap(),
+        3
+    );
+    let got: (i32, i32) = instance.call(&mut store, "pair", 5).unwrap();
     assert_eq!(got, (-5, 5));
     let v = V128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
-    let got: V128 = instance.call("vec", v).unwrap();
+    let got: V128 = instance.call(&mut store, "vec", v).unwrap();
     assert_eq!(got, v);
 }

@@ -6,7 +6,7 @@
 //! another build or other settings, a damaged one, or one whose metadata
 //! points outside its code is refused with a clear error, never a crash.
 
-use backstop::{Caller, Config, Engine, Error, KillOutcome, Linker, Module, TrapCode};
+use backstop::{Caller, Config, Engine, Error, KillOutcome, Linker, Module, Store, TrapCode};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,30 +91,59 @@ fn precompile_and_load(config: &Config) -> (Engine, Module) {
 fn a_loaded_module_runs_as_a_compiled_one() {
     let (engine, module) = precompile_and_load(&Config::new());
     let counters = Arc::new(Counters::default());
-    let mut instance = linker(&engine, counters.clone(), "return")
-        .instantiate(&module, ())
+    let mut store = Store::new(&engine, ());
+    let instance = linker(&engine, counters.clone(), "return")
+        .instantiate(&mut store, &module)
         .unwrap();
     assert_eq!(
-        instance.call::<(i32, i32), i32>("apply", (0, 21)).unwrap(),
+        instance
+            .call::<(i32, i32), i32>(&mut store, "apply", (0, 21))
+            .unwrap(),
         42
     );
     assert_eq!(
-        instance.call::<(i32, i32), i32>("apply", (2, 0)).unwrap(),
+        instance
+            .call::<(i32, i32), i32>(&mut store, "apply", (2, 0))
+            .unwrap(),
         100
     );
-    assert_eq!(instance.call::<i32, i64>("constant", 1).unwrap(), 7);
+    assert_eq!(
+        instance
+            .call::<i32, i64>(&mut store, "constant", 1)
+            .unwrap(),
+        7
+    );
     // The signature checks use this engine's ids.
     let mismatch = instance
-        .call::<(i32, i32), i32>("apply", (1, 0))
+        .call::<(i32, i32), i32>(&mut store, "apply", (1, 0))
         .unwrap_err();
     assert_eq!(mismatch.trap_code(), Some(TrapCode::BadSignature));
-    let mismatch = instance.call::<i32, i64>("constant", 0).unwrap_err();
+    let mismatch = instance
+        .call::<i32, i64>(&mut store, "constant", 0)
+        .unwrap_err();
     assert_eq!(mismatch.trap_code(), Some(TrapCode::BadSignature));
-    assert_eq!(instance.call::<(), i32>("count", ()).unwrap(), 1);
-    assert_eq!(instance.call::<(), i32>("count", ()).unwrap(), 2);
-    assert_eq!(instance.call::<f64, f64>("sqrt", 2.25).unwrap(), 1.5);
-    assert_eq!(instance.call::<f32, f32>("nearest", 2.5).unwrap(), 2.0);
-    assert_eq!(&instance.memory("memory").unwrap()[16..27], b"precompiled");
+    assert_eq!(
+        instance.call::<(), i32>(&mut store, "count", ()).unwrap(),
+        1
+    );
+    assert_eq!(
+        instance.call::<(), i32>(&mut store, "count", ()).unwrap(),
+        2
+    );
+    assert_eq!(
+        instance.call::<f64, f64>(&mut store, "sqrt", 2.25).unwrap(),
+        1.5
+    );
+    assert_eq!(
+        instance
+            .call::<f32, f32>(&mut store, "nearest", 2.5)
+            .unwrap(),
+        2.0
+    );
+    assert_eq!(
+        &instance.get_memory(&store, "memory").unwrap().data(&store)[16..27],
+        b"precompiled"
+    );
     assert_eq!(module.name(), Some("program"));
     assert_eq!(module.function_count(), 13);
     assert_eq!(module.exports().len(), 9);
@@ -124,10 +153,13 @@ fn a_loaded_module_runs_as_a_compiled_one() {
 fn traps_in_a_loaded_module_have_names_and_offsets() {
     let (engine, module) = precompile_and_load(&Config::new());
     let counters = Arc::new(Counters::default());
-    let mut instance = linker(&engine, counters, "return")
-        .instantiate(&module, ())
+    let mut store = Store::new(&engine, ());
+    let instance = linker(&engine, counters, "return")
+        .instantiate(&mut store, &module)
         .unwrap();
-    let error = instance.call::<(), ()>("fault", ()).unwrap_err();
+    let error = instance
+        .call::<(), ()>(&mut store, "fault", ())
+        .unwrap_err();
     let trap = error.as_trap().expect("a trap");
     assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
     assert!(trap.wasm_offset().is_some());
@@ -142,11 +174,12 @@ fn every_ending_unwinds_the_host_frames_of_a_loaded_module() {
     for ending in ["terminate", "panic", "error", "return"] {
         for depth in [0, 3] {
             let counters = Arc::new(Counters::default());
-            let mut instance = linker(&engine, counters.clone(), ending)
-                .instantiate(&module, ())
+            let mut store = Store::new(&engine, ());
+            let instance = linker(&engine, counters.clone(), ending)
+                .instantiate(&mut store, &module)
                 .unwrap();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                instance.call::<i32, i32>("recurse", depth)
+                instance.call::<i32, i32>(&mut store, "recurse", depth)
             }));
             match (ending, result) {
                 ("terminate", Ok(Err(Error::Terminated(details)))) => {
@@ -168,19 +201,20 @@ fn every_ending_unwinds_the_host_frames_of_a_loaded_module() {
 fn kill_spin(config: &Config) {
     let (engine, module) = precompile_and_load(config);
     let counters = Arc::new(Counters::default());
-    let mut instance = linker(&engine, counters, "return")
-        .instantiate(&module, ())
+    let mut store = Store::new(&engine, ());
+    let instance = linker(&engine, counters, "return")
+        .instantiate(&mut store, &module)
         .unwrap();
     let mut interrupted = 0;
     for _ in 0..10 {
-        let switch = instance.kill_switch();
+        let switch = store.kill_switch();
         let killer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
             // Usually the run is in Wasm by now; if it was slow to start, the
             // kill cancels it instead. Either way it stops.
             switch.terminate()
         });
-        let result = instance.call::<(), ()>("spin", ());
+        let result = instance.call::<(), ()>(&mut store, "spin", ());
         assert!(matches!(result, Err(Error::Killed)), "{result:?}");
         match killer.join().unwrap() {
             KillOutcome::Interrupted => interrupted += 1,
@@ -195,7 +229,10 @@ fn kill_spin(config: &Config) {
         interrupted >= 3,
         "interrupted only {interrupted} running calls"
     );
-    assert_eq!(instance.call::<(), i32>("count", ()).unwrap(), 1);
+    assert_eq!(
+        instance.call::<(), i32>(&mut store, "count", ()).unwrap(),
+        1
+    );
 }
 
 #[test]

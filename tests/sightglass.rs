@@ -8,7 +8,7 @@
 //! says it skipped; with `CI=true` that fails.
 
 use backstop::wasi::{self, WasiCtx, WasiCtxBuilder, WritePipe};
-use backstop::{Engine, Linker, Module};
+use backstop::{Engine, Linker, Module, Store};
 use std::path::{Path, PathBuf};
 
 struct State {
@@ -52,27 +52,22 @@ fn run(dir: &Path, name: &str) {
         .preopened_dir_read_only(dir, ".")
         .unwrap()
         .build();
-    let mut instance = linker
-        .instantiate(
-            &module,
-            State {
-                wasi: ctx,
-                marks: 0,
-            },
-        )
-        .unwrap();
-    let code = wasi::run(&mut instance).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut store = Store::new(
+        &engine,
+        State {
+            wasi: ctx,
+            marks: 0,
+        },
+    );
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    let code = wasi::run(&mut store, instance).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(
         code,
         0,
         "{name}: exit code; stderr: {}",
         stderr.contents_string()
     );
-    assert_eq!(
-        instance.data().marks,
-        2,
-        "{name}: bench.start and bench.end"
-    );
+    assert_eq!(store.data().marks, 2, "{name}: bench.start and bench.end");
     for (stream, got) in [("stdout", stdout), ("stderr", stderr)] {
         let expected =
             std::fs::read(dir.join(format!("{name}.{stream}.expected"))).unwrap_or_default();

@@ -1,17 +1,18 @@
-//! Soak: one instance ends 100,000 runs in mixed ways and its resources stay
-//! flat.
+//! Soak: one instance, in one store, ends 100,000 runs in mixed ways and
+//! its resources stay flat.
 //!
 //! The runs cycle deterministically through a schedule of endings: normal
 //! return, traps (`unreachable`, out-of-bounds load), `Caller::terminate`, a
-//! host `Err`, host panics (`panic_any` and `resume_unwind`, then `reset`),
-//! kills (pending in a hostcall, and cancelled before start, both
-//! deterministic, on one thread; and from a killer thread while the
-//! innermost segment spins in Wasm, which lands by the interrupt signal or,
-//! if the guest is not back in Wasm yet, at the nested entry), yield then
-//! resume, yield then reset, and
-//! stack overflow (rarer: it is the expensive one). Every run goes through
-//! nested segments of depth 2 (three host frames, each with an RAII guard;
-//! the outermost also holds a std and a parking_lot mutex).
+//! host `Err`, host panics (`panic_any` and `resume_unwind`, then
+//! `store.reset()`), kills (through the store's switch,
+//! `store.kill_switch()`: pending in a hostcall, and cancelled before
+//! start, both deterministic, on one thread; and from a killer thread while
+//! the innermost segment spins in Wasm, which lands by the interrupt signal
+//! or, if the guest is not back in Wasm yet, at the nested entry), yield
+//! then resume, yield then reset, and stack overflow (rarer: it is the
+//! expensive one). Every run goes through nested segments of depth 2 (three
+//! host frames, each with an RAII guard; the outermost also holds a std and
+//! a parking_lot mutex).
 //!
 //! After a 5,000-run warm-up and at the end it measures the process's
 //! resident set (from `/proc/self/statm`) and its number of mappings (lines
@@ -20,8 +21,8 @@
 //! frame ever created was dropped, after every run and at the end.
 
 use backstop::{
-    Caller, Config, Engine, Error, Instance, InstanceState, KillOutcome, KillSwitch, Linker,
-    Module, Outcome, TrapCode,
+    Caller, Config, Engine, Error, Instance, KillOutcome, KillSwitch, Linker, Module, Outcome,
+    Store, StoreState, TrapCode,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -58,10 +59,11 @@ const STACK_SIZE: usize = 64 << 10;
 const RSS_BOUND: i64 = 16 << 20;
 
 /// How many mappings may appear between the warm-up and the end. The
-/// runtime maps stacks, linear memory and code once per instance or engine,
-/// not per run; a few may come and go (the allocator's arenas, the kernel
-/// merging or splitting neighbouring mappings). A per-run leak of any
-/// mapping would add thousands.
+/// runtime maps the guest stack once per store, linear memory once per
+/// instance and code once per module or engine, not per run; a few may
+/// come and go (the allocator's arenas, the kernel merging or splitting
+/// neighbouring mappings). A per-run leak of any mapping would add
+/// thousands.
 const MAPS_BOUND: i64 = 16;
 
 const GUEST: &str = r#"
@@ -262,60 +264,73 @@ fn expect_yield(outcome: Result<Outcome<i32>, Error>, run: usize) {
     }
 }
 
-/// Ends one run of `instance` the way `ending` says; returns how many host
-/// frames it created.
-fn one_run(instance: &mut Instance<State>, ending: Ending, run: usize) -> usize {
+/// Ends one run of `instance` (of `store`) the way `ending` says; returns
+/// how many host frames it created.
+fn one_run(store: &mut Store<State>, instance: Instance, ending: Ending, run: usize) -> usize {
     {
-        let state = instance.data_mut();
+        let state = store.data_mut();
         state.ending = ending;
         state.run = run;
     }
     let result = match ending {
         Ending::Return => {
-            assert_eq!(instance.call::<i32, i32>("run", DEPTH).unwrap(), DEPTH + 1);
+            assert_eq!(
+                instance
+                    .call::<i32, i32>(&mut *store, "run", DEPTH)
+                    .unwrap(),
+                DEPTH + 1
+            );
             return FRAMES;
         }
         Ending::KillCancelledBeforeStart => {
-            let switch = instance.kill_switch();
+            let switch = store.kill_switch();
             assert_eq!(switch.terminate(), KillOutcome::CancelledBeforeStart);
-            let result = instance.call::<i32, i32>("run", DEPTH);
+            let result = instance.call::<i32, i32>(&mut *store, "run", DEPTH);
             assert!(matches!(result, Err(Error::Killed)), "{result:?}");
             return 0;
         }
         Ending::KillPendingInHostcall | Ending::KillInWasm => {
-            let switch = instance.kill_switch();
-            instance.data_mut().switch = Some(switch);
-            let result = instance.call::<i32, i32>("run", DEPTH);
-            instance.data_mut().switch = None;
+            let switch = store.kill_switch();
+            store.data_mut().switch = Some(switch);
+            let result = instance.call::<i32, i32>(&mut *store, "run", DEPTH);
+            store.data_mut().switch = None;
             assert!(matches!(result, Err(Error::Killed)), "{result:?}");
             return FRAMES;
         }
         Ending::PanicAny | Ending::ResumeUnwind => {
-            let caught = catch_unwind(AssertUnwindSafe(|| instance.call::<i32, i32>("run", DEPTH)));
+            let caught = catch_unwind(AssertUnwindSafe(|| {
+                instance.call::<i32, i32>(&mut *store, "run", DEPTH)
+            }));
             let payload = caught.expect_err("the panic reaches the embedder");
             assert_eq!(
                 *payload.downcast::<PanicPayload>().unwrap(),
                 PanicPayload(run)
             );
-            assert!(instance.is_poisoned());
-            instance.reset().unwrap();
+            assert!(store.is_poisoned());
+            store.reset().unwrap();
             return FRAMES;
         }
         Ending::YieldResume => {
-            expect_yield(instance.call_resumable::<i32, i32>("run", DEPTH), run);
-            match instance.resume::<i32>(100i32) {
+            expect_yield(
+                instance.call_resumable::<i32, i32>(&mut *store, "run", DEPTH),
+                run,
+            );
+            match store.resume::<i32>(100i32) {
                 Ok(Outcome::Returned(r)) => assert_eq!(r, 100 + DEPTH + 1),
                 other => panic!("expected a return after resume, got {other:?}"),
             }
             return FRAMES;
         }
         Ending::YieldReset => {
-            expect_yield(instance.call_resumable::<i32, i32>("run", DEPTH), run);
-            instance.reset().unwrap();
-            assert_eq!(instance.state(), InstanceState::Ready);
+            expect_yield(
+                instance.call_resumable::<i32, i32>(&mut *store, "run", DEPTH),
+                run,
+            );
+            store.reset().unwrap();
+            assert_eq!(store.state(), StoreState::Ready);
             return FRAMES;
         }
-        _ => instance.call::<i32, i32>("run", DEPTH),
+        _ => instance.call::<i32, i32>(&mut *store, "run", DEPTH),
     };
     match ending {
         Ending::Unreachable => expect_trap(result, TrapCode::UnreachableCodeReached),
@@ -353,19 +368,18 @@ fn hundred_thousand_runs_keep_resources_flat() {
             switch.terminate();
         }
     });
-    let mut instance = linker
-        .instantiate(
-            &module,
-            State {
-                ending: Ending::Return,
-                run: 0,
-                counters: counters.clone(),
-                locks: locks.clone(),
-                switch: None,
-                killer,
-            },
-        )
-        .unwrap();
+    let mut store = Store::new(
+        &engine,
+        State {
+            ending: Ending::Return,
+            run: 0,
+            counters: counters.clone(),
+            locks: locks.clone(),
+            switch: None,
+            killer,
+        },
+    );
+    let instance = linker.instantiate(&mut store, &module).unwrap();
 
     let started = Instant::now();
     let mut expected_frames = 0;
@@ -377,7 +391,7 @@ fn hundred_thousand_runs_keep_resources_flat() {
         }
         let ending = SCHEDULE[run % SCHEDULE.len()];
         let t = Instant::now();
-        expected_frames += one_run(&mut instance, ending, run);
+        expected_frames += one_run(&mut store, instance, ending, run);
         let elapsed = t.elapsed();
         match per_ending.iter_mut().find(|(e, _, _)| *e == ending) {
             Some((_, count, total)) => {
@@ -438,6 +452,9 @@ fn hundred_thousand_runs_keep_resources_flat() {
         maps_end - maps_warm
     );
     // Still healthy at the end.
-    instance.data_mut().ending = Ending::Return;
-    assert_eq!(instance.call::<i32, i32>("run", DEPTH).unwrap(), DEPTH + 1);
+    store.data_mut().ending = Ending::Return;
+    assert_eq!(
+        instance.call::<i32, i32>(&mut store, "run", DEPTH).unwrap(),
+        DEPTH + 1
+    );
 }

@@ -4,17 +4,19 @@
 //! This file owns the whole spec-test harness: it finds every `.wast` script
 //! of the official test suite (Wasm 2.0 core plus fixed-width SIMD), parses
 //! it with `wast` 217.0.1, runs every directive against the public `backstop`
-//! API (Engine, Module, Linker, Instance), and reports per-file and total
-//! pass/fail/skip counts. It uses nothing but the public API and contains no
-//! `unsafe`.
+//! API (Engine, Module, Linker, Store, Instance), and reports per-file and
+//! total pass/fail/skip counts. It uses nothing but the public API and
+//! contains no `unsafe`.
 //!
 //! Layout of this file:
 //! - configuration (`Options`): where the suite lives, the file filter, CI mode;
 //! - discovery (`find_wast_files`) and the known-failures ratchet
 //!   (`KnownFailures`);
-//! - the script interpreter (`Runner`): one per `.wast` file, with the
-//!   `spectest` host module, the registry of instances and the "current"
-//!   instance, and one method per directive kind;
+//! - the script interpreter (`Runner`): one per `.wast` file, with one store
+//!   holding every instance of the script (`register` links instances, and
+//!   linked instances must share a store) and the `spectest` host items, the
+//!   registry of instances and the "current" instance, and one method per
+//!   directive kind;
 //! - value conversion and matching (`arg_to_val`, `match_ret`, NaN patterns,
 //!   v128 lanes, references) and trap-message matching (`trap_matches`);
 //! - reporting (`FileReport`, `main`).
@@ -34,7 +36,7 @@
 
 use backstop::{
     Engine, Error, ExternRef, Global, GlobalType, Instance, Linker, Memory, MemoryType, Module,
-    Table, TableType, Trap, TrapCode, Val, ValType, V128,
+    Store, Table, TableType, Trap, TrapCode, Val, ValType, V128,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
@@ -303,12 +305,16 @@ fn run_catching(f: impl FnOnce() -> Outcome) -> Outcome {
 // The script interpreter
 // ---------------------------------------------------------------------------
 
-/// Interprets one `.wast` script. Every instance it creates stays alive
-/// until the script ends.
+/// Interprets one `.wast` script. Every instance it creates lives in the
+/// script's one store (so `register`ed instances can be linked to later
+/// modules) and stays alive until the script ends.
 struct Runner {
     engine: Engine,
+    /// Owns every instance of the script and the `spectest` items.
+    store: Store<()>,
     linker: Linker<()>,
-    instances: Vec<Instance<()>>,
+    /// Handles of the instances in `store`, in the order they were made.
+    instances: Vec<Instance>,
     /// `$id` of a module → index into `instances`.
     named: HashMap<String, usize>,
     /// The instance unnamed `invoke`s and `register`s refer to.
@@ -319,11 +325,13 @@ struct Runner {
 
 impl Runner {
     fn new(engine: &Engine) -> Result<Runner, Error> {
+        let mut store = Store::new(engine, ());
         let mut linker = Linker::new(engine);
         linker.allow_shadowing(true);
-        define_spectest(&mut linker, engine)?;
+        define_spectest(&mut linker, &mut store)?;
         Ok(Runner {
             engine: engine.clone(),
+            store,
             linker,
             instances: Vec::new(),
             named: HashMap::new(),
@@ -365,8 +373,9 @@ impl Runner {
 
     // --- modules and instances ---
 
-    /// Compiles and instantiates a module against the current registry.
-    fn instantiate(&mut self, wat: &mut QuoteWat<'_>) -> Result<Instance<()>, String> {
+    /// Compiles and instantiates a module against the current registry, in
+    /// the script's store.
+    fn instantiate(&mut self, wat: &mut QuoteWat<'_>) -> Result<Instance, String> {
         if matches!(
             wat,
             QuoteWat::QuoteComponent(..) | QuoteWat::Wat(Wat::Component(_))
@@ -382,12 +391,13 @@ impl Runner {
         let module = Module::from_binary(&self.engine, &bytes)
             .map_err(|e| format!("module failed to compile: {}", describe_error(&e)))?;
         self.linker
-            .instantiate(&module, ())
+            .instantiate(&mut self.store, &module)
             .map_err(|e| format!("module failed to instantiate: {}", describe_error(&e)))
     }
 
-    /// Keeps an instance alive for the rest of the script; returns its index.
-    fn keep(&mut self, instance: Instance<()>) -> usize {
+    /// Records an instance of the store (alive for the rest of the script,
+    /// as the store is); returns its index.
+    fn keep(&mut self, instance: Instance) -> usize {
         self.instances.push(instance);
         self.instances.len() - 1
     }
@@ -445,7 +455,10 @@ impl Runner {
             Ok(i) => i,
             Err(reason) => return Outcome::Fail(reason),
         };
-        match self.linker.instance(name, &self.instances[index]) {
+        match self
+            .linker
+            .instance(&self.store, name, self.instances[index])
+        {
             Ok(_) => Outcome::Pass,
             Err(e) => Outcome::Fail(format!("register failed: {}", describe_error(&e))),
         }
@@ -462,11 +475,11 @@ impl Runner {
             .iter()
             .map(arg_to_val)
             .collect::<Result<Vec<_>, _>>()?;
-        let instance = &mut self.instances[index];
-        if instance.get_func(invoke.name).is_none() {
+        let instance = self.instances[index];
+        if instance.get_func(&self.store, invoke.name).is_none() {
             return Err(format!("no exported function \"{}\"", invoke.name));
         }
-        Ok(instance.call_dynamic(invoke.name, &args))
+        Ok(instance.call_dynamic(&mut self.store, invoke.name, &args))
     }
 
     /// Runs an `assert_return`/`assert_trap` action: an invoke, or a global
@@ -476,8 +489,8 @@ impl Runner {
             WastExecute::Invoke(invoke) => self.invoke(invoke),
             WastExecute::Get { module, global, .. } => {
                 let index = self.instance_index(*module)?;
-                match self.instances[index].get_global(global) {
-                    Some(g) => Ok(Ok(vec![g.get()])),
+                match self.instances[index].get_global(&self.store, global) {
+                    Some(g) => Ok(Ok(vec![g.get(&self.store)])),
                     None => Err(format!("no exported global \"{global}\"")),
                 }
             }
@@ -551,7 +564,7 @@ impl Runner {
                         ))
                     }
                 };
-                match self.linker.instantiate(&module, ()) {
+                match self.linker.instantiate(&mut self.store, &module) {
                     Ok(instance) => {
                         self.keep(instance);
                         return Outcome::Fail(format!(
@@ -668,7 +681,7 @@ impl Runner {
                 ))
             }
         };
-        match self.linker.instantiate(&module, ()) {
+        match self.linker.instantiate(&mut self.store, &module) {
             Ok(instance) => {
                 self.keep(instance);
                 Outcome::Fail(format!(
@@ -684,8 +697,9 @@ impl Runner {
     }
 }
 
-/// Defines the standard `spectest` module.
-fn define_spectest(linker: &mut Linker<()>, engine: &Engine) -> Result<(), Error> {
+/// Defines the standard `spectest` module; its memory, table and globals
+/// are created in `store`, the script's store.
+fn define_spectest(linker: &mut Linker<()>, store: &mut Store<()>) -> Result<(), Error> {
     linker.func_wrap("spectest", "print", || {})?;
     linker.func_wrap("spectest", "print_i32", |_: i32| {})?;
     linker.func_wrap("spectest", "print_i64", |_: i64| {})?;
@@ -705,7 +719,7 @@ fn define_spectest(linker: &mut Linker<()>, engine: &Engine) -> Result<(), Error
             content,
             mutable: false,
         };
-        linker.define("spectest", name, Global::new(engine, ty, value)?)?;
+        linker.define("spectest", name, Global::new(&mut *store, ty, value)?)?;
     }
 
     let table_ty = TableType {
@@ -716,14 +730,14 @@ fn define_spectest(linker: &mut Linker<()>, engine: &Engine) -> Result<(), Error
     linker.define(
         "spectest",
         "table",
-        Table::new(engine, table_ty, Val::FuncRef(None))?,
+        Table::new(&mut *store, table_ty, Val::FuncRef(None))?,
     )?;
 
     let memory_ty = MemoryType {
         minimum: 1,
         maximum: Some(2),
     };
-    linker.define("spectest", "memory", Memory::new(engine, memory_ty)?)?;
+    linker.define("spectest", "memory", Memory::new(&mut *store, memory_ty)?)?;
     Ok(())
 }
 
@@ -1074,8 +1088,9 @@ fn run_file(engine: &Engine, file: &WastFile) -> FileReport {
         let outcome = run_catching(|| runner.directive(directive));
         report.record(loc, outcome);
     }
-    // Instances (and their stacks and memories) are dropped here, at the end
-    // of the script, also inside the panic guard.
+    // The script's store (every instance, its stack and memories, and the
+    // spectest items) is dropped here, at the end of the script, also inside
+    // the panic guard.
     let dropped = run_catching(move || {
         drop(runner);
         Outcome::Pass

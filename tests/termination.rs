@@ -3,7 +3,7 @@
 //! destructor runs, the details come back intact, and a host function that
 //! swallows the unwind cannot stop the teardown.
 
-use backstop::{Caller, Engine, Error, Linker, Module};
+use backstop::{Caller, Engine, Error, Linker, Module, Store};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -71,9 +71,12 @@ fn run(ending: Ending, depth: i32) -> (Error, Arc<Counters>) {
     let module = Module::new(&engine, NESTING_MODULE).unwrap();
     let counters = Arc::new(Counters::default());
     let linker = linker(&engine, counters.clone(), ending);
-    let mut instance = linker.instantiate(&module, ()).unwrap();
-    let error = instance.call::<i32, i32>("run", depth).unwrap_err();
-    assert!(!instance.is_poisoned());
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    let error = instance
+        .call::<i32, i32>(&mut store, "run", depth)
+        .unwrap_err();
+    assert!(!store.is_poisoned());
     (error, counters)
 }
 
@@ -130,10 +133,11 @@ fn instance_is_reusable_after_termination() {
     let module = Module::new(&engine, NESTING_MODULE).unwrap();
     let counters = Arc::new(Counters::default());
     let linker = linker(&engine, counters.clone(), Ending::Terminate);
-    let mut instance = linker.instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
     for _ in 0..1000 {
         assert!(matches!(
-            instance.call::<i32, i32>("run", 3),
+            instance.call::<i32, i32>(&mut store, "run", 3),
             Err(Error::Terminated(_))
         ));
     }
@@ -169,9 +173,12 @@ fn host_recursion_without_guest_frames_traps_stack_overflow() {
             },
         )
         .unwrap();
-    let mut instance = linker.instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
     for _ in 0..3 {
-        let error = instance.call::<(), ()>("again", ()).unwrap_err();
+        let error = instance
+            .call::<(), ()>(&mut store, "again", ())
+            .unwrap_err();
         assert_eq!(
             error.trap_code(),
             Some(backstop::TrapCode::StackOverflow),

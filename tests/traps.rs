@@ -3,25 +3,29 @@
 //! accesses straddling the end, a 0-page memory, huge offsets; with guard
 //! pages and with explicit bounds checks), out-of-bounds tables, null and
 //! mistyped indirect calls, division by zero, integer overflow, invalid
-//! float-to-int conversions, stack overflow (and that the instance stays
+//! float-to-int conversions, stack overflow (and that the store stays
 //! usable after it). Also the trap's details (name-section name, function
 //! index, Wasm offset, Display), a trap at a function's first instruction
 //! 1000 times, and traps under nested host segments dropping host guards;
 //! traps before and after host calls (with no host frame on the stack a
 //! trap skips the unwinder) and in a root nested in a host function.
 
-use backstop::{Caller, Config, Engine, Error, Instance, Linker, Module, TrapCode};
+use backstop::{Caller, Config, Engine, Error, Instance, Linker, Module, Store, TrapCode};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-fn instantiate(wat: &str) -> Instance<()> {
+fn instantiate(wat: &str) -> (Store<()>, Instance) {
     instantiate_with(&Engine::default(), wat)
 }
 
-fn instantiate_with(engine: &Engine, wat: &str) -> Instance<()> {
+fn instantiate_with(engine: &Engine, wat: &str) -> (Store<()>, Instance) {
     let module = Module::new(engine, wat).unwrap();
-    Linker::new(engine).instantiate(&module, ()).unwrap()
+    let mut store = Store::new(engine, ());
+    let instance = Linker::new(engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    (store, instance)
 }
 
 /// Asserts that `result` is a trap with `code`, and returns the error.
@@ -38,8 +42,11 @@ fn expect_trap<R: std::fmt::Debug>(result: Result<R, Error>, code: TrapCode) -> 
 
 #[test]
 fn unreachable() {
-    let mut i = instantiate(r#"(module (func (export "f") (result i32) unreachable))"#);
-    expect_trap(i.call::<(), i32>("f", ()), TrapCode::UnreachableCodeReached);
+    let (mut store, i) = instantiate(r#"(module (func (export "f") (result i32) unreachable))"#);
+    expect_trap(
+        i.call::<(), i32>(&mut store, "f", ()),
+        TrapCode::UnreachableCodeReached,
+    );
 }
 
 const MEMORY_WAT: &str = r#"
@@ -65,44 +72,57 @@ const MEMORY_WAT: &str = r#"
 "#;
 
 fn check_memory_traps(engine: &Engine) {
-    let mut i = instantiate_with(engine, MEMORY_WAT);
+    let (mut store, i) = instantiate_with(engine, MEMORY_WAT);
     let oob = TrapCode::MemoryOutOfBounds;
     // In bounds, up to the last byte.
-    assert_eq!(i.call::<i32, i32>("load32", 65532).unwrap(), 0);
-    assert_eq!(i.call::<i32, i32>("load8", 65535).unwrap(), 0);
-    i.call::<i32, ()>("store32", 65532).unwrap();
-    assert_eq!(i.call::<i32, i32>("load32", 65532).unwrap(), 0x01020304);
+    assert_eq!(i.call::<i32, i32>(&mut store, "load32", 65532).unwrap(), 0);
+    assert_eq!(i.call::<i32, i32>(&mut store, "load8", 65535).unwrap(), 0);
+    i.call::<i32, ()>(&mut store, "store32", 65532).unwrap();
+    assert_eq!(
+        i.call::<i32, i32>(&mut store, "load32", 65532).unwrap(),
+        0x01020304
+    );
     // Exactly at the end.
-    expect_trap(i.call::<i32, i32>("load32", 65536), oob);
-    expect_trap(i.call::<i32, i32>("load8", 65536), oob);
-    expect_trap(i.call::<i32, ()>("store8", 65536), oob);
+    expect_trap(i.call::<i32, i32>(&mut store, "load32", 65536), oob);
+    expect_trap(i.call::<i32, i32>(&mut store, "load8", 65536), oob);
+    expect_trap(i.call::<i32, ()>(&mut store, "store8", 65536), oob);
     // Straddling the end: some bytes in bounds, some not.
     for addr in [65533, 65534, 65535] {
-        expect_trap(i.call::<i32, i32>("load32", addr), oob);
-        expect_trap(i.call::<i32, ()>("store32", addr), oob);
+        expect_trap(i.call::<i32, i32>(&mut store, "load32", addr), oob);
+        expect_trap(i.call::<i32, ()>(&mut store, "store32", addr), oob);
     }
-    expect_trap(i.call::<i32, i64>("load64", 65529), oob);
-    expect_trap(i.call::<i32, ()>("store64", 65529), oob);
-    expect_trap(i.call::<i32, i32>("load_v128", 65521), oob);
+    expect_trap(i.call::<i32, i64>(&mut store, "load64", 65529), oob);
+    expect_trap(i.call::<i32, ()>(&mut store, "store64", 65529), oob);
+    expect_trap(i.call::<i32, i32>(&mut store, "load_v128", 65521), oob);
     // Far out: negative addresses, huge static offsets.
-    expect_trap(i.call::<i32, i32>("load32", -1), oob);
-    expect_trap(i.call::<i32, i32>("load32", i32::MIN), oob);
-    expect_trap(i.call::<i32, ()>("store32", -4), oob);
-    expect_trap(i.call::<i32, i32>("load_big_offset", 0), oob);
-    expect_trap(i.call::<i32, i32>("load_big_offset", 0x20), oob);
+    expect_trap(i.call::<i32, i32>(&mut store, "load32", -1), oob);
+    expect_trap(i.call::<i32, i32>(&mut store, "load32", i32::MIN), oob);
+    expect_trap(i.call::<i32, ()>(&mut store, "store32", -4), oob);
+    expect_trap(i.call::<i32, i32>(&mut store, "load_big_offset", 0), oob);
+    expect_trap(i.call::<i32, i32>(&mut store, "load_big_offset", 0x20), oob);
     // index + offset near 8 GiB: past any reservation plus guard.
-    expect_trap(i.call::<i32, i32>("load_big_offset", -1), oob);
-    expect_trap(i.call::<i32, i32>("load_2g_offset", -1), oob);
-    expect_trap(i.call::<i32, i32>("load_2g_offset", 0), oob);
-    expect_trap(i.call::<i32, ()>("store_big_offset", 0), oob);
-    expect_trap(i.call::<i32, ()>("store_big_offset", -1), oob);
+    expect_trap(i.call::<i32, i32>(&mut store, "load_big_offset", -1), oob);
+    expect_trap(i.call::<i32, i32>(&mut store, "load_2g_offset", -1), oob);
+    expect_trap(i.call::<i32, i32>(&mut store, "load_2g_offset", 0), oob);
+    expect_trap(i.call::<i32, ()>(&mut store, "store_big_offset", 0), oob);
+    expect_trap(i.call::<i32, ()>(&mut store, "store_big_offset", -1), oob);
     // Bulk memory ops check the whole range first.
-    i.call::<(i32, i32), ()>("fill", (65535, 1)).unwrap();
-    expect_trap(i.call::<(i32, i32), ()>("fill", (65535, 2)), oob);
-    expect_trap(i.call::<(i32, i32, i32), ()>("copy", (0, 65535, 2)), oob);
-    expect_trap(i.call::<(i32, i32, i32), ()>("copy", (65535, 0, 2)), oob);
-    // The instance is still fine.
-    assert_eq!(i.call::<i32, i32>("load8", 65535).unwrap(), 1);
+    i.call::<(i32, i32), ()>(&mut store, "fill", (65535, 1))
+        .unwrap();
+    expect_trap(
+        i.call::<(i32, i32), ()>(&mut store, "fill", (65535, 2)),
+        oob,
+    );
+    expect_trap(
+        i.call::<(i32, i32, i32), ()>(&mut store, "copy", (0, 65535, 2)),
+        oob,
+    );
+    expect_trap(
+        i.call::<(i32, i32, i32), ()>(&mut store, "copy", (65535, 0, 2)),
+        oob,
+    );
+    // The store is still fine.
+    assert_eq!(i.call::<i32, i32>(&mut store, "load8", 65535).unwrap(), 1);
 }
 
 #[test]
@@ -129,15 +149,21 @@ fn zero_page_memory() {
         (func (export "store") (param i32) (i32.store8 (local.get 0) (i32.const 1)))
         (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))
     "#;
-    let mut i = instantiate(wat);
-    expect_trap(i.call::<i32, i32>("load", 0), TrapCode::MemoryOutOfBounds);
-    expect_trap(i.call::<i32, ()>("store", 0), TrapCode::MemoryOutOfBounds);
-    // After growing, offset 0 works, and the new end traps.
-    assert_eq!(i.call::<i32, i32>("grow", 1).unwrap(), 0);
-    i.call::<i32, ()>("store", 0).unwrap();
-    assert_eq!(i.call::<i32, i32>("load", 0).unwrap(), 1);
+    let (mut store, i) = instantiate(wat);
     expect_trap(
-        i.call::<i32, i32>("load", 65536),
+        i.call::<i32, i32>(&mut store, "load", 0),
+        TrapCode::MemoryOutOfBounds,
+    );
+    expect_trap(
+        i.call::<i32, ()>(&mut store, "store", 0),
+        TrapCode::MemoryOutOfBounds,
+    );
+    // After growing, offset 0 works, and the new end traps.
+    assert_eq!(i.call::<i32, i32>(&mut store, "grow", 1).unwrap(), 0);
+    i.call::<i32, ()>(&mut store, "store", 0).unwrap();
+    assert_eq!(i.call::<i32, i32>(&mut store, "load", 0).unwrap(), 1);
+    expect_trap(
+        i.call::<i32, i32>(&mut store, "load", 65536),
         TrapCode::MemoryOutOfBounds,
     );
 }
@@ -161,52 +187,68 @@ const TABLE_WAT: &str = r#"
 
 #[test]
 fn table_out_of_bounds() {
-    let mut i = instantiate(TABLE_WAT);
+    let (mut store, i) = instantiate(TABLE_WAT);
     let code = TrapCode::TableOutOfBounds;
-    assert_eq!(i.call::<i32, i32>("get_is_null", 3).unwrap(), 1);
-    assert_eq!(i.call::<i32, i32>("get_is_null", 0).unwrap(), 0);
-    expect_trap(i.call::<i32, i32>("get_is_null", 4), code);
-    expect_trap(i.call::<i32, i32>("get_is_null", -1), code);
-    expect_trap(i.call::<i32, ()>("set_null", 4), code);
-    expect_trap(i.call::<(i32, i32), ()>("fill", (3, 2)), code);
+    assert_eq!(i.call::<i32, i32>(&mut store, "get_is_null", 3).unwrap(), 1);
+    assert_eq!(i.call::<i32, i32>(&mut store, "get_is_null", 0).unwrap(), 0);
+    expect_trap(i.call::<i32, i32>(&mut store, "get_is_null", 4), code);
+    expect_trap(i.call::<i32, i32>(&mut store, "get_is_null", -1), code);
+    expect_trap(i.call::<i32, ()>(&mut store, "set_null", 4), code);
+    expect_trap(i.call::<(i32, i32), ()>(&mut store, "fill", (3, 2)), code);
     // call_indirect with an index past the end ("undefined element").
-    expect_trap(i.call::<(i32, i32), i32>("call_i2i", (4, 1)), code);
-    expect_trap(i.call::<(i32, i32), i32>("call_i2i", (i32::MAX, 1)), code);
-    expect_trap(i.call::<(i32, i32), i32>("call_i2i", (-1, 1)), code);
-    assert_eq!(i.call::<(i32, i32), i32>("call_i2i", (0, 21)).unwrap(), 42);
+    expect_trap(
+        i.call::<(i32, i32), i32>(&mut store, "call_i2i", (4, 1)),
+        code,
+    );
+    expect_trap(
+        i.call::<(i32, i32), i32>(&mut store, "call_i2i", (i32::MAX, 1)),
+        code,
+    );
+    expect_trap(
+        i.call::<(i32, i32), i32>(&mut store, "call_i2i", (-1, 1)),
+        code,
+    );
+    assert_eq!(
+        i.call::<(i32, i32), i32>(&mut store, "call_i2i", (0, 21))
+            .unwrap(),
+        42
+    );
 }
 
 #[test]
 fn indirect_call_to_null() {
-    let mut i = instantiate(TABLE_WAT);
+    let (mut store, i) = instantiate(TABLE_WAT);
     expect_trap(
-        i.call::<(i32, i32), i32>("call_i2i", (2, 1)),
+        i.call::<(i32, i32), i32>(&mut store, "call_i2i", (2, 1)),
         TrapCode::IndirectCallToNull,
     );
     expect_trap(
-        i.call::<i32, ()>("call_v2v", 3),
+        i.call::<i32, ()>(&mut store, "call_v2v", 3),
         TrapCode::IndirectCallToNull,
     );
     // An element set to null at run time.
-    i.call::<i32, ()>("call_v2v", 1).unwrap();
-    i.call::<i32, ()>("set_null", 1).unwrap();
+    i.call::<i32, ()>(&mut store, "call_v2v", 1).unwrap();
+    i.call::<i32, ()>(&mut store, "set_null", 1).unwrap();
     expect_trap(
-        i.call::<i32, ()>("call_v2v", 1),
+        i.call::<i32, ()>(&mut store, "call_v2v", 1),
         TrapCode::IndirectCallToNull,
     );
 }
 
 #[test]
 fn bad_signature() {
-    let mut i = instantiate(TABLE_WAT);
+    let (mut store, i) = instantiate(TABLE_WAT);
     // Element 1 is `func`, called as `i32 -> i32`; element 0 the reverse.
     expect_trap(
-        i.call::<(i32, i32), i32>("call_i2i", (1, 1)),
+        i.call::<(i32, i32), i32>(&mut store, "call_i2i", (1, 1)),
         TrapCode::BadSignature,
     );
-    expect_trap(i.call::<i32, ()>("call_v2v", 0), TrapCode::BadSignature);
+    expect_trap(
+        i.call::<i32, ()>(&mut store, "call_v2v", 0),
+        TrapCode::BadSignature,
+    );
     // Structurally equal types declared twice are the same signature.
-    let mut j = instantiate(
+    let (mut store_j, j) = instantiate(
         r#"(module
              (type $a (func (param i64) (result i64)))
              (type $b (func (param i64) (result i64)))
@@ -216,7 +258,7 @@ fn bad_signature() {
              (func (export "g") (param i64) (result i64)
                (call_indirect (type $b) (local.get 0) (i32.const 0))))"#,
     );
-    assert_eq!(j.call::<i64, i64>("g", 41).unwrap(), 42);
+    assert_eq!(j.call::<i64, i64>(&mut store_j, "g", 41).unwrap(), 42);
 }
 
 const ARITH_WAT: &str = r#"
@@ -239,42 +281,56 @@ const ARITH_WAT: &str = r#"
 
 #[test]
 fn integer_divide_by_zero() {
-    let mut i = instantiate(ARITH_WAT);
+    let (mut store, i) = instantiate(ARITH_WAT);
     let code = TrapCode::IntegerDivisionByZero;
     for op in ["i32.div_s", "i32.div_u", "i32.rem_s", "i32.rem_u"] {
         for x in [0, 1, -1, i32::MIN] {
-            expect_trap(i.call::<(i32, i32), i32>(op, (x, 0)), code);
+            expect_trap(i.call::<(i32, i32), i32>(&mut store, op, (x, 0)), code);
         }
     }
     for op in ["i64.div_s", "i64.div_u", "i64.rem_s", "i64.rem_u"] {
         for x in [0, 1, -1, i64::MIN] {
-            expect_trap(i.call::<(i64, i64), i64>(op, (x, 0)), code);
+            expect_trap(i.call::<(i64, i64), i64>(&mut store, op, (x, 0)), code);
         }
     }
-    assert_eq!(i.call::<(i32, i32), i32>("i32.div_s", (-7, 2)).unwrap(), -3);
-    assert_eq!(i.call::<(i64, i64), i64>("i64.rem_u", (7, 4)).unwrap(), 3);
+    assert_eq!(
+        i.call::<(i32, i32), i32>(&mut store, "i32.div_s", (-7, 2))
+            .unwrap(),
+        -3
+    );
+    assert_eq!(
+        i.call::<(i64, i64), i64>(&mut store, "i64.rem_u", (7, 4))
+            .unwrap(),
+        3
+    );
 }
 
 #[test]
 fn integer_overflow() {
-    let mut i = instantiate(ARITH_WAT);
+    let (mut store, i) = instantiate(ARITH_WAT);
     let code = TrapCode::IntegerOverflow;
-    expect_trap(i.call::<(i32, i32), i32>("i32.div_s", (i32::MIN, -1)), code);
-    expect_trap(i.call::<(i64, i64), i64>("i64.div_s", (i64::MIN, -1)), code);
+    expect_trap(
+        i.call::<(i32, i32), i32>(&mut store, "i32.div_s", (i32::MIN, -1)),
+        code,
+    );
+    expect_trap(
+        i.call::<(i64, i64), i64>(&mut store, "i64.div_s", (i64::MIN, -1)),
+        code,
+    );
     // rem_s of the same operands is defined: 0.
     assert_eq!(
-        i.call::<(i32, i32), i32>("i32.rem_s", (i32::MIN, -1))
+        i.call::<(i32, i32), i32>(&mut store, "i32.rem_s", (i32::MIN, -1))
             .unwrap(),
         0
     );
     assert_eq!(
-        i.call::<(i64, i64), i64>("i64.rem_s", (i64::MIN, -1))
+        i.call::<(i64, i64), i64>(&mut store, "i64.rem_s", (i64::MIN, -1))
             .unwrap(),
         0
     );
     // Unsigned division of the same bits is fine.
     assert_eq!(
-        i.call::<(i32, i32), i32>("i32.div_u", (i32::MIN, -1))
+        i.call::<(i32, i32), i32>(&mut store, "i32.div_u", (i32::MIN, -1))
             .unwrap(),
         0
     );
@@ -282,37 +338,72 @@ fn integer_overflow() {
 
 #[test]
 fn bad_conversion_to_integer() {
-    let mut i = instantiate(ARITH_WAT);
+    let (mut store, i) = instantiate(ARITH_WAT);
     let bad = TrapCode::BadConversionToInteger;
     // NaN is an invalid conversion.
-    expect_trap(i.call::<f32, i32>("i32.trunc_f32_s", f32::NAN), bad);
-    expect_trap(i.call::<f32, i32>("i32.trunc_f32_u", -f32::NAN), bad);
-    expect_trap(i.call::<f64, i32>("i32.trunc_f64_s", f64::NAN), bad);
-    expect_trap(i.call::<f64, i64>("i64.trunc_f64_s", f64::NAN), bad);
-    expect_trap(i.call::<f32, i64>("i64.trunc_f32_u", f32::NAN), bad);
+    expect_trap(
+        i.call::<f32, i32>(&mut store, "i32.trunc_f32_s", f32::NAN),
+        bad,
+    );
+    expect_trap(
+        i.call::<f32, i32>(&mut store, "i32.trunc_f32_u", -f32::NAN),
+        bad,
+    );
+    expect_trap(
+        i.call::<f64, i32>(&mut store, "i32.trunc_f64_s", f64::NAN),
+        bad,
+    );
+    expect_trap(
+        i.call::<f64, i64>(&mut store, "i64.trunc_f64_s", f64::NAN),
+        bad,
+    );
+    expect_trap(
+        i.call::<f32, i64>(&mut store, "i64.trunc_f32_u", f32::NAN),
+        bad,
+    );
     // Out of range is "integer overflow" in the Wasm spec (e.g. the spec
     // test `assert_trap (invoke "i32.trunc_f32_s" (f32.const 2147483648.0))
     // "integer overflow"`).
     let ovf = TrapCode::IntegerOverflow;
-    expect_trap(i.call::<f32, i32>("i32.trunc_f32_s", 1e10), ovf);
-    expect_trap(i.call::<f32, i32>("i32.trunc_f32_s", -1e10), ovf);
-    expect_trap(i.call::<f32, i32>("i32.trunc_f32_s", f32::INFINITY), ovf);
-    expect_trap(i.call::<f32, i32>("i32.trunc_f32_u", -1.0), ovf);
-    expect_trap(i.call::<f64, i32>("i32.trunc_f64_s", 2147483648.0), ovf);
-    expect_trap(i.call::<f64, i64>("i64.trunc_f64_s", 1e19), ovf);
+    expect_trap(i.call::<f32, i32>(&mut store, "i32.trunc_f32_s", 1e10), ovf);
+    expect_trap(
+        i.call::<f32, i32>(&mut store, "i32.trunc_f32_s", -1e10),
+        ovf,
+    );
+    expect_trap(
+        i.call::<f32, i32>(&mut store, "i32.trunc_f32_s", f32::INFINITY),
+        ovf,
+    );
+    expect_trap(i.call::<f32, i32>(&mut store, "i32.trunc_f32_u", -1.0), ovf);
+    expect_trap(
+        i.call::<f64, i32>(&mut store, "i32.trunc_f64_s", 2147483648.0),
+        ovf,
+    );
+    expect_trap(i.call::<f64, i64>(&mut store, "i64.trunc_f64_s", 1e19), ovf);
     // In range, and the saturating form never traps.
-    assert_eq!(i.call::<f32, i32>("i32.trunc_f32_s", -3.9).unwrap(), -3);
     assert_eq!(
-        i.call::<f64, i32>("i32.trunc_f64_s", 2147483647.9).unwrap(),
-        i32::MAX
-    );
-    assert_eq!(i.call::<f32, i32>("i32.trunc_f32_u", -0.9).unwrap(), 0);
-    assert_eq!(
-        i.call::<f32, i32>("i32.trunc_sat_f32_s", 1e10).unwrap(),
-        i32::MAX
+        i.call::<f32, i32>(&mut store, "i32.trunc_f32_s", -3.9)
+            .unwrap(),
+        -3
     );
     assert_eq!(
-        i.call::<f32, i32>("i32.trunc_sat_f32_s", f32::NAN).unwrap(),
+        i.call::<f64, i32>(&mut store, "i32.trunc_f64_s", 2147483647.9)
+            .unwrap(),
+        i32::MAX
+    );
+    assert_eq!(
+        i.call::<f32, i32>(&mut store, "i32.trunc_f32_u", -0.9)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        i.call::<f32, i32>(&mut store, "i32.trunc_sat_f32_s", 1e10)
+            .unwrap(),
+        i32::MAX
+    );
+    assert_eq!(
+        i.call::<f32, i32>(&mut store, "i32.trunc_sat_f32_s", f32::NAN)
+            .unwrap(),
         0
     );
 }
@@ -334,14 +425,26 @@ const RECURSION_WAT: &str = r#"
 "#;
 
 #[test]
-fn stack_overflow_then_instance_stays_usable() {
-    let mut i = instantiate(RECURSION_WAT);
-    expect_trap(i.call::<i32, i32>("rec", 0), TrapCode::StackOverflow);
+fn stack_overflow_then_store_stays_usable() {
+    let (mut store, i) = instantiate(RECURSION_WAT);
+    expect_trap(
+        i.call::<i32, i32>(&mut store, "rec", 0),
+        TrapCode::StackOverflow,
+    );
     for n in 0..10 {
-        expect_trap(i.call::<i32, i32>("rec", n), TrapCode::StackOverflow);
-        expect_trap(i.call::<i64, i64>("fat", n.into()), TrapCode::StackOverflow);
+        expect_trap(
+            i.call::<i32, i32>(&mut store, "rec", n),
+            TrapCode::StackOverflow,
+        );
+        expect_trap(
+            i.call::<i64, i64>(&mut store, "fat", n.into()),
+            TrapCode::StackOverflow,
+        );
         // Deep but bounded recursion still works after the overflows.
-        assert_eq!(i.call::<i32, i32>("count", 1000 + n).unwrap(), 1000 + n);
+        assert_eq!(
+            i.call::<i32, i32>(&mut store, "count", 1000 + n).unwrap(),
+            1000 + n
+        );
     }
 }
 
@@ -349,10 +452,13 @@ fn stack_overflow_then_instance_stays_usable() {
 fn stack_overflow_with_a_small_stack() {
     let mut config = Config::new();
     config.stack_size(64 << 10);
-    let mut i = instantiate_with(&Engine::new(&config).unwrap(), RECURSION_WAT);
+    let (mut store, i) = instantiate_with(&Engine::new(&config).unwrap(), RECURSION_WAT);
     for _ in 0..10 {
-        expect_trap(i.call::<i32, i32>("rec", 0), TrapCode::StackOverflow);
-        assert_eq!(i.call::<i32, i32>("count", 100).unwrap(), 100);
+        expect_trap(
+            i.call::<i32, i32>(&mut store, "rec", 0),
+            TrapCode::StackOverflow,
+        );
+        assert_eq!(i.call::<i32, i32>(&mut store, "count", 100).unwrap(), 100);
     }
 }
 
@@ -366,9 +472,9 @@ fn trap_details_name_index_offset_display() {
           (i32.div_u (i32.const 1) (local.get 0)))
         (func (export "run") (param i32) (result i32) (call $foo (local.get 0))))
     "#;
-    let mut i = instantiate(wat);
+    let (mut store, i) = instantiate(wat);
     let e = expect_trap(
-        i.call::<i32, i32>("run", 0),
+        i.call::<i32, i32>(&mut store, "run", 0),
         TrapCode::IntegerDivisionByZero,
     );
     let trap = e.as_trap().unwrap();
@@ -400,8 +506,14 @@ fn trap_details_without_a_name_section() {
     binary.shrink_to_fit();
     let engine = Engine::default();
     let module = Module::new(&engine, &binary).unwrap();
-    let mut i = Linker::new(&engine).instantiate(&module, ()).unwrap();
-    let e = expect_trap(i.call::<(), ()>("f", ()), TrapCode::UnreachableCodeReached);
+    let mut store = Store::new(&engine, ());
+    let i = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    let e = expect_trap(
+        i.call::<(), ()>(&mut store, "f", ()),
+        TrapCode::UnreachableCodeReached,
+    );
     let trap = e.as_trap().unwrap();
     assert_eq!(trap.func_index(), Some(1));
     assert_eq!(trap.func_name(), Some("<wasm function 1>"));
@@ -409,11 +521,13 @@ fn trap_details_without_a_name_section() {
 
 /// Keeps twelve opaque values live across a trapping call and checks them.
 #[inline(never)]
-fn call_first_with_live_values(i: &mut Instance<()>, seed: u64) -> Error {
+fn call_first_with_live_values(store: &mut Store<()>, i: Instance, seed: u64) -> Error {
     let v: [u64; 12] = std::array::from_fn(|k| black_box(seed.rotate_left(k as u32) ^ k as u64));
     let (a, b, c, d, e, f) = (v[0], v[1], v[2], v[3], v[4], v[5]);
     let (g, h, j, k, l, m) = (v[6], v[7], v[8], v[9], v[10], v[11]);
-    let err = i.call::<i32, i32>("call_first", black_box(5)).unwrap_err();
+    let err = i
+        .call::<i32, i32>(store, "call_first", black_box(5))
+        .unwrap_err();
     let got = [a, b, c, d, e, f, g, h, j, k, l, m];
     let expected: [u64; 12] = std::array::from_fn(|k| seed.rotate_left(k as u32) ^ k as u64);
     assert_eq!(
@@ -439,13 +553,13 @@ fn trap_at_first_instruction_1000_times() {
           (call $first)
           (local.get 1)))
     "#;
-    let mut i = instantiate(wat);
+    let (mut store, i) = instantiate(wat);
     for n in 0..1000u64 {
-        let err = call_first_with_live_values(&mut i, n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let err = call_first_with_live_values(&mut store, i, n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         assert_eq!(err.trap_code(), Some(TrapCode::UnreachableCodeReached));
         assert_eq!(err.as_trap().unwrap().func_name(), Some("first"));
     }
-    assert_eq!(i.call::<i32, i32>("before", 7).unwrap(), 49);
+    assert_eq!(i.call::<i32, i32>(&mut store, "before", 7).unwrap(), 49);
 }
 
 struct Counters {
@@ -514,15 +628,14 @@ fn traps_under_nested_host_segments() {
             },
         )
         .unwrap();
-    let mut i = linker
-        .instantiate(
-            &module,
-            Counters {
-                created: Arc::new(AtomicUsize::new(0)),
-                dropped: Arc::new(AtomicUsize::new(0)),
-            },
-        )
-        .unwrap();
+    let mut store = Store::new(
+        &engine,
+        Counters {
+            created: Arc::new(AtomicUsize::new(0)),
+            dropped: Arc::new(AtomicUsize::new(0)),
+        },
+    );
+    let i = linker.instantiate(&mut store, &module).unwrap();
     let cases = [
         (0, TrapCode::UnreachableCodeReached),
         (1, TrapCode::MemoryOutOfBounds),
@@ -535,26 +648,33 @@ fn traps_under_nested_host_segments() {
     for round in 0..3 {
         for (which, code) in cases {
             for depth in [0, 1, 3, 20] {
-                expect_trap(i.call::<(i32, i32), i32>("run", (which, depth)), code);
+                expect_trap(
+                    i.call::<(i32, i32), i32>(&mut store, "run", (which, depth)),
+                    code,
+                );
                 total += depth as usize + 1;
-                let created = i.data().created.load(Ordering::SeqCst);
-                let dropped = i.data().dropped.load(Ordering::SeqCst);
+                let created = store.data().created.load(Ordering::SeqCst);
+                let dropped = store.data().dropped.load(Ordering::SeqCst);
                 assert_eq!(
                     (created, dropped),
                     (total, total),
                     "round {round}, case {which}, depth {depth}"
                 );
-                assert!(!i.is_poisoned());
+                assert!(!store.is_poisoned());
             }
         }
     }
     // Usable afterwards, nested and not.
-    assert_eq!(i.call::<(i32, i32), i32>("run", (99, 5)).unwrap(), 7);
+    assert_eq!(
+        i.call::<(i32, i32), i32>(&mut store, "run", (99, 5))
+            .unwrap(),
+        7
+    );
     total += 6;
-    let dropped = i.data().dropped.load(Ordering::SeqCst);
+    let dropped = store.data().dropped.load(Ordering::SeqCst);
     assert_eq!(dropped, total);
     expect_trap(
-        i.call::<i32, i32>("trap", 0),
+        i.call::<i32, i32>(&mut store, "trap", 0),
         TrapCode::UnreachableCodeReached,
     );
 }
@@ -584,19 +704,21 @@ fn unbounded_guest_host_recursion_overflows_cleanly() {
             },
         )
         .unwrap();
-    let mut i = linker
-        .instantiate(
-            &module,
-            Counters {
-                created: Arc::new(AtomicUsize::new(0)),
-                dropped: Arc::new(AtomicUsize::new(0)),
-            },
-        )
-        .unwrap();
+    let mut store = Store::new(
+        &engine,
+        Counters {
+            created: Arc::new(AtomicUsize::new(0)),
+            dropped: Arc::new(AtomicUsize::new(0)),
+        },
+    );
+    let i = linker.instantiate(&mut store, &module).unwrap();
     for round in 1..=3 {
-        expect_trap(i.call::<i32, i32>("run", 0), TrapCode::StackOverflow);
-        let created = i.data().created.load(Ordering::SeqCst);
-        let dropped = i.data().dropped.load(Ordering::SeqCst);
+        expect_trap(
+            i.call::<i32, i32>(&mut store, "run", 0),
+            TrapCode::StackOverflow,
+        );
+        let created = store.data().created.load(Ordering::SeqCst);
+        let dropped = store.data().dropped.load(Ordering::SeqCst);
         assert_eq!(created, dropped, "round {round}");
         assert!(created > 100 * round, "only {created} host frames fit");
         println!("round {round}: {created} host frames in total");
@@ -624,7 +746,8 @@ fn concurrent_traps_on_many_threads() {
                         },
                     )
                     .unwrap();
-                let mut i = linker.instantiate(&module, ()).unwrap();
+                let mut store = Store::new(&engine, ());
+                let i = linker.instantiate(&mut store, &module).unwrap();
                 let code = [
                     TrapCode::UnreachableCodeReached,
                     TrapCode::MemoryOutOfBounds,
@@ -636,9 +759,9 @@ fn concurrent_traps_on_many_threads() {
                 let rounds = if which == 3 { 20 } else { 300 };
                 for n in 0..rounds {
                     let e = if n % 2 == 0 {
-                        i.call::<i32, i32>("trap", which)
+                        i.call::<i32, i32>(&mut store, "trap", which)
                     } else {
-                        i.call::<(i32, i32), i32>("run", (which, 0))
+                        i.call::<(i32, i32), i32>(&mut store, "run", (which, 0))
                     };
                     expect_trap(e, code);
                 }
@@ -665,8 +788,12 @@ fn trap_details_count_imported_functions() {
     let mut linker: Linker<()> = Linker::new(&engine);
     linker.func_wrap("h", "a", || {}).unwrap();
     linker.func_wrap("h", "b", || {}).unwrap();
-    let mut i = linker.instantiate(&module, ()).unwrap();
-    let e = expect_trap(i.call::<(), ()>("y", ()), TrapCode::UnreachableCodeReached);
+    let mut store = Store::new(&engine, ());
+    let i = linker.instantiate(&mut store, &module).unwrap();
+    let e = expect_trap(
+        i.call::<(), ()>(&mut store, "y", ()),
+        TrapCode::UnreachableCodeReached,
+    );
     let trap = e.as_trap().unwrap();
     assert_eq!(trap.func_index(), Some(3));
     assert_eq!(trap.func_name(), Some("y"));
@@ -690,20 +817,22 @@ fn trap_in_a_linked_instance_names_its_function() {
                (i32.add (call $f (local.get 0)) (i32.const 1))))"#,
     )
     .unwrap();
+    // Linked instances live in one store.
     let mut linker: Linker<()> = Linker::new(&engine);
-    let a = linker.instantiate(&module_a, ()).unwrap();
-    linker.instance("a", &a).unwrap();
-    let mut b = linker.instantiate(&module_b, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let a = linker.instantiate(&mut store, &module_a).unwrap();
+    linker.instance(&store, "a", a).unwrap();
+    let b = linker.instantiate(&mut store, &module_b).unwrap();
     let e = expect_trap(
-        b.call::<i32, i32>("run", 0),
+        b.call::<i32, i32>(&mut store, "run", 0),
         TrapCode::IntegerDivisionByZero,
     );
     assert_eq!(e.as_trap().unwrap().func_name(), Some("a_trapper"));
-    // A's function run as a root call on B's stack.
-    let f = a.get_func("f").unwrap();
-    let e = b.call_func(&f, &[backstop::Val::I32(0)]).unwrap_err();
+    // A's function run as a root call on the store's stack.
+    let f = a.get_func(&store, "f").unwrap();
+    let e = f.call(&mut store, &[backstop::Val::I32(0)]).unwrap_err();
     assert_eq!(e.as_trap().unwrap().func_name(), Some("a_trapper"));
-    assert_eq!(b.call::<i32, i32>("run", 1).unwrap(), 2);
+    assert_eq!(b.call::<i32, i32>(&mut store, "run", 1).unwrap(), 2);
 }
 
 #[test]
@@ -716,8 +845,11 @@ fn trap_names_stay_right_as_modules_come_and_go() {
             r#"(module (func $pad{n} (result i32) (i32.const {n}))
                        (func $f{n} (export "f") unreachable))"#
         );
-        let mut i = instantiate_with(&engine, &wat);
-        let e = expect_trap(i.call::<(), ()>("f", ()), TrapCode::UnreachableCodeReached);
+        let (mut store, i) = instantiate_with(&engine, &wat);
+        let e = expect_trap(
+            i.call::<(), ()>(&mut store, "f", ()),
+            TrapCode::UnreachableCodeReached,
+        );
         assert_eq!(
             e.as_trap().unwrap().func_name(),
             Some(format!("f{n}").as_str())
@@ -771,11 +903,12 @@ fn traps_before_and_after_host_calls() {
             }
         })
         .unwrap();
-    let mut instance = linker.instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
     for round in 0..100 {
         // The host call returns, then the guest divides by zero.
         let error = expect_trap(
-            instance.call::<i32, i32>("outer", 0),
+            instance.call::<i32, i32>(&mut store, "outer", 0),
             TrapCode::IntegerDivisionByZero,
         );
         let backtrace = error.as_trap().unwrap().backtrace().unwrap();
@@ -785,18 +918,26 @@ fn traps_before_and_after_host_calls() {
             .map(|f| f.func_index().unwrap())
             .collect();
         assert_eq!(names, [1, 2, 3], "round {round}");
-        assert_eq!(instance.call::<i32, i32>("outer", 1).unwrap(), 2);
+        assert_eq!(
+            instance.call::<i32, i32>(&mut store, "outer", 1).unwrap(),
+            2
+        );
     }
     assert_eq!(drops.load(Ordering::SeqCst), 200);
-    let error = instance.call::<i32, i32>("outer", 7).unwrap_err();
+    let error = instance
+        .call::<i32, i32>(&mut store, "outer", 7)
+        .unwrap_err();
     assert_eq!(error.trap_code(), Some(TrapCode::IntegerDivisionByZero));
     // The swallowing frame and the nested one both dropped their guards.
     assert_eq!(drops.load(Ordering::SeqCst), 202);
-    assert_eq!(instance.call::<i32, i32>("outer", 1).unwrap(), 2);
+    assert_eq!(
+        instance.call::<i32, i32>(&mut store, "outer", 1).unwrap(),
+        2
+    );
 }
 
-/// A trap in an instance called from another instance's host function
-/// leaves only the inner instance's guest stack; the host function goes on.
+/// A trap in a store called from a host function of another store leaves
+/// only the inner store's guest stack; the host function goes on.
 #[test]
 fn trap_in_a_nested_root_returns_to_the_host_function() {
     let engine = Engine::default();
@@ -818,14 +959,16 @@ fn trap_in_a_nested_root_returns_to_the_host_function() {
         .func_wrap("host", "h", move || -> i32 {
             let _guard = DropCounter(counter.clone());
             let mut inner = inner.lock().unwrap();
-            let error = inner.call::<(), i32>("boom", ()).unwrap_err();
+            let (store, instance) = &mut *inner;
+            let error = instance.call::<(), i32>(store, "boom", ()).unwrap_err();
             assert_eq!(error.trap_code(), Some(TrapCode::UnreachableCodeReached));
             41
         })
         .unwrap();
-    let mut outer = linker.instantiate(&module, ()).unwrap();
+    let mut store = Store::new(&engine, ());
+    let outer = linker.instantiate(&mut store, &module).unwrap();
     for _ in 0..100 {
-        assert_eq!(outer.call::<(), i32>("run", ()).unwrap(), 42);
+        assert_eq!(outer.call::<(), i32>(&mut store, "run", ()).unwrap(), 42);
     }
     assert_eq!(drops.load(Ordering::SeqCst), 100);
 }
@@ -836,6 +979,7 @@ fn trap_in_a_nested_root_returns_to_the_host_function() {
 fn out_of_bounds_segments_at_instantiation_are_named() {
     let engine = Engine::default();
     let linker: Linker<()> = Linker::new(&engine);
+    let mut store = Store::new(&engine, ());
     let data = Module::new(
         &engine,
         r#"(module (memory 1)
@@ -843,7 +987,7 @@ fn out_of_bounds_segments_at_instantiation_are_named() {
              (data (i32.const 65530) "0123456789"))"#,
     )
     .unwrap();
-    let error = linker.instantiate(&data, ()).unwrap_err();
+    let error = linker.instantiate(&mut store, &data).unwrap_err();
     let trap = error.as_trap().expect("a trap");
     assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
     assert_eq!(
@@ -864,7 +1008,7 @@ fn out_of_bounds_segments_at_instantiation_are_named() {
              (elem (i32.const 1) $f $f))"#,
     )
     .unwrap();
-    let error = linker.instantiate(&elements, ()).unwrap_err();
+    let error = linker.instantiate(&mut store, &elements).unwrap_err();
     assert_eq!(error.trap_code(), Some(TrapCode::TableOutOfBounds));
     assert!(
         error.to_string().contains(

@@ -9,7 +9,7 @@
 //! clocks, random_get, poll_oneoff, and the calls that return an errno.
 
 use backstop::wasi::{self, WasiCtx, WasiCtxBuilder, WritePipe};
-use backstop::{Engine, Instance, Linker, Module, Val};
+use backstop::{Engine, Instance, Linker, Module, Store, Val};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -128,8 +128,10 @@ const PATH2: u32 = 2048; // second path
 const DATA: u32 = 4096; // data buffers
 const BIG: u32 = 8192;
 
+/// The wrapper module instantiated in a store of its own.
 struct Guest {
-    instance: Instance<State>,
+    store: Store<State>,
+    instance: Instance,
 }
 
 fn i(v: i32) -> Val {
@@ -145,14 +147,15 @@ impl Guest {
         let module = Module::new(&engine, wrapper_module()).expect("wrapper module compiles");
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker, |s: &mut State| &mut s.wasi).unwrap();
-        let instance = linker.instantiate(&module, State { wasi: ctx }).unwrap();
-        Guest { instance }
+        let mut store = Store::new(&engine, State { wasi: ctx });
+        let instance = linker.instantiate(&mut store, &module).unwrap();
+        Guest { store, instance }
     }
 
     fn call(&mut self, name: &str, args: &[Val]) -> i32 {
         match self
             .instance
-            .call_dynamic(name, args)
+            .call_dynamic(&mut self.store, name, args)
             .unwrap_or_else(|e| panic!("{name} must return an errno, not end the run: {e}"))[..]
         {
             [Val::I32(errno)] => errno,
@@ -161,12 +164,14 @@ impl Guest {
     }
 
     fn write(&mut self, ptr: u32, bytes: &[u8]) {
-        let memory = self.instance.memory_mut("memory").unwrap();
-        memory[ptr as usize..ptr as usize + bytes.len()].copy_from_slice(bytes);
+        let memory = self.instance.get_memory(&self.store, "memory").unwrap();
+        memory.data_mut(&mut self.store)[ptr as usize..ptr as usize + bytes.len()]
+            .copy_from_slice(bytes);
     }
 
     fn read(&self, ptr: u32, len: usize) -> Vec<u8> {
-        self.instance.memory("memory").unwrap()[ptr as usize..ptr as usize + len].to_vec()
+        let memory = self.instance.get_memory(&self.store, "memory").unwrap();
+        memory.data(&self.store)[ptr as usize..ptr as usize + len].to_vec()
     }
 
     fn u32_at(&self, ptr: u32) -> u32 {
@@ -1105,7 +1110,7 @@ fn bad_pointers_give_efault_not_a_trap() {
         g.call("path_create_directory", &[i(3), i(PATH as i32), i(3)]),
         25
     ); // ILSEQ
-       // The instance still works afterwards.
+       // The store still works afterwards.
     assert_eq!(g.fd_write(1, b"ok"), Ok(2));
     assert_eq!(stdout.contents(), b"ok");
 }
@@ -1316,6 +1321,9 @@ fn unsupported_calls_return_errnos() {
 #[test]
 fn proc_exit_from_a_wrapper_ends_the_run() {
     let mut g = Guest::new(WasiCtx::new());
-    let err = g.instance.call::<i32, ()>("proc_exit", 7).unwrap_err();
+    let err = g
+        .instance
+        .call::<i32, ()>(&mut g.store, "proc_exit", 7)
+        .unwrap_err();
     assert_eq!(wasi::ExitCode::from_error(err).unwrap(), wasi::ExitCode(7));
 }

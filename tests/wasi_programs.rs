@@ -5,19 +5,22 @@
 //! programs of tests/programs/wasi.
 
 use backstop::wasi::{self, ExitCode, WasiCtx, WasiCtxBuilder, WritePipe};
-use backstop::{Engine, Error, Instance, Linker, Module};
+use backstop::{Engine, Error, Instance, Linker, Module, Store};
 use std::time::{Duration, Instant};
 
 struct State {
     wasi: WasiCtx,
 }
 
-fn instantiate(wat_or_wasm: impl AsRef<[u8]>, ctx: WasiCtx) -> Instance<State> {
+/// A store holding `ctx` and the module instantiated in it.
+fn instantiate(wat_or_wasm: impl AsRef<[u8]>, ctx: WasiCtx) -> (Store<State>, Instance) {
     let engine = Engine::default();
     let module = Module::new(&engine, wat_or_wasm.as_ref()).expect("module compiles");
     let mut linker = Linker::new(&engine);
     wasi::add_to_linker(&mut linker, |s: &mut State| &mut s.wasi).unwrap();
-    linker.instantiate(&module, State { wasi: ctx }).unwrap()
+    let mut store = Store::new(&engine, State { wasi: ctx });
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    (store, instance)
 }
 
 const HELLO: &str = r#"
@@ -36,11 +39,12 @@ const HELLO: &str = r#"
 #[test]
 fn hello_world_to_a_stdout_pipe() {
     let stdout = WritePipe::new();
-    let mut instance = instantiate(HELLO, WasiCtxBuilder::new().stdout(stdout.clone()).build());
-    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
+    let (mut store, instance) =
+        instantiate(HELLO, WasiCtxBuilder::new().stdout(stdout.clone()).build());
+    assert_eq!(wasi::run(&mut store, instance).unwrap(), 0);
     assert_eq!(stdout.contents_string(), "Hello, world!\n");
     // Running it again appends.
-    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
+    assert_eq!(wasi::run(&mut store, instance).unwrap(), 0);
     assert_eq!(stdout.take(), b"Hello, world!\nHello, world!\n");
     assert!(stdout.contents().is_empty());
 }
@@ -90,14 +94,14 @@ fn args_and_environment() {
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .build();
-    let mut instance = instantiate(ARGS_ENV, ctx);
-    assert_eq!(wasi::run(&mut instance).unwrap(), 33);
+    let (mut store, instance) = instantiate(ARGS_ENV, ctx);
+    assert_eq!(wasi::run(&mut store, instance).unwrap(), 33);
     assert_eq!(stdout.contents(), "prog\0two words\0--flag=é\0".as_bytes());
     assert_eq!(stderr.contents(), b"HOME=/sandbox\0EMPTY=\0A=b=c\0");
 
     // No arguments, no environment.
-    let mut instance = instantiate(ARGS_ENV, WasiCtx::new());
-    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
+    let (mut store, instance) = instantiate(ARGS_ENV, WasiCtx::new());
+    assert_eq!(wasi::run(&mut store, instance).unwrap(), 0);
 }
 
 /// Copies stdin to stdout through a 7-byte buffer until end of file.
@@ -125,14 +129,15 @@ fn stdin_from_a_pipe() {
         .stdin(input)
         .stdout(stdout.clone())
         .build();
-    let mut instance = instantiate(CAT, ctx);
-    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
+    let (mut store, instance) = instantiate(CAT, ctx);
+    assert_eq!(wasi::run(&mut store, instance).unwrap(), 0);
     assert_eq!(stdout.contents_string(), input);
 
     // Null stdin (the default) reads as end of file at once.
     let stdout = WritePipe::new();
-    let mut instance = instantiate(CAT, WasiCtxBuilder::new().stdout(stdout.clone()).build());
-    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
+    let (mut store, instance) =
+        instantiate(CAT, WasiCtxBuilder::new().stdout(stdout.clone()).build());
+    assert_eq!(wasi::run(&mut store, instance).unwrap(), 0);
     assert!(stdout.contents().is_empty());
 }
 
@@ -153,12 +158,15 @@ const EXIT: &str = r#"
 #[test]
 fn proc_exit_code_reaches_the_embedder() {
     let stdout = WritePipe::new();
-    let mut instance = instantiate(EXIT, WasiCtxBuilder::new().stdout(stdout.clone()).build());
-    assert_eq!(wasi::run(&mut instance).unwrap(), 3);
+    let (mut store, instance) =
+        instantiate(EXIT, WasiCtxBuilder::new().stdout(stdout.clone()).build());
+    assert_eq!(wasi::run(&mut store, instance).unwrap(), 3);
     assert!(stdout.contents().is_empty(), "nothing runs after proc_exit");
 
     // The raw error, as documented.
-    let error = instance.call::<(), ()>("_start", ()).unwrap_err();
+    let error = instance
+        .call::<(), ()>(&mut store, "_start", ())
+        .unwrap_err();
     let Error::Terminated(details) = error else {
         panic!("expected Error::Terminated, got {error:?}");
     };
@@ -169,8 +177,8 @@ fn proc_exit_code_reaches_the_embedder() {
 fn exit_codes_span_the_u32_range() {
     for code in [0u32, 1, 255, 256, u32::MAX] {
         let wat = EXIT.replace("(i32.const 3)", &format!("(i32.const {})", code as i32));
-        let mut instance = instantiate(wat, WasiCtx::new());
-        assert_eq!(wasi::run(&mut instance).unwrap(), code);
+        let (mut store, instance) = instantiate(wat, WasiCtx::new());
+        assert_eq!(wasi::run(&mut store, instance).unwrap(), code);
     }
 }
 
@@ -202,9 +210,10 @@ const SLEEP: &str = r#"
 #[test]
 fn poll_oneoff_sleep() {
     let stdout = WritePipe::new();
-    let mut instance = instantiate(SLEEP, WasiCtxBuilder::new().stdout(stdout.clone()).build());
+    let (mut store, instance) =
+        instantiate(SLEEP, WasiCtxBuilder::new().stdout(stdout.clone()).build());
     let start = Instant::now();
-    assert_eq!(wasi::run(&mut instance).unwrap(), 0);
+    assert_eq!(wasi::run(&mut store, instance).unwrap(), 0);
     assert!(start.elapsed() >= Duration::from_millis(25));
     assert_eq!(stdout.contents(), b"ok");
 }
@@ -215,8 +224,8 @@ fn a_module_without_memory_gets_efault() {
     (module
       (import "wasi_snapshot_preview1" "args_sizes_get" (func $f (param i32 i32) (result i32)))
       (func (export "run") (result i32) (call $f (i32.const 0) (i32.const 4))))"#;
-    let mut instance = instantiate(wat, WasiCtxBuilder::new().arg("x").build());
-    assert_eq!(instance.call::<(), i32>("run", ()).unwrap(), 21);
+    let (mut store, instance) = instantiate(wat, WasiCtxBuilder::new().arg("x").build());
+    assert_eq!(instance.call::<(), i32>(&mut store, "run", ()).unwrap(), 21);
 }
 
 /// The committed C test programs (tests/programs/wasi, built by build.sh
@@ -250,8 +259,9 @@ impl Drop for TempDir {
 
 fn run_c(name: &str, builder: WasiCtxBuilder) -> (Result<u32, Error>, String) {
     let stdout = WritePipe::new();
-    let mut instance = instantiate(c_program(name), builder.stdout(stdout.clone()).build());
-    let result = wasi::run(&mut instance);
+    let (mut store, instance) =
+        instantiate(c_program(name), builder.stdout(stdout.clone()).build());
+    let result = wasi::run(&mut store, instance);
     (result, stdout.contents_string())
 }
 
@@ -324,9 +334,12 @@ fn c_trap_and_kill() {
         "{error}"
     );
 
-    let mut instance = instantiate(c_program("forever"), WasiCtxBuilder::new().build());
-    let killer = kill_after(&instance, 50);
-    assert!(matches!(wasi::run(&mut instance), Err(Error::Killed)));
+    let (mut store, instance) = instantiate(c_program("forever"), WasiCtxBuilder::new().build());
+    let killer = kill_after(&store, 50);
+    assert!(matches!(
+        wasi::run(&mut store, instance),
+        Err(Error::Killed)
+    ));
     killer.join().unwrap();
 }
 
@@ -388,8 +401,8 @@ fn rust_std_reads_files_from_a_read_only_preopen_as_natively() {
         } else {
             builder.preopened_dir_read_only(&dir.0, "/data")
         };
-        let mut instance = instantiate(rust_program("readfile"), builder.unwrap().build());
-        assert_eq!(wasi::run(&mut instance).unwrap(), 0);
+        let (mut store, instance) = instantiate(rust_program("readfile"), builder.unwrap().build());
+        assert_eq!(wasi::run(&mut store, instance).unwrap(), 0);
         stdout.contents_string()
     };
     assert_eq!(readfile(&["readfile", "/data"], false), expected);
@@ -454,8 +467,8 @@ fn start_with_the_wrong_type_is_refused_in_a_users_words() {
         ),
     ];
     for (wat, expected) in cases {
-        let mut instance = instantiate(wat, WasiCtxBuilder::new().build());
-        match wasi::run(&mut instance) {
+        let (mut store, instance) = instantiate(wat, WasiCtxBuilder::new().build());
+        match wasi::run(&mut store, instance) {
             Err(Error::InvalidArgument(message)) => assert_eq!(message, expected),
             other => panic!("expected InvalidArgument for {wat}, got {other:?}"),
         }
@@ -478,10 +491,13 @@ fn a_kill_cuts_blocking_wasi_calls_short() {
                           "\00\00\00\00\00\00\00\00" "\00\00\00\00\00\00\00\00")
       (func (export "_start")
         (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
-    let mut instance = instantiate(SLEEP_A_MINUTE, WasiCtxBuilder::new().build());
-    let killer = kill_after(&instance, 100);
+    let (mut store, instance) = instantiate(SLEEP_A_MINUTE, WasiCtxBuilder::new().build());
+    let killer = kill_after(&store, 100);
     let started = Instant::now();
-    assert!(matches!(wasi::run(&mut instance), Err(Error::Killed)));
+    assert!(matches!(
+        wasi::run(&mut store, instance),
+        Err(Error::Killed)
+    ));
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "the sleep was not cut short"
@@ -490,18 +506,18 @@ fn a_kill_cuts_blocking_wasi_calls_short() {
         killer.join().unwrap(),
         backstop::KillOutcome::PendingInHostcall
     );
-    // The instance stays usable: a kill of the next run lands too.
-    let killer = kill_after(&instance, 50);
-    assert!(matches!(wasi::run(&mut instance), Err(Error::Killed)));
+    // The store stays usable: a kill of the next run lands too.
+    let killer = kill_after(&store, 50);
+    assert!(matches!(
+        wasi::run(&mut store, instance),
+        Err(Error::Killed)
+    ));
     killer.join().unwrap();
 }
 
-/// Fires `instance`'s kill switch from another thread after `ms`.
-fn kill_after(
-    instance: &Instance<State>,
-    ms: u64,
-) -> std::thread::JoinHandle<backstop::KillOutcome> {
-    let switch = instance.kill_switch();
+/// Fires `store`'s kill switch from another thread after `ms`.
+fn kill_after(store: &Store<State>, ms: u64) -> std::thread::JoinHandle<backstop::KillOutcome> {
+    let switch = store.kill_switch();
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(ms));
         switch.terminate()

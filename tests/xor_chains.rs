@@ -5,7 +5,7 @@
 //! whose shared xors feed several others, against the same code in Rust,
 //! with Cranelift's verifier on.
 
-use backstop::{Config, Engine, Linker, Module};
+use backstop::{Config, Engine, Linker, Module, Store};
 
 const GUEST: &str = r#"
     (module
@@ -66,34 +66,36 @@ fn shared_xor_chains_compute_what_rust_does() {
     config.verify_compiled_code(true);
     let engine = Engine::new(&config).unwrap();
     let module = Module::new(&engine, GUEST).unwrap();
-    let mut instance = Linker::<()>::new(&engine).instantiate(&module, ()).unwrap();
-    let run32 = instance
-        .typed_func::<(i32, i32), i32>("xorshift32")
+    let mut store = Store::new(&engine, ());
+    let instance = Linker::<()>::new(&engine)
+        .instantiate(&mut store, &module)
         .unwrap();
-    let step64 = instance.typed_func::<i64, i64>("xorshift64").unwrap();
+    let run32 = instance
+        .get_typed_func::<(i32, i32), i32>(&store, "xorshift32")
+        .unwrap();
+    let step64 = instance
+        .get_typed_func::<i64, i64>(&store, "xorshift64")
+        .unwrap();
     let mix_wasm = instance
-        .typed_func::<(i32, i32, i32, i32), i32>("mix")
+        .get_typed_func::<(i32, i32, i32, i32), i32>(&store, "mix")
         .unwrap();
 
     let mut seed = 2_463_534_242u32;
     for steps in 1..200 {
         let want = (0..2 * steps).fold(seed, |x, _| xorshift32(x));
-        let got = run32.call(&mut instance, (seed as i32, steps)).unwrap() as u32;
+        let got = run32.call(&mut store, (seed as i32, steps)).unwrap() as u32;
         assert_eq!(got, want, "xorshift32 from {seed:#x}, {steps} double steps");
         seed = want;
     }
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     for _ in 0..1000 {
         let want = xorshift64(state);
-        assert_eq!(
-            step64.call(&mut instance, state as i64).unwrap() as u64,
-            want
-        );
+        assert_eq!(step64.call(&mut store, state as i64).unwrap() as u64, want);
         state = want;
     }
     for _ in 0..1000 {
         let [a, b, c, d] = [0, 1, 2, 3].map(|k| (state >> (16 * k)) as u32);
-        let got = mix_wasm.call(&mut instance, (a as i32, b as i32, c as i32, d as i32));
+        let got = mix_wasm.call(&mut store, (a as i32, b as i32, c as i32, d as i32));
         assert_eq!(
             got.unwrap() as u32,
             mix(a, b, c, d),

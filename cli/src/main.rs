@@ -8,7 +8,7 @@
 //! error (bad module, missing import, ...).
 
 use backstop::wasi::{WasiCtx, WasiCtxBuilder};
-use backstop::{Config, Engine, Error, Extern, ExternType, Linker, Module, Val, ValType};
+use backstop::{Config, Engine, Error, Extern, ExternType, Linker, Module, Store, Val, ValType};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -347,7 +347,8 @@ fn run(args: RunArgs) -> Ending {
         let mut linker: Linker<State> = Linker::new(&engine);
         backstop::wasi::add_to_linker(&mut linker, |state: &mut State| &mut state.wasi)?;
         let wasi = wasi_context(&args)?;
-        let mut instance = linker.instantiate(&module, State { wasi })?;
+        let mut store = Store::new(&engine, State { wasi });
+        let instance = linker.instantiate(&mut store, &module)?;
 
         // The timeout: a thread that fires the kill switch unless the run
         // finishes first. The kill stops the guest wherever it is, in
@@ -357,7 +358,7 @@ fn run(args: RunArgs) -> Ending {
         // keeps its limit.
         let (done, finished) = mpsc::channel::<()>();
         let timer = args.timeout.map(|limit| {
-            let switch = instance.kill_switch();
+            let switch = store.kill_switch();
             std::thread::spawn(move || {
                 if finished.recv_timeout(limit).is_err() {
                     switch.terminate();
@@ -372,8 +373,8 @@ fn run(args: RunArgs) -> Ending {
             })
         });
         let result = match &args.invoke {
-            None => backstop::wasi::run(&mut instance).map(Ending::Exit),
-            Some(name) => invoke(&mut instance, name, &args.args),
+            None => backstop::wasi::run(&mut store, instance).map(Ending::Exit),
+            Some(name) => invoke(&mut store, instance, name, &args.args),
         };
         let _ = done.send(());
         if let Some(timer) = timer {
@@ -414,11 +415,12 @@ fn check_command(module: &Module) -> Result<(), Error> {
 }
 
 fn invoke(
-    instance: &mut backstop::Instance<State>,
+    store: &mut Store<State>,
+    instance: backstop::Instance,
     name: &str,
     texts: &[String],
 ) -> Result<Ending, Error> {
-    let func = match instance.get_export(name) {
+    let func = match instance.get_export(&*store, name) {
         Some(Extern::Func(func)) => func,
         Some(other) => {
             let kind = match other {
@@ -433,7 +435,7 @@ fn invoke(
         }
         None => {
             let functions: Vec<String> = instance
-                .exports()
+                .exports(&*store)
                 .into_iter()
                 .filter(|(_, export)| matches!(export, Extern::Func(_)))
                 .map(|(name, _)| format!("`{name}`"))
@@ -448,7 +450,7 @@ fn invoke(
             }));
         }
     };
-    let ty = func.ty();
+    let ty = func.ty(&*store);
     if texts.len() != ty.params().len() {
         return Err(Error::msg(format!(
             "`{name}` takes {} arguments ({ty}), {} given",
@@ -462,7 +464,7 @@ fn invoke(
         .zip(texts)
         .map(|(ty, text)| parse_value(*ty, text))
         .collect::<Result<Vec<_>, _>>()?;
-    for value in instance.call_func(&func, &args)? {
+    for value in func.call(&mut *store, &args)? {
         println!("{}", show_value(&value));
     }
     Ok(Ending::Exit(0))

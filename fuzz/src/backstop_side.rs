@@ -5,7 +5,9 @@
 //! the fuzzer's use of Backstop's API is here.
 
 use crate::trace::{self, Trace, Value};
-use backstop::{Engine, Extern, ExternType, Global, Linker, Memory, Module, Table, Val, ValType};
+use backstop::{
+    Engine, Extern, ExternType, Global, Linker, Memory, Module, Store, Table, Val, ValType,
+};
 
 fn to_val(value: Value) -> Val {
     match value {
@@ -57,8 +59,13 @@ fn has_conflicting_imports(module: &Module) -> bool {
     })
 }
 
-/// Defines every import of `module` in a fresh linker.
-fn linker_for(engine: &Engine, module: &Module) -> Result<Linker<()>, String> {
+/// Defines every import of `module` in a fresh linker, with the memories,
+/// tables and globals made in `store`.
+fn linker_for(
+    engine: &Engine,
+    store: &mut Store<()>,
+    module: &Module,
+) -> Result<Linker<()>, String> {
     let mut linker = Linker::new(engine);
     linker.allow_shadowing(true);
     for import in module.imports() {
@@ -76,13 +83,13 @@ fn linker_for(engine: &Engine, module: &Module) -> Result<Linker<()>, String> {
                 continue;
             }
             ExternType::Memory(ty) => {
-                Extern::Memory(Memory::new(engine, ty).map_err(|e| e.to_string())?)
+                Extern::Memory(Memory::new(&mut *store, ty).map_err(|e| e.to_string())?)
             }
-            ExternType::Table(ty) => {
-                Extern::Table(Table::new(engine, ty, zero(ty.element)).map_err(|e| e.to_string())?)
-            }
+            ExternType::Table(ty) => Extern::Table(
+                Table::new(&mut *store, ty, zero(ty.element)).map_err(|e| e.to_string())?,
+            ),
             ExternType::Global(ty) => Extern::Global(
-                Global::new(engine, ty, zero(ty.content)).map_err(|e| e.to_string())?,
+                Global::new(&mut *store, ty, zero(ty.content)).map_err(|e| e.to_string())?,
             ),
         };
         linker
@@ -94,25 +101,25 @@ fn linker_for(engine: &Engine, module: &Module) -> Result<Linker<()>, String> {
 
 /// The state of every exported global, memory and table, one line each.
 fn state(
-    instance: &backstop::Instance<()>,
+    store: &Store<()>,
+    instance: backstop::Instance,
     exports: &[(String, ExternType)],
     lines: &mut Vec<String>,
 ) {
     for (name, ty) in exports {
         match ty {
             ExternType::Global(_) => {
-                let global = instance.get_global(name).expect("exported");
-                lines.push(trace::global_line(name, from_val(&global.get())));
+                let global = instance.get_global(store, name).expect("exported");
+                lines.push(trace::global_line(name, from_val(&global.get(store))));
             }
             ExternType::Memory(_) => {
-                lines.push(trace::memory_line(
-                    name,
-                    instance.memory(name).expect("exported"),
-                ));
+                let memory = instance.get_memory(store, name).expect("exported");
+                lines.push(trace::memory_line(name, memory.data(store)));
             }
             ExternType::Table(_) => {
-                let table = instance.get_table(name).expect("exported");
-                let elements = (0..table.size()).map(|i| table.get(i).map(|v| from_val(&v)));
+                let table = instance.get_table(store, name).expect("exported");
+                let elements =
+                    (0..table.size(store)).map(|i| table.get(store, i).map(|v| from_val(&v)));
                 lines.push(trace::table_line(name, elements));
             }
             ExternType::Func(_) => {}
@@ -142,8 +149,9 @@ pub fn run(engine: &Engine, wasm: &[u8]) -> Result<Trace, String> {
         trace.inconclusive = Some("two imports of one name with different types".into());
         return Ok(trace);
     }
-    let linker = linker_for(engine, &module)?;
-    let mut instance = match linker.instantiate(&module, ()) {
+    let mut store = Store::new(engine, ());
+    let linker = linker_for(engine, &mut store, &module)?;
+    let instance = match linker.instantiate(&mut store, &module) {
         Ok(instance) => instance,
         Err(error) => {
             if error.trap_code() == Some(backstop::TrapCode::StackOverflow) {
@@ -169,7 +177,7 @@ pub fn run(engine: &Engine, wasm: &[u8]) -> Result<Trace, String> {
             .map(|(i, t)| trace::argument(*t, call, i))
             .collect();
         let vals: Vec<Val> = args.iter().map(|v| to_val(*v)).collect();
-        let outcome = match instance.call_dynamic(name, &vals) {
+        let outcome = match instance.call_dynamic(&mut store, name, &vals) {
             Ok(results) => {
                 let results: Vec<Value> = results.iter().map(from_val).collect();
                 trace::returned(&results)
@@ -183,7 +191,7 @@ pub fn run(engine: &Engine, wasm: &[u8]) -> Result<Trace, String> {
             }
         };
         trace.lines.push(trace::call_line(name, &args, &outcome));
-        state(&instance, &exports, &mut trace.lines);
+        state(&store, instance, &exports, &mut trace.lines);
     }
     Ok(trace)
 }

@@ -3,14 +3,14 @@
 //! bottom in a random way: return, guest trap, `Caller::terminate`, a host
 //! error, a host panic, a kill from the same thread, a kill from another
 //! thread while the guest spins, or a suspension followed by a resume, a
-//! reset or a drop of the instance. Every host frame holds a counted guard;
+//! reset or a drop of the store. Every host frame holds a counted guard;
 //! the promise is that when the call (or the drop) is over, every guard
 //! was dropped, the outcome is the one the ending asks for, and the
-//! instance still works (when it still exists; after a host panic, once it
+//! store still works (when it still exists; after a host panic, once it
 //! is reset: a panic poisons it).
 
 use crate::generate::Rng;
-use backstop::{Caller, Engine, Error, Linker, Module, Outcome};
+use backstop::{Caller, Engine, Error, Linker, Module, Outcome, Store};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -133,20 +133,21 @@ pub fn check(input: &[u8]) -> Result<(), String> {
         alive: alive.clone(),
         kill: kill.clone(),
     };
-    let mut instance = linker(&engine)
-        .instantiate(&module, host)
+    let mut store = Store::new(&engine, host);
+    let instance = linker(&engine)
+        .instantiate(&mut store, &module)
         .map_err(|e| e.to_string())?;
-    *kill.lock().unwrap() = Some(instance.kill_switch());
+    *kill.lock().unwrap() = Some(store.kill_switch());
     let what = format!("{ending:?} at depth {depth}");
     let killer = (ending == Ending::KillFromAnotherThread).then(|| {
-        let switch = instance.kill_switch();
+        let switch = store.kill_switch();
         std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(1));
             switch.terminate()
         })
     });
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        instance.call_resumable::<(i32, i32), i32>("recurse", (depth, plan))
+        instance.call_resumable::<(i32, i32), i32>(&mut store, "recurse", (depth, plan))
     }));
     if let Some(killer) = killer {
         killer.join().map_err(|_| "the killing thread panicked")?;
@@ -174,31 +175,27 @@ pub fn check(input: &[u8]) -> Result<(), String> {
     }
     match ending {
         Ending::SuspendThenResume => {
-            let resumed = instance
+            let resumed = store
                 .resume::<i32>(5i32)
                 .map_err(|e| format!("{what}: resume failed: {e}"))?;
             if !matches!(resumed, Outcome::Returned(_)) {
                 return Err(format!("{what}: the resumed run did not return"));
             }
         }
-        Ending::SuspendThenReset => instance
-            .reset()
-            .map_err(|e| format!("{what}: reset: {e}"))?,
-        // A host panic poisons the instance (its state may be half-written)
+        Ending::SuspendThenReset => store.reset().map_err(|e| format!("{what}: reset: {e}"))?,
+        // A host panic poisons the store (its state may be half-written)
         // until it is reset, as documented.
         Ending::HostPanic => {
-            if !instance.is_poisoned() {
-                return Err(format!("{what}: a host panic did not poison the instance"));
+            if !store.is_poisoned() {
+                return Err(format!("{what}: a host panic did not poison the store"));
             }
-            if instance.call::<(), i32>("ok", ()).is_ok() {
-                return Err(format!("{what}: a poisoned instance ran a call"));
+            if instance.call::<(), i32>(&mut store, "ok", ()).is_ok() {
+                return Err(format!("{what}: a poisoned store ran a call"));
             }
-            instance
-                .reset()
-                .map_err(|e| format!("{what}: reset: {e}"))?;
+            store.reset().map_err(|e| format!("{what}: reset: {e}"))?;
         }
         Ending::SuspendThenDrop => {
-            drop(instance);
+            drop(store);
             return match alive.load(Ordering::SeqCst) {
                 0 => Ok(()),
                 n => Err(format!(
@@ -212,10 +209,10 @@ pub fn check(input: &[u8]) -> Result<(), String> {
     if left != 0 {
         return Err(format!("{what}: {left} host frames not cleaned up"));
     }
-    match instance.call::<(), i32>("ok", ()) {
+    match instance.call::<(), i32>(&mut store, "ok", ()) {
         Ok(42) => Ok(()),
         other => Err(format!(
-            "{what}: the instance is not usable afterwards: {other:?}"
+            "{what}: the store is not usable afterwards: {other:?}"
         )),
     }
 }

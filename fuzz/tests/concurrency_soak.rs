@@ -72,10 +72,16 @@ fn compile_and_drop_while_guests_end_every_way() {
                     t * 1_000_000 + i
                 );
                 let module = backstop::Module::new(&engine, wat).expect("compiles");
-                let mut instance = backstop::Linker::new(&engine).instantiate(&module, ()).unwrap();
-                assert_eq!(instance.call::<(), i32>("f", ()).unwrap(), (t * 1_000_000 + i) as i32);
-                assert!(instance.call::<(), ()>("t", ()).is_err());
-                drop(instance);
+                let mut store = backstop::Store::new(&engine, ());
+                let instance = backstop::Linker::new(&engine)
+                    .instantiate(&mut store, &module)
+                    .unwrap();
+                assert_eq!(
+                    instance.call::<(), i32>(&mut store, "f", ()).unwrap(),
+                    (t * 1_000_000 + i) as i32
+                );
+                assert!(instance.call::<(), ()>(&mut store, "t", ()).is_err());
+                drop(store);
                 drop(module);
                 i += 1;
                 compiled.fetch_add(1, Ordering::SeqCst);

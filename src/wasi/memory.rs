@@ -3,11 +3,13 @@
 //! checks it against the memory's current size before touching a byte (and
 //! before allocating a host buffer of that length). A bad one is `EFAULT`,
 //! never a trap. `VectoredIo` is the guest side of the vectored reads and
-//! writes (`fd_read`, `fd_pwrite`, ...). Uses only the safe `Memory::read` /
-//! `Memory::write` API.
+//! writes (`fd_read`, `fd_pwrite`, ...). It borrows the memory's bytes
+//! from the `Caller` beside the store's data (`Memory::data_and_store_mut`)
+//! for the length of one call.
 
 use super::error::WasiResult;
-use crate::Memory;
+use crate::Caller;
+use std::cell::Cell;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -17,24 +19,29 @@ use std::path::PathBuf;
 /// overlapping iovecs.
 pub(crate) const MAX_IO: usize = 16 << 20;
 
-/// The calling instance's exported memory "memory", if it has one. Without
-/// one every pointer is out of bounds (`EFAULT`).
-pub(crate) struct GuestMemory(Option<Memory>);
+/// The calling instance's exported memory "memory", borrowed for one call.
+/// Without one every pointer is out of bounds (`EFAULT`). Shared access
+/// that writes: the bytes are seen as cells, so the WASI calls can pass
+/// `&GuestMemory` around while they read and write.
+pub(crate) struct GuestMemory<'a>(&'a [Cell<u8>]);
 
-impl GuestMemory {
-    pub(crate) fn new(memory: Option<Memory>) -> Self {
-        GuestMemory(memory)
-    }
-
-    fn memory(&self) -> WasiResult<&Memory> {
-        self.0.as_ref().ok_or(wasi::ERRNO_FAULT)
+impl<'a> GuestMemory<'a> {
+    /// The caller's memory "memory" and the store's data, both borrowed
+    /// from `caller` for `'a`.
+    pub(crate) fn split<T: 'static>(caller: &'a mut Caller<'_, T>) -> (GuestMemory<'a>, &'a mut T) {
+        match caller.get_memory("memory") {
+            Some(memory) => {
+                let (bytes, data) = memory.data_and_store_mut(caller);
+                (GuestMemory(Cell::from_mut(bytes).as_slice_of_cells()), data)
+            }
+            None => (GuestMemory(&[]), caller.data_mut()),
+        }
     }
 
     /// Checks that `[ptr, ptr + len)` lies inside the memory.
     pub(crate) fn check(&self, ptr: u32, len: usize) -> WasiResult<()> {
-        let size = self.memory()?.data_size();
         match (ptr as usize).checked_add(len) {
-            Some(end) if end <= size => Ok(()),
+            Some(end) if end <= self.0.len() => Ok(()),
             _ => Err(wasi::ERRNO_FAULT),
         }
     }
@@ -42,18 +49,21 @@ impl GuestMemory {
     /// Copies `len` bytes out of the guest.
     pub(crate) fn read(&self, ptr: u32, len: u32) -> WasiResult<Vec<u8>> {
         self.check(ptr, len as usize)?;
-        let mut buffer = vec![0; len as usize];
-        self.memory()?
-            .read(ptr as usize, &mut buffer)
-            .map_err(|_| wasi::ERRNO_FAULT)?;
-        Ok(buffer)
+        let start = ptr as usize;
+        Ok(self.0[start..start + len as usize]
+            .iter()
+            .map(Cell::get)
+            .collect())
     }
 
     /// Copies `data` into the guest at `ptr`.
     pub(crate) fn write(&self, ptr: u32, data: &[u8]) -> WasiResult<()> {
-        self.memory()?
-            .write(ptr as usize, data)
-            .map_err(|_| wasi::ERRNO_FAULT)
+        self.check(ptr, data.len())?;
+        let start = ptr as usize;
+        for (cell, byte) in self.0[start..start + data.len()].iter().zip(data) {
+            cell.set(*byte);
+        }
+        Ok(())
     }
 
     pub(crate) fn write_u32(&self, ptr: u32, value: u32) -> WasiResult<()> {
@@ -133,7 +143,7 @@ fn total_len(iovecs: &[(u32, u32)]) -> usize {
 /// its byte count goes to, both checked (`EFAULT`) when it is made, before
 /// the call looks at its descriptor.
 pub(crate) struct VectoredIo<'m> {
-    mem: &'m GuestMemory,
+    mem: &'m GuestMemory<'m>,
     iovecs: Vec<(u32, u32)>,
     count: u32,
 }
@@ -141,7 +151,7 @@ pub(crate) struct VectoredIo<'m> {
 impl<'m> VectoredIo<'m> {
     /// The `iovs_len` iovecs at `iovs`, with the byte count to go to `count`.
     pub(crate) fn new(
-        mem: &'m GuestMemory,
+        mem: &'m GuestMemory<'m>,
         iovs: u32,
         iovs_len: u32,
         count: u32,

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use backstop::wasi::{self, WasiCtx, WasiCtxBuilder, WritePipe};
-//! use backstop::{Engine, Linker, Module};
+//! use backstop::{Engine, Linker, Module, Store};
 //!
 //! struct State { wasi: WasiCtx }
 //!
@@ -23,8 +23,9 @@
 //!     .stdout(stdout.clone())
 //!     .preopened_dir("/srv/data", "/data")?
 //!     .build();
-//! let mut instance = linker.instantiate(&module, State { wasi: ctx })?;
-//! let code = wasi::run(&mut instance)?; // calls `_start`
+//! let mut store = Store::new(&engine, State { wasi: ctx });
+//! let instance = linker.instantiate(&mut store, &module)?;
+//! let code = wasi::run(&mut store, instance)?; // calls `_start`
 //! println!("exit {code}: {}", stdout.contents_string());
 //! # Ok::<(), backstop::Error>(())
 //! ```
@@ -113,9 +114,9 @@ impl std::fmt::Display for ExitCode {
 /// module without a `_start` of type `() -> ()` is refused before anything
 /// runs, with `Error::InvalidArgument` saying what is wrong
 /// (`check_command`).
-pub fn run<T: 'static>(instance: &mut Instance<T>) -> Result<u32, Error> {
-    check_command(instance.module())?;
-    match instance.call::<(), ()>("_start", ()) {
+pub fn run<T: 'static>(store: &mut crate::Store<T>, instance: Instance) -> Result<u32, Error> {
+    check_command(instance.module(&*store))?;
+    match instance.call::<(), ()>(&mut *store, "_start", ()) {
         Ok(()) => Ok(0),
         Err(error) => ExitCode::from_error(error).map(|code| code.0),
     }
@@ -185,10 +186,11 @@ pub fn add_to_linker<T: 'static>(
                 MODULE,
                 $name,
                 move |mut caller: Caller<'_, T>, $($arg: $ty),*| -> i32 {
+                    let (mem, data) = GuestMemory::split(&mut caller);
                     #[allow(unused_variables)]
-                    let $mem = GuestMemory::new(caller.get_memory("memory"));
+                    let $mem = mem;
                     #[allow(unused_variables)]
-                    let $ctx = get(caller.data_mut());
+                    let $ctx = get(data);
                     errno($body)
                 },
             )?;
@@ -209,8 +211,8 @@ pub fn add_to_linker<T: 'static>(
                 $name,
                 move |mut caller: Caller<'_, T>, $($arg: <$ty as AbiParam>::Wasm),*| -> i32 {
                     let kill = caller.kill_state();
-                    let mem = GuestMemory::new(caller.get_memory("memory"));
-                    let ctx = get(caller.data_mut());
+                    let (mem, data) = GuestMemory::split(&mut caller);
+                    let ctx = get(data);
                     errno($func(ctx, &mem, &kill $(, <$ty as AbiParam>::from_wasm($arg))*))
                 },
             )?;
@@ -332,16 +334,16 @@ pub fn add_to_linker<T: 'static>(
         MODULE,
         "poll_oneoff",
         move |mut caller: Caller<'_, T>, subs: i32, out: i32, n: i32, nevents: i32| -> i32 {
-            let mem = GuestMemory::new(caller.get_memory("memory"));
+            let kill = caller.kill_state();
+            let (mem, data) = GuestMemory::split(&mut caller);
             let plan = clocks::poll_prepare(
-                get(caller.data_mut()),
+                get(data),
                 &mem,
                 subs as u32,
                 out as u32,
                 n as u32,
                 nevents as u32,
             );
-            let kill = caller.kill_state();
             errno(plan.and_then(|plan| clocks::poll_wait(plan, &mem, &kill)))
         },
     )?;
@@ -367,8 +369,8 @@ pub fn add_to_linker<T: 'static>(
                 Val::I64(v) => v,
                 _ => 0,
             };
-            let mem = GuestMemory::new(caller.get_memory("memory"));
-            let ctx = get(caller.data_mut());
+            let (mem, data) = GuestMemory::split(&mut caller);
+            let ctx = get(data);
             results[0] = Val::I32(errno(fs::path_open(
                 ctx,
                 &mem,
