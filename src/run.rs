@@ -178,24 +178,42 @@ impl RunState {
         .map_err(|e| crate::mappings::mapping_failure("allocate a guest stack", e))?;
         self.stack_limit = stack.usable_bottom() as usize + self.host_reserve;
         self.host_floor = stack.usable_bottom() as usize + self.host_reserve / 2;
+        // The run state lives in the boxed store, so these addresses are
+        // final: record them once rather than on every call.
+        self.current = exit::CurrentRun {
+            fiber: &mut self.fiber,
+            kill: Arc::as_ptr(&self.kill),
+            stack: (stack.usable_bottom() as usize, stack.top() as usize),
+            capture_backtraces: self.capture_backtraces,
+        };
         self.stack = Some(stack);
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn check_ready(&self) -> Result<(), Error> {
+        if self.state == StoreState::Ready {
+            Ok(())
+        } else {
+            Err(self.not_ready())
+        }
+    }
+
+    #[cold]
+    fn not_ready(&self) -> Error {
         match self.state {
-            StoreState::Ready => Ok(()),
-            StoreState::Running => Err(Error::InstanceState(
-                "the store is already running a call".into(),
-            )),
-            StoreState::Suspended => Err(Error::InstanceState(
+            StoreState::Ready => unreachable!("checked by check_ready"),
+            StoreState::Running => {
+                Error::InstanceState("the store is already running a call".into())
+            }
+            StoreState::Suspended => Error::InstanceState(
                 "the store's run is suspended: resume it, reset the store or drop it".into(),
-            )),
-            StoreState::Poisoned => Err(Error::InstanceState(
+            ),
+            StoreState::Poisoned => Error::InstanceState(
                 "the store is poisoned: a host function panicked during an earlier call; \
                  reset it to use it again"
                     .into(),
-            )),
+            ),
         }
     }
 }
@@ -406,7 +424,6 @@ fn begin<T: 'static>(
     callee: Callee,
     results: &[ValType],
 ) -> Result<Outcome<()>, Error> {
-    store.run.check_ready()?;
     if !store.run.has_stack() {
         return Err(Error::InstanceState(
             "the store has no instance to run code of".into(),
@@ -444,15 +461,6 @@ unsafe fn switch(
     results: &[ValType],
 ) -> Result<Outcome<()>, Error> {
     // SAFETY: per the contract; the record's fields live in the store.
-    unsafe {
-        let stack = (*run).stack.as_ref().expect("a run has a stack");
-        (*run).current = exit::CurrentRun {
-            fiber: &mut (*run).fiber,
-            kill: Arc::as_ptr(&(*run).kill),
-            stack: (stack.usable_bottom() as usize, stack.top() as usize),
-            capture_backtraces: (*run).capture_backtraces,
-        };
-    }
     // An outer run on this thread may be ending (this call comes from a
     // destructor during its unwind): keep its reason apart.
     let outer_exit = exit::swap_pending_raw(std::ptr::null_mut());

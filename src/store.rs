@@ -73,13 +73,12 @@ impl StoreParts {
     }
 
     /// An error unless a handle with `id` belongs to this store.
+    #[inline]
     pub(crate) fn ensure(&self, id: StoreId, what: &str) -> Result<(), Error> {
         if id == self.id {
             Ok(())
         } else {
-            Err(Error::InvalidArgument(format!(
-                "{what} belongs to another store"
-            )))
+            Err(another_store(what))
         }
     }
 
@@ -406,4 +405,9 @@ impl<'a, T: 'static> StoreContextMut<'a, T> {
     pub fn data_mut(&mut self) -> &mut T {
         &mut self.0.data
     }
+}
+
+#[cold]
+fn another_store(what: &str) -> Error {
+    Error::InvalidArgument(format!("{what} belongs to another store"))
 }
