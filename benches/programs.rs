@@ -10,7 +10,7 @@
 //! - `programs/P/backstop`: instantiate the precompiled module (default
 //!   `Config`: no interrupt checks, kills use a signal) with a fresh
 //!   `WasiCtx` whose stdout is a `WritePipe`, and run `_start`
-//!   (`backstop::wasi::run`).
+//!   (`backstop_wasi::run`).
 //! - `programs/P/backstop_checked`: the same with
 //!   `Config::interrupt_checks(true)`.
 //! - `programs/P/compile`: `Module::new` on the `.wasm` file (default
@@ -21,8 +21,8 @@
 //! it the `native` benchmarks are skipped. See BENCHMARKS.md, section
 //! "Real programs vs native".
 
-use backstop::wasi::{self, WasiCtx, WasiCtxBuilder, WritePipe};
 use backstop::{Config, Engine, Linker, Module};
+use backstop_wasi::{self as wasi, WasiCtx, WasiCtxBuilder, WritePipe};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

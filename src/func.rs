@@ -346,10 +346,11 @@ impl<T: 'static> Caller<'_, T> {
         self.store().run.kill.wakeup_fd()
     }
 
-    /// The run's kill state, for WASI's waits (which hold it while they
-    /// borrow the store's data mutably).
-    pub(crate) fn kill_state(&self) -> Arc<KillShared> {
-        self.store().run.kill.clone()
+    /// A handle on this run's kill state that does not borrow the caller,
+    /// for host functions that wait while they hold the store's data
+    /// mutably (WASI's `fd_read`, `fd_write` and `poll_oneoff` do).
+    pub fn kill_waiter(&self) -> crate::KillWaiter {
+        crate::KillWaiter::new(self.store().run.kill.clone())
     }
 
     /// Suspends the guest: the embedder's call returns

@@ -19,6 +19,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::time::Timespec;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a wait is for on its descriptor.
@@ -40,6 +41,42 @@ pub enum Waited {
     /// A kill switch fired for this run: return from the host function
     /// promptly; the run ends with `Error::Killed` when it does.
     Killed,
+}
+
+/// Waits that a kill switch cuts short, detached from the `Caller` that
+/// made it (`Caller::kill_waiter`): a host function can hold one while it
+/// borrows the store's data mutably. It is tied to the store's runs, not
+/// one run: use it only within the host call that made it (a kill of a
+/// later run would wake it too).
+#[derive(Clone)]
+pub struct KillWaiter(Arc<KillShared>);
+
+impl KillWaiter {
+    pub(crate) fn new(kill: Arc<KillShared>) -> KillWaiter {
+        KillWaiter(kill)
+    }
+
+    /// Waits until `fd` (if any) is ready for what is asked, `timeout` (if
+    /// any) passes, or a kill switch fires for the run. With neither a
+    /// descriptor nor a timeout it waits for a kill alone. On
+    /// `Waited::Killed` return from the host function at once: the run
+    /// then ends with `Error::Killed`.
+    pub fn wait(&self, fd: Option<(BorrowedFd<'_>, WaitFor)>, timeout: Option<Duration>) -> Waited {
+        self.0.wait(fd, timeout)
+    }
+
+    /// Whether a kill switch has fired for the run.
+    pub fn is_killed(&self) -> bool {
+        self.0.is_requested()
+    }
+}
+
+impl std::fmt::Debug for KillWaiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KillWaiter")
+            .field("killed", &self.is_killed())
+            .finish()
+    }
 }
 
 impl KillShared {

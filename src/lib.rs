@@ -123,7 +123,6 @@ mod signals;
 mod store;
 mod values;
 mod vm;
-pub mod wasi;
 
 pub use backstop_jit::{ExternType, FuncType, GlobalType, MemoryType, TableType, ValType};
 pub use backtrace::{demangle, FrameInfo, FrameKind, WasmBacktrace};
@@ -134,7 +133,7 @@ pub use func::{Caller, IntoFunc};
 pub use handles::{Global, Memory, Table};
 pub use instance::{Instance, TypedFunc};
 pub use kill::{KillOutcome, KillSwitch};
-pub use kill_wait::{WaitFor, Waited};
+pub use kill_wait::{KillWaiter, WaitFor, Waited};
 pub use limits::{StoreLimits, StoreUsage};
 pub use linker::{Extern, Linker};
 pub use module::{ExportType, ImportType, Module};

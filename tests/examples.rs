@@ -36,12 +36,3 @@ mod timeout;
 fn timeout_example_runs() {
     timeout::main().expect("examples/timeout.rs succeeds");
 }
-
-#[allow(dead_code)]
-#[path = "../examples/wasi.rs"]
-mod wasi_example;
-
-#[test]
-fn wasi_example_runs() {
-    wasi_example::main().expect("examples/wasi.rs succeeds");
-}

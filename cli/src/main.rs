@@ -7,8 +7,8 @@
 //! when `--timeout` stops it; 2 for bad command-line usage; 1 for any other
 //! error (bad module, missing import, ...).
 
-use backstop::wasi::{WasiCtx, WasiCtxBuilder};
 use backstop::{Config, Engine, Error, Extern, ExternType, Linker, Module, Store, Val, ValType};
+use backstop_wasi::{WasiCtx, WasiCtxBuilder};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -345,7 +345,7 @@ fn run(args: RunArgs) -> Ending {
             check_command(&module)?;
         }
         let mut linker: Linker<State> = Linker::new(&engine);
-        backstop::wasi::add_to_linker(&mut linker, |state: &mut State| &mut state.wasi)?;
+        backstop_wasi::add_to_linker(&mut linker, |state: &mut State| &mut state.wasi)?;
         let wasi = wasi_context(&args)?;
         let mut store = Store::new(&engine, State { wasi });
         let instance = linker.instantiate(&mut store, &module)?;
@@ -373,7 +373,7 @@ fn run(args: RunArgs) -> Ending {
             })
         });
         let result = match &args.invoke {
-            None => backstop::wasi::run(&mut store, instance).map(Ending::Exit),
+            None => backstop_wasi::run(&mut store, instance).map(Ending::Exit),
             Some(name) => invoke(&mut store, instance, name, &args.args),
         };
         let _ = done.send(());
@@ -393,7 +393,7 @@ fn run(args: RunArgs) -> Ending {
 /// Refuses a module that is not a WASI command before instantiating it,
 /// pointing to --invoke when it exports functions.
 fn check_command(module: &Module) -> Result<(), Error> {
-    let message = match backstop::wasi::check_command(module) {
+    let message = match backstop_wasi::check_command(module) {
         Ok(()) => return Ok(()),
         Err(Error::InvalidArgument(message)) => message,
         Err(other) => return Err(other),

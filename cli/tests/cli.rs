@@ -1,4 +1,4 @@
-//! The `backstop` binary runs the C test programs (tests/programs/wasi, built
+//! The `backstop` binary runs the C test programs (wasi/tests/programs/wasi, built
 //! from C with clang-14 for wasm32-wasi) and plain exports, with the expected
 //! output and exit statuses: the guest's code, 134 for a trap, 124 for a
 //! timeout, 1 for other errors.
@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 fn program(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/programs/wasi")
+        .join("../wasi/tests/programs/wasi")
         .join(format!("{name}.wasm"))
 }
 
@@ -287,7 +287,7 @@ fn help_is_complete() {
 
 fn rust_program(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/programs/rust")
+        .join("../wasi/tests/programs/rust")
         .join(format!("{name}.wasm"))
 }
 

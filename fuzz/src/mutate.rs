@@ -1,5 +1,5 @@
 //! Inputs of the `compile` target: real modules (every `.wasm` committed
-//! under `tests/programs` and `benches/programs`) and `wasm-smith` modules,
+//! under `tests/programs`, `wasi/tests/programs` and `benches/programs`) and `wasm-smith` modules,
 //! damaged by a few random edits: bit flips, overwritten bytes,
 //! truncations, insertions, deletions and duplicated ranges. Some are left
 //! whole, so valid modules keep coming through.
@@ -29,6 +29,7 @@ pub fn corpus() -> &'static [Vec<u8>] {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut files = Vec::new();
         wasm_files(&root.join("tests/programs"), &mut files);
+        wasm_files(&root.join("wasi/tests/programs"), &mut files);
         wasm_files(&root.join("benches/programs"), &mut files);
         files.sort();
         files.iter().filter_map(|f| std::fs::read(f).ok()).collect()

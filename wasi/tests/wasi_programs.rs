@@ -4,8 +4,8 @@
 //! `Error::Terminated`), a timed sleep through `poll_oneoff`, and the C test
 //! programs of tests/programs/wasi.
 
-use backstop::wasi::{self, ExitCode, WasiCtx, WasiCtxBuilder, WritePipe};
 use backstop::{Engine, Error, Instance, Linker, Module, Store};
+use backstop_wasi::{self as wasi, ExitCode, WasiCtx, WasiCtxBuilder, WritePipe};
 use std::time::{Duration, Instant};
 
 struct State {

@@ -2,8 +2,8 @@
 //! and an environment variable, capture its stdout in memory, and read its
 //! exit code.
 
-use backstop::wasi::{self, WasiCtx, WasiCtxBuilder, WritePipe};
 use backstop::{Engine, Error, Linker, Module, Store};
+use backstop_wasi::{self as wasi, WasiCtx, WasiCtxBuilder, WritePipe};
 
 struct State {
     wasi: WasiCtx,

@@ -7,8 +7,8 @@
 //! rights than a read-only directory grants. Without the directory the test
 //! says it skipped; with `CI=true` that fails.
 
-use backstop::wasi::{self, WasiCtx, WasiCtxBuilder, WritePipe};
 use backstop::{Engine, Linker, Module, Store};
+use backstop_wasi::{self as wasi, WasiCtx, WasiCtxBuilder, WritePipe};
 use std::path::{Path, PathBuf};
 
 struct State {
@@ -17,7 +17,7 @@ struct State {
 }
 
 fn sightglass_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/programs/sightglass");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/programs/sightglass");
     if dir.is_dir() {
         return Some(dir);
     }

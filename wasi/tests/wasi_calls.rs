@@ -8,8 +8,8 @@
 //! outside), rights enforcement, bad guest pointers (EFAULT, no trap),
 //! clocks, random_get, poll_oneoff, and the calls that return an errno.
 
-use backstop::wasi::{self, WasiCtx, WasiCtxBuilder, WritePipe};
 use backstop::{Engine, Instance, Linker, Module, Store, Val};
+use backstop_wasi::{self as wasi, WasiCtx, WasiCtxBuilder, WritePipe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! instance's data.
 //!
 //! ```no_run
-//! use backstop::wasi::{self, WasiCtx, WasiCtxBuilder, WritePipe};
+//! use backstop_wasi::{self as wasi, WasiCtx, WasiCtxBuilder, WritePipe};
 //! use backstop::{Engine, Linker, Module, Store};
 //!
 //! struct State { wasi: WasiCtx }
@@ -78,7 +78,7 @@ pub use ctx::{WasiCtx, WasiCtxBuilder};
 pub use error::Errno;
 pub use stdio::{ReadPipe, WritePipe};
 
-use crate::{Caller, Error, FuncType, Instance, Linker, Val, ValType};
+use backstop::{Caller, Error, FuncType, Instance, Linker, Val, ValType};
 use error::WasiResult;
 use memory::GuestMemory;
 
@@ -114,7 +114,7 @@ impl std::fmt::Display for ExitCode {
 /// module without a `_start` of type `() -> ()` is refused before anything
 /// runs, with `Error::InvalidArgument` saying what is wrong
 /// (`check_command`).
-pub fn run<T: 'static>(store: &mut crate::Store<T>, instance: Instance) -> Result<u32, Error> {
+pub fn run<T: 'static>(store: &mut backstop::Store<T>, instance: Instance) -> Result<u32, Error> {
     check_command(instance.module(&*store))?;
     match instance.call::<(), ()>(&mut *store, "_start", ()) {
         Ok(()) => Ok(0),
@@ -125,7 +125,7 @@ pub fn run<T: 'static>(store: &mut crate::Store<T>, instance: Instance) -> Resul
 /// Whether `module` is a WASI command: it exports a function `_start` that
 /// takes no parameters and returns nothing. The error says, in a user's
 /// words, what is missing or wrong (`Error::InvalidArgument`).
-pub fn check_command(module: &crate::Module) -> Result<(), Error> {
+pub fn check_command(module: &backstop::Module) -> Result<(), Error> {
     let start = module.exports().find(|export| export.name == "_start");
     let Some(start) = start else {
         return Err(Error::InvalidArgument(
@@ -133,7 +133,7 @@ pub fn check_command(module: &crate::Module) -> Result<(), Error> {
         ));
     };
     let ty = match start.ty {
-        crate::ExternType::Func(ty) => ty,
+        backstop::ExternType::Func(ty) => ty,
         other => {
             return Err(Error::InvalidArgument(format!(
                 "`_start` is a {}, not a function",
@@ -144,7 +144,7 @@ pub fn check_command(module: &crate::Module) -> Result<(), Error> {
     if ty.params().is_empty() && ty.results().is_empty() {
         return Ok(());
     }
-    let list = |types: &[crate::ValType]| {
+    let list = |types: &[backstop::ValType]| {
         types
             .iter()
             .map(|t| t.to_string())
@@ -210,7 +210,7 @@ pub fn add_to_linker<T: 'static>(
                 MODULE,
                 $name,
                 move |mut caller: Caller<'_, T>, $($arg: <$ty as AbiParam>::Wasm),*| -> i32 {
-                    let kill = caller.kill_state();
+                    let kill = caller.kill_waiter();
                     let (mem, data) = GuestMemory::split(&mut caller);
                     let ctx = get(data);
                     errno($func(ctx, &mem, &kill $(, <$ty as AbiParam>::from_wasm($arg))*))
@@ -334,7 +334,7 @@ pub fn add_to_linker<T: 'static>(
         MODULE,
         "poll_oneoff",
         move |mut caller: Caller<'_, T>, subs: i32, out: i32, n: i32, nevents: i32| -> i32 {
-            let kill = caller.kill_state();
+            let kill = caller.kill_waiter();
             let (mem, data) = GuestMemory::split(&mut caller);
             let plan = clocks::poll_prepare(
                 get(data),

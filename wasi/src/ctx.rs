@@ -4,9 +4,9 @@
 //! `cap_std::fs::Dir` opened with ambient authority once, here; everything
 //! the guest reaches afterwards is opened relative to such a `Dir`.
 
-use super::error::WasiResult;
-use super::stdio::{ReadPipe, Stream, WritePipe};
-use crate::Error;
+use crate::error::WasiResult;
+use crate::stdio::{ReadPipe, Stream, WritePipe};
+use backstop::Error;
 use cap_std::fs::Dir;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -201,7 +201,7 @@ impl Default for WasiCtx {
 /// Builds a `WasiCtx`:
 ///
 /// ```no_run
-/// use backstop::wasi::{WasiCtxBuilder, WritePipe};
+/// use backstop_wasi::{WasiCtxBuilder, WritePipe};
 /// let stdout = WritePipe::new();
 /// let ctx = WasiCtxBuilder::new()
 ///     .args(["prog", "--flag"])

@@ -5,11 +5,11 @@
 //! `ENOTCAPABLE`, and hard links and renames can only name both ends inside
 //! preopens. Rights are checked before any host operation.
 
-use super::ctx::{Descriptor, DirDesc, Kind, WasiCtx, DIR_RIGHTS, FILE_RIGHTS};
-use super::error::{io, WasiResult};
-use super::memory::{GuestMemory, VectoredIo};
-use super::stdio::Stream;
-use crate::kill::KillShared;
+use crate::ctx::{Descriptor, DirDesc, Kind, WasiCtx, DIR_RIGHTS, FILE_RIGHTS};
+use crate::error::{io, WasiResult};
+use crate::memory::{GuestMemory, VectoredIo};
+use crate::stdio::Stream;
+use backstop::KillWaiter;
 use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt};
 use cap_fs_ext::{OsMetadataExt, SystemTimeSpec};
 use cap_std::fs::Dir;
@@ -331,7 +331,7 @@ fn seekable_file(d: &Descriptor, dir_errno: Errno) -> WasiResult<&std::fs::File>
 pub(crate) fn fd_read(
     ctx: &mut WasiCtx,
     mem: &GuestMemory,
-    kill: &KillShared,
+    kill: &KillWaiter,
     fd: u32,
     iovs: u32,
     iovs_len: u32,
@@ -380,7 +380,7 @@ pub(crate) fn fd_pread(
 pub(crate) fn fd_write(
     ctx: &mut WasiCtx,
     mem: &GuestMemory,
-    kill: &KillShared,
+    kill: &KillWaiter,
     fd: u32,
     iovs: u32,
     iovs_len: u32,

@@ -3,12 +3,11 @@
 //! directories' absence of it, pipes and stdio), `random_get` and
 //! `sched_yield`.
 
-use super::ctx::{Kind, WasiCtx};
-use super::error::{io, WasiResult};
-use super::memory::GuestMemory;
-use super::stdio::Stream;
-use crate::kill::KillShared;
-use crate::kill_wait::{WaitFor, Waited};
+use crate::ctx::{Kind, WasiCtx};
+use crate::error::{io, WasiResult};
+use crate::memory::GuestMemory;
+use crate::stdio::Stream;
+use backstop::{KillWaiter, WaitFor, Waited};
 use rustix::time::{ClockId, Timespec};
 use std::io::Seek;
 use std::time::{Duration, Instant};
@@ -275,7 +274,7 @@ pub(crate) fn poll_prepare(
 pub(crate) fn poll_wait(
     mut plan: PollPlan,
     mem: &GuestMemory,
-    kill: &KillShared,
+    kill: &KillWaiter,
 ) -> WasiResult<()> {
     let stdin = rustix::stdio::stdin();
     loop {
@@ -292,7 +291,7 @@ pub(crate) fn poll_wait(
                 events.push(Event::ready(userdata, EVENTTYPE_FD_READ, 0));
             }
         }
-        if !events.is_empty() || kill.is_requested() {
+        if !events.is_empty() || kill.is_killed() {
             for (i, event) in events.iter().enumerate() {
                 mem.write(plan.out + i as u32 * EVENT_SIZE, &event.to_bytes())?;
             }

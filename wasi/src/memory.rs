@@ -7,8 +7,8 @@
 //! from the `Caller` beside the store's data (`Memory::data_and_store_mut`)
 //! for the length of one call.
 
-use super::error::WasiResult;
-use crate::Caller;
+use crate::error::WasiResult;
+use backstop::Caller;
 use std::cell::Cell;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

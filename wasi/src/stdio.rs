@@ -2,8 +2,7 @@
 //! (inherited), nothing (reads see end of file, writes are discarded), or
 //! in-memory pipes an embedder fills and reads (`ReadPipe`, `WritePipe`).
 
-use crate::kill::KillShared;
-use crate::kill_wait::{WaitFor, Waited};
+use backstop::{KillWaiter, WaitFor, Waited};
 use parking_lot::Mutex;
 use std::io::Write;
 use std::sync::Arc;
@@ -129,7 +128,7 @@ impl Stream {
     /// `std::io::stdin()`'s buffer, which would hide input from the
     /// readiness wait), after waiting for input in a way `kill` cuts
     /// short: a kill makes this fail with `Interrupted`.
-    pub(crate) fn read(&self, buffer: &mut [u8], kill: &KillShared) -> std::io::Result<usize> {
+    pub(crate) fn read(&self, buffer: &mut [u8], kill: &KillWaiter) -> std::io::Result<usize> {
         match self {
             Stream::HostStdin => {
                 let stdin = rustix::stdio::stdin();
@@ -152,7 +151,7 @@ impl Stream {
     /// directly (after flushing what the embedder left in Rust's stdout
     /// buffer), waiting for room in a way `kill` cuts short, so a guest
     /// writing to a full pipe nobody reads can still be stopped.
-    pub(crate) fn write(&self, data: &[u8], kill: &KillShared) -> std::io::Result<usize> {
+    pub(crate) fn write(&self, data: &[u8], kill: &KillWaiter) -> std::io::Result<usize> {
         let fd = match self {
             Stream::HostStdout => {
                 std::io::stdout().lock().flush()?;
