@@ -1,8 +1,12 @@
-//! The runtime's error type and `Trap`, the record of a guest fault: its
-//! code, where it happened (function and Wasm offset), and the native PC.
+//! The runtime's error type; `Trap`, the record of a guest fault: its
+//! code, where it happened (function and Wasm offset), and the native PC;
+//! and the values an ending carries back to the embedder (`AnyValue`,
+//! `TerminationDetails`).
 
+use crate::debug::backtrace::WasmBacktrace;
 use backstop_jit::CompileError;
 pub use backstop_jit::TrapCode;
+use std::any::Any;
 use std::fmt;
 
 /// Everything that can go wrong, as one type. Nothing the guest does, and no
@@ -37,12 +41,12 @@ pub enum Error {
     /// An error a host function returned, carried back unchanged.
     Host(Box<dyn std::error::Error + Send + Sync>),
     /// A host function ended the run with `Caller::terminate(details)`.
-    Terminated(crate::exit::TerminationDetails),
+    Terminated(TerminationDetails),
     /// A `KillSwitch` stopped the run (or cancelled it before it started).
     Killed,
     /// A host function suspended the guest during a plain `call`; the
     /// instance is suspended with this value (see `Instance::resume`).
-    Yielded(crate::exit::AnyValue),
+    Yielded(AnyValue),
     /// A message from the embedder or a host function.
     Message(String),
 }
@@ -62,7 +66,7 @@ impl Error {
     }
 
     /// The termination details, if the run was terminated.
-    pub fn into_termination(self) -> Option<crate::exit::TerminationDetails> {
+    pub fn into_termination(self) -> Option<TerminationDetails> {
         match self {
             Error::Terminated(details) => Some(details),
             _ => None,
@@ -124,7 +128,7 @@ pub struct Trap {
     pub(crate) func_index: Option<u32>,
     pub(crate) func_name: Option<String>,
     pub(crate) wasm_offset: Option<u32>,
-    pub(crate) backtrace: Option<crate::backtrace::WasmBacktrace>,
+    pub(crate) backtrace: Option<WasmBacktrace>,
     /// What the runtime was doing when it trapped outside guest code, such
     /// as "instantiation: data segment 2 (...) does not fit in memory 0".
     pub(crate) context: Option<String>,
@@ -197,7 +201,7 @@ impl Trap {
 
     /// The guest's stack when it trapped (if `Config::wasm_backtrace` is
     /// on), innermost first.
-    pub fn backtrace(&self) -> Option<&crate::backtrace::WasmBacktrace> {
+    pub fn backtrace(&self) -> Option<&WasmBacktrace> {
         self.backtrace.as_ref()
     }
 
@@ -213,7 +217,7 @@ impl fmt::Display for Trap {
         let demangled = self
             .func_name
             .as_deref()
-            .and_then(crate::backtrace::demangle);
+            .and_then(crate::debug::backtrace::demangle);
         match (
             demangled.as_ref().or(self.func_name.as_ref()),
             self.wasm_offset,
@@ -234,3 +238,137 @@ impl fmt::Display for Trap {
 }
 
 impl std::error::Error for Trap {}
+
+/// A `Send + 'static` value of any type, given back to the embedder: what
+/// `Caller::terminate` was given, or what `Caller::suspend` yielded.
+/// Downcast it back to its type.
+pub struct AnyValue {
+    value: Box<dyn Any + Send>,
+}
+
+// SAFETY: the boxed value is only reachable through `&mut self` or by value
+// (`downcast`, `downcast_mut`, `into_inner`), or through `&self` as a `&T`
+// where `T: Sync` (`downcast_ref`); otherwise `&self` exposes only its type
+// id. So sharing `&AnyValue` across threads shares the value only when its
+// type allows that.
+unsafe impl Sync for AnyValue {}
+
+impl AnyValue {
+    pub(crate) fn new(value: Box<dyn Any + Send>) -> Self {
+        AnyValue { value }
+    }
+
+    /// Whether the details are of type `T`.
+    pub fn is<T: Any>(&self) -> bool {
+        (*self.value).type_id() == std::any::TypeId::of::<T>()
+    }
+
+    /// The details as `T`, or `self` back if they are of another type.
+    pub fn downcast<T: Any>(self) -> Result<Box<T>, AnyValue> {
+        self.value
+            .downcast::<T>()
+            .map_err(|value| AnyValue { value })
+    }
+
+    /// A mutable view of the details as `T`.
+    pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
+        self.value.downcast_mut::<T>()
+    }
+
+    /// A shared view of the value as `T`. `T` must be `Sync`: a shared
+    /// reference may cross threads, and only `Sync` values may be reached
+    /// that way (see the `Sync` impl above).
+    pub fn downcast_ref<T: Any + Sync>(&self) -> Option<&T> {
+        self.value.downcast_ref::<T>()
+    }
+
+    /// The boxed value.
+    pub fn into_inner(self) -> Box<dyn Any + Send> {
+        self.value
+    }
+}
+
+impl fmt::Debug for AnyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AnyValue(..)")
+    }
+}
+
+/// What `Caller::terminate` was given, and where the guest was.
+#[derive(Debug)]
+pub struct TerminationDetails {
+    value: AnyValue,
+    pub(crate) backtrace: Option<WasmBacktrace>,
+}
+
+impl TerminationDetails {
+    pub(crate) fn new(value: Box<dyn Any + Send>) -> Self {
+        TerminationDetails {
+            value: AnyValue::new(value),
+            backtrace: None,
+        }
+    }
+
+    /// Whether the details are of type `T`.
+    pub fn is<T: Any>(&self) -> bool {
+        self.value.is::<T>()
+    }
+
+    /// The details as `T`, or `self` back if they are of another type.
+    pub fn downcast<T: Any>(self) -> Result<Box<T>, TerminationDetails> {
+        let backtrace = self.backtrace;
+        self.value
+            .downcast::<T>()
+            .map_err(|value| TerminationDetails { value, backtrace })
+    }
+
+    /// A mutable view of the details as `T`.
+    pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
+        self.value.downcast_mut::<T>()
+    }
+
+    /// A shared view of the details as `T`. `T` must be `Sync`, since the
+    /// details may be shared across threads.
+    pub fn downcast_ref<T: Any + Sync>(&self) -> Option<&T> {
+        self.value.downcast_ref::<T>()
+    }
+
+    /// The boxed value.
+    pub fn into_inner(self) -> Box<dyn Any + Send> {
+        self.value.into_inner()
+    }
+
+    /// The guest's stack when it was terminated (if `Config::wasm_backtrace`
+    /// is on), innermost first.
+    pub fn backtrace(&self) -> Option<&WasmBacktrace> {
+        self.backtrace.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_values_give_back_only_their_own_type() {
+        let mut value = AnyValue::new(Box::new(String::from("stop")));
+        assert!(value.is::<String>() && !value.is::<u32>());
+        assert_eq!(value.downcast_ref::<String>().unwrap(), "stop");
+        value.downcast_mut::<String>().unwrap().push('!');
+        let value = value.downcast::<u32>().unwrap_err();
+        assert_eq!(*value.downcast::<String>().unwrap(), "stop!");
+        // Shared across threads, a `Sync` value is readable from each.
+        let shared = AnyValue::new(Box::new(7u64));
+        std::thread::scope(|s| {
+            s.spawn(|| assert_eq!(shared.downcast_ref::<u64>(), Some(&7)));
+        });
+    }
+
+    #[test]
+    fn termination_details_keep_their_backtrace_through_a_failed_downcast() {
+        let details = TerminationDetails::new(Box::new(3i32));
+        let details = details.downcast::<u8>().unwrap_err();
+        assert!(details.backtrace().is_none());
+        assert_eq!(*details.downcast::<i32>().unwrap(), 3);
+    }
+}

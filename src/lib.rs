@@ -103,43 +103,31 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 pub struct ThreadingDoctests;
 
-mod backtrace;
-mod debug_lines;
-mod engine;
+mod api;
+mod compile;
+mod debug;
+mod ending;
 mod error;
-mod exit;
-mod externals;
-mod func;
-mod handles;
-mod instance;
-mod kill;
-mod kill_wait;
-mod limits;
-mod linker;
 mod mappings;
-mod module;
-mod run;
-mod signals;
 mod store;
-mod values;
-mod vm;
 
+pub use api::calls::Outcome;
+pub use api::func::{Caller, IntoFunc};
+pub use api::handles::{Global, Memory, Table};
+pub use api::instance::{Instance, TypedFunc};
+pub use api::linker::{Extern, Linker};
+pub use api::values::{ExternRef, Func, HostReturn, Val, WasmTy, WasmValues, V128};
 pub use backstop_jit::{ExternType, FuncType, GlobalType, MemoryType, TableType, ValType};
-pub use backtrace::{demangle, FrameInfo, FrameKind, WasmBacktrace};
-pub use engine::{Config, Engine, OptimizationLevel};
+pub use compile::engine::{Config, Engine, OptimizationLevel};
+pub use compile::module::{ExportType, ImportType, Module};
+pub use debug::backtrace::{demangle, FrameInfo, FrameKind, WasmBacktrace};
+pub use ending::kill::{KillOutcome, KillSwitch};
+pub use ending::kill_wait::{KillWaiter, WaitFor, Waited};
+pub use error::{AnyValue, TerminationDetails};
 pub use error::{Error, Trap, TrapCode};
-pub use exit::{AnyValue, TerminationDetails};
-pub use func::{Caller, IntoFunc};
-pub use handles::{Global, Memory, Table};
-pub use instance::{Instance, TypedFunc};
-pub use kill::{KillOutcome, KillSwitch};
-pub use kill_wait::{KillWaiter, WaitFor, Waited};
-pub use limits::{StoreLimits, StoreUsage};
-pub use linker::{Extern, Linker};
-pub use module::{ExportType, ImportType, Module};
-pub use run::{Outcome, StoreState};
+pub use store::limits::{StoreLimits, StoreUsage};
+pub use store::run_state::StoreState;
 pub use store::{AsContext, AsContextMut, Store, StoreContext, StoreContextMut};
-pub use values::{ExternRef, Func, HostReturn, Val, WasmTy, WasmValues, V128};
 
 /// How many instances in this process have a kill request that compiled
 /// code must look for (every interrupt check takes a slower path while this
@@ -154,7 +142,7 @@ pub fn interrupts_pending() -> u32 {
 /// `interrupts_pending`. For tests of the kill switch; not a stable API.
 #[doc(hidden)]
 pub fn kill_switch_fences() -> bool {
-    kill::has_process_wide_fence()
+    ending::kill::has_process_wide_fence()
 }
 
 /// Names the guest code at a native PC, for embedders who walk the stack

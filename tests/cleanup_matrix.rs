@@ -556,7 +556,7 @@ fn kill_in_nested_wasm_reports_interrupted() {
 }
 
 /// A host function that catches Backstop's unwind and swallows it must not
-/// run guest code afterwards: `exit.rs` promises the end of the run is
+/// run guest code afterwards: `src/ending/exit.rs` promises the end of the run is
 /// raised again "as soon as that host function returns to the guest or
 /// calls back into it". `Caller::call_dynamic` re-raises; `Caller::call`
 /// runs the nested segment first.

@@ -63,7 +63,7 @@ fn gdb_bt_names_guest_frames_across_the_stack_switch() {
     assert!(
         backtrace[inner + 1..outer]
             .iter()
-            .any(|l| l.contains("backstop::func::")),
+            .any(|l| l.contains("backstop::api::func::")),
         "no host frame between the segments:\n{text}"
     );
 }

@@ -64,7 +64,7 @@ fn stores_are_send_and_handles_are_plain_data() {
     assert_send_sync_copy::<Global>();
     assert_send_sync_copy::<backstop::TypedFunc<i32, i32>>();
     // `Store` is never `Sync`, `Caller` never `Send`: the doctests in
-    // `src/store.rs` show that those do not compile.
+    // `src/lib.rs` show that those do not compile.
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //! between the wait's check and its `poll`. Counts left by earlier kills
 //! are drained before each wait.
 
-use crate::kill::KillShared;
+use crate::ending::kill::KillShared;
 use rustix::event::{PollFd, PollFlags};
 use rustix::time::Timespec;
 use std::os::fd::{AsFd, BorrowedFd};

@@ -20,12 +20,17 @@
 //! starts an unwind carrying `e`, which runs every destructor on the guest
 //! stack and comes back from the embedder's call as `e`.
 
-use crate::exit::{self, AnyValue, GuestExit, TerminationDetails};
-use crate::instance::{Instance, InstanceCore};
-use crate::kill::KillShared;
-use crate::run::{self, Callee};
-use crate::store::{StoreInner, StoreParts};
-use crate::values::{type_list, HostReturn, Val, WasmTy, WasmValues};
+use crate::api::calls;
+use crate::api::instance::Instance;
+use crate::api::values::{type_list, HostReturn, Val, WasmTy, WasmValues};
+use crate::ending::exit::{self, GuestExit};
+use crate::ending::kill::KillShared;
+use crate::error::{AnyValue, TerminationDetails};
+use crate::store::instance::InstanceCore;
+use crate::store::vm::Callee;
+use crate::store::{
+    AsContext, AsContextMut, StoreContext, StoreContextMut, StoreInner, StoreParts,
+};
 use crate::{Engine, Error, Extern, Func, Memory};
 use backstop_jit::vmoffsets::{VMCTX_ACTIVATION, VMCTX_INSTANCE};
 use backstop_jit::{FuncType, ValType};
@@ -371,7 +376,7 @@ impl<T: 'static> Caller<'_, T> {
         exit::reraise_if_pending();
         // SAFETY: we are inside a host function of the store's run, on its
         // fiber.
-        unsafe { run::suspend_current::<T, R>(self.store, AnyValue::new(Box::new(value)), true) }
+        unsafe { calls::suspend_current::<T, R>(self.store, AnyValue::new(Box::new(value)), true) }
     }
 
     /// `suspend`, but the run may be resumed (or reset, or dropped) on any
@@ -388,13 +393,13 @@ impl<T: 'static> Caller<'_, T> {
     ) -> R {
         exit::reraise_if_pending();
         // SAFETY: as for `suspend`; the thread rule is the caller's promise.
-        unsafe { run::suspend_current::<T, R>(self.store, AnyValue::new(Box::new(value)), false) }
+        unsafe { calls::suspend_current::<T, R>(self.store, AnyValue::new(Box::new(value)), false) }
     }
 
     /// The Wasm functions on the guest stack right now, innermost first,
     /// with marked host frames (this one first) between guest segments.
     pub fn backtrace(&self) -> crate::WasmBacktrace {
-        crate::backtrace::WasmBacktrace::capture(true)
+        crate::debug::backtrace::WasmBacktrace::capture(true)
     }
 
     /// The calling instance's export named `name`.
@@ -451,7 +456,7 @@ impl<T: 'static> Caller<'_, T> {
         let index = core.export_func_index(name)?;
         let ty = core.module.info().func_type(index).clone();
         let callee = core.callee(index);
-        run::call_dynamic(self.store_mut(), callee, &ty, args)
+        calls::call_dynamic(self.store_mut(), callee, &ty, args)
     }
 }
 
@@ -469,7 +474,7 @@ pub(crate) fn call_nested_typed<P: WasmValues, R: WasmValues>(
         // SAFETY: see `nested_segment`; the caller checked that the
         // function's type is `P -> R`, which have native types.
         return nested_segment(store, || unsafe {
-            run::invoke_native_in_activation::<P, R>(callee.raw, callee.owner_vmctx, params)
+            calls::invoke_native_in_activation::<P, R>(callee.raw, callee.owner_vmctx, params)
         });
     }
     let mut slots = [0u128; 16];
@@ -496,7 +501,7 @@ pub(crate) fn call_nested_slots<T: 'static>(
     // the type of `callee.raw`, and the slots have room for its arguments
     // and results.
     nested_segment(store, || unsafe {
-        run::invoke_in_activation(
+        calls::invoke_in_activation(
             callee.raw,
             callee.trampoline,
             callee.owner_vmctx,
@@ -695,4 +700,37 @@ pub(crate) fn dynamic_host_func<T: 'static>(
         Ok(())
     };
     HostFunc::new(engine, ty, DynamicHostFn(closure))
+}
+
+// A Caller is a view of its store, usable wherever a store is.
+
+impl<T: 'static> AsContext for Caller<'_, T> {
+    type Data = T;
+    fn as_context(&self) -> StoreContext<'_, T> {
+        StoreContext(self.store())
+    }
+}
+
+impl<T: 'static> AsContextMut for Caller<'_, T> {
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, T> {
+        StoreContextMut(self.store_mut())
+    }
+}
+
+impl<'a, T: 'static> From<&'a Caller<'_, T>> for StoreContext<'a, T> {
+    fn from(caller: &'a Caller<'_, T>) -> Self {
+        StoreContext(caller.store())
+    }
+}
+
+impl<'a, T: 'static> From<&'a mut Caller<'_, T>> for StoreContext<'a, T> {
+    fn from(caller: &'a mut Caller<'_, T>) -> Self {
+        StoreContext(caller.store())
+    }
+}
+
+impl<'a, T: 'static> From<&'a mut Caller<'_, T>> for StoreContextMut<'a, T> {
+    fn from(caller: &'a mut Caller<'_, T>) -> Self {
+        StoreContextMut(caller.store_mut())
+    }
 }

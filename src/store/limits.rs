@@ -104,15 +104,25 @@ impl StoreResources {
         self.usage.set(usage);
     }
 
-    /// Counts `delta` more bytes of memory, if the limit allows.
-    pub(crate) fn grow_memory(&self, delta: u64) -> bool {
-        let usage = self.usage.get();
-        let total = usage.memory_bytes.saturating_add(delta);
-        if !within(total, self.limits.get().memory_bytes) {
+    /// Adds `delta` to the count `field` picks if the total stays within
+    /// `limit`; otherwise changes nothing and returns false.
+    fn grow(&self, delta: u64, limit: Option<u64>, field: fn(&mut StoreUsage) -> &mut u64) -> bool {
+        let mut usage = self.usage.get();
+        let count = field(&mut usage);
+        let total = count.saturating_add(delta);
+        if !within(total, limit) {
             return false;
         }
-        self.update(|u| u.memory_bytes = total);
+        *count = total;
+        self.usage.set(usage);
         true
+    }
+
+    /// Counts `delta` more bytes of memory, if the limit allows.
+    pub(crate) fn grow_memory(&self, delta: u64) -> bool {
+        self.grow(delta, self.limits.get().memory_bytes, |u| {
+            &mut u.memory_bytes
+        })
     }
 
     /// Counts `delta` more bytes whatever the limit (a reset restoring the
@@ -129,13 +139,9 @@ impl StoreResources {
 
     /// Counts `delta` more table elements, if the limit allows.
     pub(crate) fn grow_table(&self, delta: u64) -> bool {
-        let usage = self.usage.get();
-        let total = usage.table_elements.saturating_add(delta);
-        if !within(total, self.limits.get().table_elements) {
-            return false;
-        }
-        self.update(|u| u.table_elements = total);
-        true
+        self.grow(delta, self.limits.get().table_elements, |u| {
+            &mut u.table_elements
+        })
     }
 
     pub(crate) fn force_grow_table(&self, delta: u64) {
@@ -178,5 +184,41 @@ impl StoreResources {
             u.memories += memories;
             u.tables += tables;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_stop_at_the_limit_and_change_nothing_when_refused() {
+        let resources = StoreResources::new(StoreLimits::new().memory_bytes(100).table_elements(3));
+        assert!(resources.grow_memory(60));
+        assert!(!resources.grow_memory(41));
+        assert!(resources.grow_memory(40));
+        assert!(!resources.grow_memory(1));
+        assert!(resources.grow_table(3));
+        assert!(!resources.grow_table(1));
+        resources.shrink_table(2);
+        assert!(resources.grow_table(2));
+        resources.force_grow_memory(u64::MAX);
+        let usage = resources.usage();
+        assert_eq!((usage.memory_bytes, usage.table_elements), (u64::MAX, 3));
+        resources.shrink_memory(u64::MAX);
+        assert_eq!(resources.usage().memory_bytes, 0);
+    }
+
+    #[test]
+    fn item_counts_name_the_limit_they_exceed() {
+        let resources = StoreResources::new(StoreLimits::new().instances(1).tables(2));
+        resources.check_new_items(1, 5, 2).unwrap();
+        resources.add_items(1, 5, 2);
+        let error = resources.check_new_items(1, 0, 0).unwrap_err().to_string();
+        assert!(error.contains("limit of 1 instances"), "{error}");
+        let error = resources.check_new_items(0, 0, 1).unwrap_err().to_string();
+        assert!(error.contains("limit of 2 tables"), "{error}");
+        // Nothing more of a kind needs no room.
+        resources.check_new_items(0, 100, 0).unwrap();
     }
 }

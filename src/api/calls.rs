@@ -1,6 +1,7 @@
-//! A store's runs of guest code: the guest stack, the fiber, the state
-//! machine, root calls, suspension and resumption, and the unwind of a
-//! suspended run when its store is reset or dropped.
+//! The calls that run a store's guest code: root calls, nested calls,
+//! suspension and resumption, reset, and the unwind of a suspended run when
+//! its store is reset or dropped. They drive the store's `RunState`
+//! (`crate::store::run_state`, whose table gives every transition).
 //!
 //! A **root call** (`Func::call`, `TypedFunc::call`, `Instance::call*`)
 //! checks the state and the arguments and starts the store's fiber on its
@@ -14,53 +15,20 @@
 //! Every vmctx of a store holds the same stack limit, activation (the
 //! store) and interrupt flag (its kill state) from instantiation on: one
 //! store, one guest stack, one run at a time.
-//!
-//! | state     | event                                              | to        |
-//! |-----------|----------------------------------------------------|-----------|
-//! | Ready     | a root call starts                                 | Running   |
-//! | Running   | returns, traps, terminated, host `Err`, killed     | Ready     |
-//! | Running   | a host function calls `Caller::suspend`            | Suspended |
-//! | Running   | a host function panics (re-raised)                 | Poisoned  |
-//! | Running   | a call through a `Caller`                          | Running (nested) |
-//! | Suspended | `resume` with the right types (on its thread, if pinned) | Running |
-//! | Suspended | `resume` with wrong types, elsewhere, or a call    | Suspended (error) |
-//! | Suspended | `reset` (frames unwound first)                     | Ready     |
-//! | Suspended | drop (frames unwound first; leaked if pinned elsewhere) | -    |
-//! | Ready     | `resume`                                           | Ready (error) |
-//! | Poisoned  | a call / `resume`                                  | Poisoned (error) |
-//! | Poisoned  | `reset`                                            | Ready     |
-//! | Ready     | `reset`                                            | Ready     |
 
-use crate::engine::Config;
-use crate::exit::{self, AnyValue, ExitUnwind, GuestExit};
-use crate::instance::{args_to_slots, slots_to_results};
-use crate::kill::KillShared;
-use crate::store::{StoreInner, StoreParts};
-use crate::values::{type_list, Val, WasmValues};
-use crate::vm::VMFuncRef;
+use crate::api::instance::{args_to_slots, slots_to_results};
+use crate::api::values::{type_list, Val, WasmValues};
+use crate::ending::exit::{self, ExitUnwind, GuestExit};
+use crate::error::AnyValue;
+use crate::store::run_state::{ResumeAction, RunState, StoreState, Suspension, Yielded};
+use crate::store::vm::Callee;
+use crate::store::vm::VMFuncRef;
+use crate::store::{Store, StoreInner, StoreParts};
 use crate::{Error, TrapCode};
 use backstop_jit::vmoffsets::VMCTX_PROPAGATED;
 use backstop_jit::{FuncType, ValType};
 use std::any::{Any, TypeId};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
-use std::thread::ThreadId;
-
-/// The states of a store's run; every transition is in the table in the
-/// module docs of `run.rs`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreState {
-    /// Idle: a call may start.
-    Ready,
-    /// A call is in progress (observable only from inside it, through a
-    /// `Caller`).
-    Running,
-    /// A host function suspended the guest (`Caller::suspend`); only
-    /// `resume`, `reset` or dropping the store continue it.
-    Suspended,
-    /// A host function panicked; only `reset` makes the store usable.
-    Poisoned,
-}
 
 /// What a resumable call produced.
 #[derive(Debug)]
@@ -72,151 +40,8 @@ pub enum Outcome<R> {
     Yielded(AnyValue),
 }
 
-/// How a suspended guest continues.
-enum ResumeAction {
-    /// `Caller::suspend` returns this value.
-    Value(Box<dyn Any + Send>),
-    /// `Caller::suspend` ends the run instead: every frame unwinds.
-    Unwind(GuestExit),
-}
-
-/// What a suspending host function left for the root call.
-struct Yielded {
-    value: AnyValue,
-    resume_type: TypeId,
-    resume_type_name: &'static str,
-    /// The thread whose frames are on the stack, unless the host function
-    /// promised they may run anywhere (`Caller::suspend_unpinned`).
-    pinned_to: Option<ThreadId>,
-}
-
-/// What the suspended call expects.
-struct Suspension {
-    results: Box<[ValType]>,
-    resume_type: TypeId,
-    resume_type_name: &'static str,
-    pinned_to: Option<ThreadId>,
-}
-
 /// Marks the unwind of a suspended guest whose store is dropped or reset.
 struct TornDown;
-
-/// A store's guest stack and run state. Lives in the boxed `StoreInner`,
-/// so the fiber state's address never changes.
-pub(crate) struct RunState {
-    stack: Option<backstop_asm::GuestStack>,
-    stack_size: usize,
-    host_reserve: usize,
-    pub(crate) stack_limit: usize,
-    /// A host function may start only above this address: it keeps at
-    /// least half the host reserve free for host code and the unwinder.
-    pub(crate) host_floor: usize,
-    state: StoreState,
-    fiber: backstop_asm::FiberState,
-    /// Argument and result slots of the root call in progress; they must
-    /// outlive a suspension, so they are not on the caller's stack.
-    slots: Vec<u128>,
-    suspension: Option<Suspension>,
-    /// Set by `Caller::suspend`, taken by the root call when it sees the
-    /// guest suspended.
-    yielded: Option<Yielded>,
-    /// Set by `resume` and teardown, taken by the suspended guest.
-    resume_action: Option<ResumeAction>,
-    pub(crate) kill: Arc<KillShared>,
-    capture_backtraces: bool,
-    /// What a trap needs to leave the guest stack; filled in at each run's
-    /// start (the fields' addresses are final by then).
-    current: exit::CurrentRun,
-}
-
-impl RunState {
-    pub(crate) fn new(config: &Config) -> RunState {
-        RunState {
-            stack: None,
-            stack_size: config.stack_size + config.host_reserve,
-            host_reserve: config.host_reserve,
-            stack_limit: 0,
-            host_floor: 0,
-            state: StoreState::Ready,
-            fiber: backstop_asm::FiberState::new(),
-            slots: Vec::new(),
-            suspension: None,
-            yielded: None,
-            resume_action: None,
-            kill: KillShared::new(config.interrupt_checks),
-            capture_backtraces: config.wasm_backtrace,
-            current: exit::CurrentRun::NONE,
-        }
-    }
-
-    pub(crate) fn state(&self) -> StoreState {
-        self.state
-    }
-
-    pub(crate) fn has_stack(&self) -> bool {
-        self.stack.is_some()
-    }
-
-    /// How many bytes of stack room a store's first memory should carry.
-    pub(crate) fn stack_room(&self) -> usize {
-        self.stack_size
-    }
-
-    /// Gives the store its guest stack, in `room`'s stack room if it has
-    /// one, else in a mapping of its own. Idempotent.
-    pub(crate) fn ensure_stack(
-        &mut self,
-        room: Option<&crate::externals::MemoryStorage>,
-    ) -> Result<(), Error> {
-        if self.stack.is_some() {
-            return Ok(());
-        }
-        let stack = match room.and_then(|memory| memory.take_stack_room(self.stack_size)) {
-            Some(stack) => stack,
-            None => backstop_asm::GuestStack::new(self.stack_size, 4096),
-        }
-        .map_err(|e| crate::mappings::mapping_failure("allocate a guest stack", e))?;
-        self.stack_limit = stack.usable_bottom() as usize + self.host_reserve;
-        self.host_floor = stack.usable_bottom() as usize + self.host_reserve / 2;
-        // The run state lives in the boxed store, so these addresses are
-        // final: record them once rather than on every call.
-        self.current = exit::CurrentRun {
-            fiber: &mut self.fiber,
-            kill: Arc::as_ptr(&self.kill),
-            stack: (stack.usable_bottom() as usize, stack.top() as usize),
-            capture_backtraces: self.capture_backtraces,
-        };
-        self.stack = Some(stack);
-        Ok(())
-    }
-
-    #[inline]
-    pub(crate) fn check_ready(&self) -> Result<(), Error> {
-        if self.state == StoreState::Ready {
-            Ok(())
-        } else {
-            Err(self.not_ready())
-        }
-    }
-
-    #[cold]
-    fn not_ready(&self) -> Error {
-        match self.state {
-            StoreState::Ready => unreachable!("checked by check_ready"),
-            StoreState::Running => {
-                Error::InstanceState("the store is already running a call".into())
-            }
-            StoreState::Suspended => Error::InstanceState(
-                "the store's run is suspended: resume it, reset the store or drop it".into(),
-            ),
-            StoreState::Poisoned => Error::InstanceState(
-                "the store is poisoned: a host function panicked during an earlier call; \
-                 reset it to use it again"
-                    .into(),
-            ),
-        }
-    }
-}
 
 /// What the guest-stack entry function needs, passed by pointer. Read once,
 /// when the fiber starts.
@@ -333,16 +158,6 @@ unsafe fn propagate_activation(raw: *const VMFuncRef, caller_vmctx: *mut u8) -> 
     }
 }
 
-/// Where a function runs from: its `VMFuncRef`, its type's entry
-/// trampoline, and the vmctx of the instance that holds the `VMFuncRef`
-/// (the "caller" a root call stands in for).
-#[derive(Clone, Copy)]
-pub(crate) struct Callee {
-    pub(crate) raw: *const VMFuncRef,
-    pub(crate) trampoline: usize,
-    pub(crate) owner_vmctx: *mut u8,
-}
-
 /// Calls `callee` (of type `P -> R`, checked by the caller) with typed
 /// values: a root call if the store is idle, a nested call from inside one
 /// of its host functions.
@@ -352,9 +167,9 @@ pub(crate) fn call_typed<T: 'static, P: WasmValues, R: WasmValues>(
     params: P,
 ) -> Result<Outcome<R>, Error> {
     if store.run.state == StoreState::Running {
-        return Ok(Outcome::Returned(crate::func::call_nested_typed::<P, R>(
-            store, callee, params,
-        )));
+        return Ok(Outcome::Returned(
+            crate::api::func::call_nested_typed::<P, R>(store, callee, params),
+        ));
     }
     store.run.check_ready()?;
     let count = P::TYPES.len().max(R::TYPES.len()).max(1);
@@ -383,7 +198,7 @@ pub(crate) fn call_dynamic<T: 'static>(
 ) -> Result<Vec<Val>, Error> {
     let mut slots = args_to_slots(&store.parts, ty, args)?;
     if store.run.state == StoreState::Running {
-        crate::func::call_nested_slots(store, callee, &mut slots);
+        crate::api::func::call_nested_slots(store, callee, &mut slots);
         // SAFETY: the function stored results of its declared types.
         return Ok(unsafe { slots_to_results(store.parts.id, ty, &slots) });
     }
@@ -429,7 +244,7 @@ fn begin<T: 'static>(
             "the store has no instance to run code of".into(),
         ));
     }
-    crate::signals::ensure_ready();
+    crate::ending::signals::ensure_ready();
     if !store.run.kill.begin_run() {
         return Err(Error::Killed);
     }
@@ -575,7 +390,7 @@ pub(crate) fn resume<T: 'static, R: WasmValues>(
         )));
     }
     check_thread(suspension)?;
-    crate::signals::ensure_ready();
+    crate::ending::signals::ensure_ready();
     // Running first, then the kill check: a kill switch that still saw the
     // run suspended has set the flag by now (see `KillSwitch`).
     run.kill.set_suspended(false);
@@ -626,7 +441,7 @@ pub(crate) fn tear_down_suspended<T: 'static>(store: &mut StoreInner<T>) {
         run.fiber = backstop_asm::FiberState::new();
         return;
     }
-    let details = crate::exit::TerminationDetails::new(Box::new(TornDown));
+    let details = crate::error::TerminationDetails::new(Box::new(TornDown));
     run.resume_action = Some(ResumeAction::Unwind(GuestExit::Terminated(details)));
     run.state = StoreState::Running;
     let raw: *mut RunState = run;
@@ -700,5 +515,45 @@ unsafe fn after_resume<T, R: Any + Send>(store: *mut StoreInner<T>) -> R {
         None => exit::raise(GuestExit::HostError(Error::InstanceState(
             "resumed without a value".into(),
         ))),
+    }
+}
+
+/// What a store does with its run, beside the data it owns.
+impl<T: 'static> Store<T> {
+    /// Resumes the suspended run: the host function that called
+    /// `Caller::suspend::<V>` gets `value` (which must be a `V`) back, and
+    /// the guest continues. `R` must be the result type of the suspended
+    /// call. If a kill switch fired meanwhile, the run ends with
+    /// `Error::Killed` instead, every frame unwound. A run suspended with
+    /// `Caller::suspend` resumes only on the thread that suspended it.
+    pub fn resume<R: WasmValues>(&mut self, value: impl Any + Send) -> Result<Outcome<R>, Error> {
+        resume(&mut self.inner, Box::new(value))
+    }
+
+    /// Restores every instance of the store (the memories, tables, globals
+    /// and segments it defines) to its state right after instantiation,
+    /// without recompiling or remapping. Makes a poisoned store usable
+    /// again; a suspended run is unwound first (every host frame on its
+    /// stack runs its destructors). Items the host created with
+    /// `Memory::new`, `Table::new` or `Global::new` are left as they are.
+    /// Kill switches made before the reset no longer target anything.
+    pub fn reset(&mut self) -> Result<(), Error> {
+        reset(&mut self.inner)
+    }
+}
+
+impl<T: 'static> StoreInner<T> {
+    /// Ends a suspended run (unwinding its frames) before the store goes.
+    pub(crate) fn tear_down(&mut self) {
+        tear_down_suspended(self);
+        self.run.kill.mark_dead();
+    }
+}
+
+impl<T: 'static> Drop for Store<T> {
+    fn drop(&mut self) {
+        // A suspended guest still has live host frames: unwind them, so
+        // their destructors run before the stack is freed.
+        self.inner.tear_down();
     }
 }

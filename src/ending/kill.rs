@@ -295,7 +295,7 @@ impl KillShared {
     fn interrupt_thread(&self) {
         let thread = self.thread.load(Ordering::Relaxed);
         if thread != 0 {
-            crate::signals::send_interrupt(thread);
+            crate::ending::signals::send_interrupt(thread);
         }
     }
 

@@ -8,10 +8,11 @@
 //! as its native scalar (`WasmTy::Native`) in the registers of a System V
 //! call, straight between Rust and compiled code.
 
-use crate::instance::{InstanceCore, TypedFunc};
-use crate::run::Callee;
+use crate::api::instance::TypedFunc;
+use crate::store::instance::InstanceCore;
+use crate::store::vm::Callee;
+use crate::store::vm::VMFuncRef;
 use crate::store::{AsContext, AsContextMut, StoreContext, StoreId, StoreParts};
-use crate::vm::VMFuncRef;
 use crate::Error;
 use backstop_jit::{FuncType, ValType};
 use std::fmt;
@@ -106,7 +107,7 @@ impl Func {
         store.parts.ensure(self.store, "the function")?;
         let ty = self.ty(StoreContext(store));
         let callee = self.callee(&store.parts);
-        crate::run::call_dynamic(store, callee, &ty, args)
+        crate::api::calls::call_dynamic(store, callee, &ty, args)
     }
 
     /// A typed view of the function, checking its type once.
@@ -116,7 +117,7 @@ impl Func {
     ) -> Result<TypedFunc<P, R>, Error> {
         let store = store.as_context();
         store.0.parts.ensure(self.store, "the function")?;
-        crate::instance::check_typed::<P, R>(&self.ty(&store))?;
+        crate::api::instance::check_typed::<P, R>(&self.ty(&store))?;
         Ok(TypedFunc::from_callee(
             self.store,
             self.callee(&store.0.parts),

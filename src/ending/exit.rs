@@ -10,12 +10,10 @@
 //! function returns to the guest or calls back into it, and the details
 //! survive intact.
 
-use crate::backtrace::{record_unwound_frame, UnwindWalk, WasmBacktrace};
-use crate::kill::KillShared;
-use crate::{Error, Trap};
-use std::any::Any;
+use crate::debug::backtrace::{record_unwound_frame, UnwindWalk, WasmBacktrace};
+use crate::ending::kill::KillShared;
+use crate::error::{Error, TerminationDetails, Trap};
 use std::cell::Cell;
-use std::fmt;
 use std::sync::atomic::Ordering;
 
 /// Why the runtime ended a run.
@@ -237,110 +235,4 @@ pub(crate) unsafe fn from_raw_pending(raw: *mut PendingExit) -> Option<GuestExit
         }
     }
     Some(exit)
-}
-
-/// A `Send + 'static` value of any type, given back to the embedder: what
-/// `Caller::terminate` was given, or what `Caller::suspend` yielded.
-/// Downcast it back to its type.
-pub struct AnyValue {
-    value: Box<dyn Any + Send>,
-}
-
-// SAFETY: the boxed value is only reachable through `&mut self` or by value
-// (`downcast`, `downcast_mut`, `into_inner`), or through `&self` as a `&T`
-// where `T: Sync` (`downcast_ref`); otherwise `&self` exposes only its type
-// id. So sharing `&AnyValue` across threads shares the value only when its
-// type allows that.
-unsafe impl Sync for AnyValue {}
-
-impl AnyValue {
-    pub(crate) fn new(value: Box<dyn Any + Send>) -> Self {
-        AnyValue { value }
-    }
-
-    /// Whether the details are of type `T`.
-    pub fn is<T: Any>(&self) -> bool {
-        (*self.value).type_id() == std::any::TypeId::of::<T>()
-    }
-
-    /// The details as `T`, or `self` back if they are of another type.
-    pub fn downcast<T: Any>(self) -> Result<Box<T>, AnyValue> {
-        self.value
-            .downcast::<T>()
-            .map_err(|value| AnyValue { value })
-    }
-
-    /// A mutable view of the details as `T`.
-    pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
-        self.value.downcast_mut::<T>()
-    }
-
-    /// A shared view of the value as `T`. `T` must be `Sync`: a shared
-    /// reference may cross threads, and only `Sync` values may be reached
-    /// that way (see the `Sync` impl above).
-    pub fn downcast_ref<T: Any + Sync>(&self) -> Option<&T> {
-        self.value.downcast_ref::<T>()
-    }
-
-    /// The boxed value.
-    pub fn into_inner(self) -> Box<dyn Any + Send> {
-        self.value
-    }
-}
-
-impl fmt::Debug for AnyValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AnyValue(..)")
-    }
-}
-
-/// What `Caller::terminate` was given, and where the guest was.
-#[derive(Debug)]
-pub struct TerminationDetails {
-    value: AnyValue,
-    pub(crate) backtrace: Option<WasmBacktrace>,
-}
-
-impl TerminationDetails {
-    pub(crate) fn new(value: Box<dyn Any + Send>) -> Self {
-        TerminationDetails {
-            value: AnyValue::new(value),
-            backtrace: None,
-        }
-    }
-
-    /// Whether the details are of type `T`.
-    pub fn is<T: Any>(&self) -> bool {
-        self.value.is::<T>()
-    }
-
-    /// The details as `T`, or `self` back if they are of another type.
-    pub fn downcast<T: Any>(self) -> Result<Box<T>, TerminationDetails> {
-        let backtrace = self.backtrace;
-        self.value
-            .downcast::<T>()
-            .map_err(|value| TerminationDetails { value, backtrace })
-    }
-
-    /// A mutable view of the details as `T`.
-    pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
-        self.value.downcast_mut::<T>()
-    }
-
-    /// A shared view of the details as `T`. `T` must be `Sync`, since the
-    /// details may be shared across threads.
-    pub fn downcast_ref<T: Any + Sync>(&self) -> Option<&T> {
-        self.value.downcast_ref::<T>()
-    }
-
-    /// The boxed value.
-    pub fn into_inner(self) -> Box<dyn Any + Send> {
-        self.value.into_inner()
-    }
-
-    /// The guest's stack when it was terminated (if `Config::wasm_backtrace`
-    /// is on), innermost first.
-    pub fn backtrace(&self) -> Option<&WasmBacktrace> {
-        self.backtrace.as_ref()
-    }
 }

@@ -387,7 +387,7 @@ extern "C" fn handle_interrupt(
         unsafe { chain(signal, info, context) };
         return;
     }
-    let Some(kill) = crate::exit::current_run_to_interrupt() else {
+    let Some(kill) = crate::ending::exit::current_run_to_interrupt() else {
         return; // Stale: the run ended, or is in host code (it checks itself).
     };
     let uc = context.cast::<libc::ucontext_t>();
@@ -425,5 +425,5 @@ extern "C" fn handle_interrupt(
 extern "C-unwind" fn raise_fault(_arg: *mut u8) -> ! {
     let record = LAST_FAULT.get();
     let code = TrapCode::from_u8(record.code).unwrap_or(TrapCode::MemoryOutOfBounds);
-    crate::exit::trap_in_guest_code(Trap::at_pc(code, record.pc), record.pc, record.fp)
+    crate::ending::exit::trap_in_guest_code(Trap::at_pc(code, record.pc), record.pc, record.fp)
 }

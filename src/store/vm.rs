@@ -5,7 +5,7 @@
 //! Builtins run on the guest stack, called from compiled code. They never
 //! unwind on their own: they return a status and compiled code traps.
 
-use crate::instance::InstanceCore;
+use crate::store::instance::InstanceCore;
 use backstop_jit::vmoffsets::*;
 use std::cell::UnsafeCell;
 
@@ -239,3 +239,13 @@ pub(crate) static BUILTINS: BuiltinTable = BuiltinTable([
     builtin_table_init as *const (),
     builtin_elem_drop as *const (),
 ]);
+
+/// Where a function runs from: its `VMFuncRef`, its type's entry
+/// trampoline, and the vmctx of the instance that holds the `VMFuncRef`
+/// (the "caller" a root call stands in for).
+#[derive(Clone, Copy)]
+pub(crate) struct Callee {
+    pub(crate) raw: *const VMFuncRef,
+    pub(crate) trampoline: usize,
+    pub(crate) owner_vmctx: *mut u8,
+}

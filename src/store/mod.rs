@@ -2,7 +2,7 @@
 //! holds its instances (their vmctx and segments), every memory, table and
 //! global they define or the host creates in it, the per-store contexts of
 //! the host functions they import, the guest stack its runs use, its run
-//! state (`run.rs`), its limits, and the embedder's data `T`.
+//! state (`run_state`), its limits, and the embedder's data `T`.
 //!
 //! Handles (`Instance`, `Memory`, `Table`, `Global`, `Func`, `TypedFunc`)
 //! are `Copy` values naming an item of one store: its id and an index (a
@@ -17,18 +17,23 @@
 //! `Store<T: Send>` is `Send` and never `Sync`: one thread at a time owns
 //! it, and guest code of one store never runs on two threads at once.
 
-use crate::engine::Engine;
-use crate::externals::{GlobalStorage, MemoryStorage, TableStorage};
-use crate::func::Caller;
-use crate::instance::InstanceCore;
-use crate::kill::KillSwitch;
-use crate::limits::{StoreLimits, StoreResources};
-use crate::run::{RunState, StoreState};
-use crate::Error;
+pub(crate) mod instance;
+pub(crate) mod limits;
+pub(crate) mod run_state;
+pub(crate) mod storage;
+pub(crate) mod vm;
+
+use crate::compile::engine::Engine;
+use crate::ending::kill::KillSwitch;
+use crate::error::Error;
+use instance::InstanceCore;
+use limits::{StoreLimits, StoreResources};
+use run_state::{RunState, StoreState};
 use std::any::Any;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
+use storage::{GlobalStorage, MemoryStorage, TableStorage};
 
 /// Which store a handle belongs to. Unique in the process, never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,7 +103,7 @@ pub(crate) struct StoreInner<T: 'static> {
 }
 
 /// Owns instances, memories, tables, globals, host-function contexts and
-/// the embedder's data `T`; see the module docs of `store.rs` (and
+/// the embedder's data `T`; see the module docs of `crate::store` (and
 /// ARCHITECTURE.md) for the model.
 ///
 /// At most one run of guest code is in progress (or suspended) in a store
@@ -116,7 +121,7 @@ pub struct Store<T: 'static> {
 // store moved to another thread takes every object its pointers reach
 // along, and nothing else can reach them meanwhile. Host frames of a
 // suspended run, whose locals the type system cannot see, are pinned to
-// the thread that suspended them (`run.rs`): they never run on another
+// the thread that suspended them (`crate::api::calls`): they never run on another
 // thread unless the host function chose `Caller::suspend_unpinned`, whose
 // contract covers exactly this. `T: Send` covers the data.
 unsafe impl<T: Send> Send for StoreInner<T> {}
@@ -214,46 +219,6 @@ impl<T: 'static> Store<T> {
     pub fn usage(&self) -> crate::StoreUsage {
         self.inner.parts.resources.usage()
     }
-
-    /// Resumes the suspended run: the host function that called
-    /// `Caller::suspend::<V>` gets `value` (which must be a `V`) back, and
-    /// the guest continues. `R` must be the result type of the suspended
-    /// call. If a kill switch fired meanwhile, the run ends with
-    /// `Error::Killed` instead, every frame unwound. A run suspended with
-    /// `Caller::suspend` resumes only on the thread that suspended it.
-    pub fn resume<R: crate::WasmValues>(
-        &mut self,
-        value: impl Any + Send,
-    ) -> Result<crate::Outcome<R>, Error> {
-        crate::run::resume(&mut self.inner, Box::new(value))
-    }
-
-    /// Restores every instance of the store (the memories, tables, globals
-    /// and segments it defines) to its state right after instantiation,
-    /// without recompiling or remapping. Makes a poisoned store usable
-    /// again; a suspended run is unwound first (every host frame on its
-    /// stack runs its destructors). Items the host created with
-    /// `Memory::new`, `Table::new` or `Global::new` are left as they are.
-    /// Kill switches made before the reset no longer target anything.
-    pub fn reset(&mut self) -> Result<(), Error> {
-        crate::run::reset(&mut self.inner)
-    }
-}
-
-impl<T: 'static> StoreInner<T> {
-    /// Ends a suspended run (unwinding its frames) before the store goes.
-    fn tear_down(&mut self) {
-        crate::run::tear_down_suspended(self);
-        self.run.kill.mark_dead();
-    }
-}
-
-impl<T: 'static> Drop for Store<T> {
-    fn drop(&mut self) {
-        // A suspended guest still has live host frames: unwind them, so
-        // their destructors run before the stack is freed.
-        self.inner.tear_down();
-    }
 }
 
 /// A shared borrow of a store: what reading a handle needs.
@@ -328,19 +293,6 @@ impl<C: AsContextMut + ?Sized> AsContextMut for &mut C {
     }
 }
 
-impl<T: 'static> AsContext for Caller<'_, T> {
-    type Data = T;
-    fn as_context(&self) -> StoreContext<'_, T> {
-        StoreContext(self.store())
-    }
-}
-
-impl<T: 'static> AsContextMut for Caller<'_, T> {
-    fn as_context_mut(&mut self) -> StoreContextMut<'_, T> {
-        StoreContextMut(self.store_mut())
-    }
-}
-
 impl<'a, T: 'static> From<&'a Store<T>> for StoreContext<'a, T> {
     fn from(store: &'a Store<T>) -> Self {
         StoreContext(&store.inner)
@@ -353,18 +305,6 @@ impl<'a, T: 'static> From<&'a mut Store<T>> for StoreContext<'a, T> {
     }
 }
 
-impl<'a, T: 'static> From<&'a Caller<'_, T>> for StoreContext<'a, T> {
-    fn from(caller: &'a Caller<'_, T>) -> Self {
-        StoreContext(caller.store())
-    }
-}
-
-impl<'a, T: 'static> From<&'a mut Caller<'_, T>> for StoreContext<'a, T> {
-    fn from(caller: &'a mut Caller<'_, T>) -> Self {
-        StoreContext(caller.store())
-    }
-}
-
 impl<'a, T: 'static> From<StoreContextMut<'a, T>> for StoreContext<'a, T> {
     fn from(store: StoreContextMut<'a, T>) -> Self {
         StoreContext(store.0)
@@ -374,12 +314,6 @@ impl<'a, T: 'static> From<StoreContextMut<'a, T>> for StoreContext<'a, T> {
 impl<'a, T: 'static> From<&'a mut Store<T>> for StoreContextMut<'a, T> {
     fn from(store: &'a mut Store<T>) -> Self {
         StoreContextMut(&mut store.inner)
-    }
-}
-
-impl<'a, T: 'static> From<&'a mut Caller<'_, T>> for StoreContextMut<'a, T> {
-    fn from(caller: &'a mut Caller<'_, T>) -> Self {
-        StoreContextMut(caller.store_mut())
     }
 }
 

@@ -7,12 +7,13 @@
 //! instance exports) can be defined too; a module that imports one can only
 //! be instantiated in that store.
 
-use crate::func::{dynamic_host_func, host_context, HostFunc, IntoFunc};
-use crate::handles::{Global, Memory, Table};
-use crate::instance::{instantiate, FuncImport, Instance, Resolved};
-use crate::module::Module;
+use crate::api::func::{dynamic_host_func, host_context, HostFunc, IntoFunc};
+use crate::api::handles::{Global, Memory, Table};
+use crate::api::instance::{instantiate, Instance};
+use crate::api::values::{Func, Val};
+use crate::compile::module::Module;
+use crate::store::instance::{FuncImport, Resolved};
 use crate::store::{AsContext, AsContextMut, StoreParts};
-use crate::values::{Func, Val};
 use crate::{Caller, Engine, Error};
 use backstop_jit::{ExternType, FuncType, ImportKind, MemoryType, TableType};
 use std::collections::HashMap;

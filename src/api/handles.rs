@@ -5,9 +5,9 @@
 //! is a host function of that run, holding its `Caller`. A handle used with
 //! another store panics (or, where the method returns a `Result`, fails).
 
-use crate::externals::{GlobalStorage, MemoryStorage, TableStorage};
+use crate::api::values::Val;
+use crate::store::storage::{GlobalStorage, MemoryStorage, TableStorage};
 use crate::store::{AsContext, AsContextMut, StoreContext, StoreContextMut, StoreId, StoreParts};
-use crate::values::Val;
 use crate::Error;
 use backstop_jit::{GlobalType, MemoryType, TableType};
 

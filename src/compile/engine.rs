@@ -245,14 +245,14 @@ impl Engine {
     /// same settings, in this process or another, with the same build of
     /// Backstop.
     pub fn precompile_module(&self, bytes: impl AsRef<[u8]>) -> Result<Vec<u8>, Error> {
-        crate::module::precompile(self, bytes.as_ref(), None)
+        crate::compile::module::precompile(self, bytes.as_ref(), None)
     }
 
     /// `precompile_module` of a file (binary or text); errors name it.
     pub fn precompile_file(&self, path: impl AsRef<std::path::Path>) -> Result<Vec<u8>, Error> {
         let path = path.as_ref();
-        let bytes = crate::module::read_file(path)?;
-        crate::module::precompile(self, &bytes, Some(path))
+        let bytes = crate::compile::module::read_file(path)?;
+        crate::compile::module::precompile(self, &bytes, Some(path))
     }
 
     /// The engine-wide id of a function type.

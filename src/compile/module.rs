@@ -19,7 +19,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
 pub(crate) struct ModuleInner {
     // Field order is drop order: registrations go before the code they describe.
     _gdb: Option<backstop_unwind::GdbJitRegistration>,
-    _lines: Option<crate::debug_lines::LineTableRegistration>,
+    _lines: Option<crate::debug::lines::LineTableRegistration>,
     _registry: backstop_unwind::CodeRegistrationHandle,
     _eh_frame: Option<backstop_unwind::EhFrameRegistration>,
     pub(crate) compiled: CompiledModule,
@@ -212,8 +212,8 @@ impl Module {
         let gdb = config
             .gdb_jit
             .then(|| backstop_unwind::GdbJitRegistration::for_region(&region));
-        let lines = crate::debug_lines::LineTable::from_module(&compiled.info).map(|table| {
-            crate::debug_lines::LineTableRegistration::publish(compiled.code_base, table)
+        let lines = crate::debug::lines::LineTable::from_module(&compiled.info).map(|table| {
+            crate::debug::lines::LineTableRegistration::publish(compiled.code_base, table)
         });
         let registry = backstop_unwind::register_code(region);
         Ok(Module {

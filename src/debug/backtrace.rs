@@ -11,7 +11,7 @@
 //! (Rust) frames become one marked host frame. `Config::wasm_backtrace`
 //! turns capture off.
 
-use crate::debug_lines::LineTable;
+use crate::debug::lines::LineTable;
 use backstop_unwind::CodeRegion;
 use std::ffi::c_void;
 use std::fmt;
@@ -180,7 +180,7 @@ impl Symbolizer {
                 return Pc::Host;
             };
             self.module_name = info.region.name.as_deref().map(Arc::from);
-            self.lines = crate::debug_lines::line_table(info.region.start);
+            self.lines = crate::debug::lines::line_table(info.region.start);
             self.region = Some(info.region);
         }
         let Some(region) = self.region.as_ref() else {

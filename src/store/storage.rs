@@ -1,6 +1,6 @@
 //! The storage of memories, tables and globals: what compiled code reaches
 //! through the vmctx. A store owns each of them (boxed, so they never
-//! move); the public handles in `handles.rs` name them by index.
+//! move); the public handles in `crate::api::handles` name them by index.
 //!
 //! A memory is one virtual reservation that never moves: its first
 //! `length` bytes are read-write, the rest of the reservation and the guard
@@ -14,7 +14,7 @@
 //! under that store, so the interior mutability is never raced. Growth
 //! asks the store's `StoreResources` first.
 
-use crate::limits::StoreResources;
+use crate::store::limits::StoreResources;
 use crate::{Engine, Error};
 use backstop_jit::{GlobalType, MemoryType, TableType};
 use std::cell::{Cell, UnsafeCell};
@@ -645,5 +645,95 @@ impl GlobalStorage {
     pub(crate) fn set_raw(&self, raw: u128) {
         // SAFETY: see the file header.
         unsafe { *self.storage_ptr() = raw }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tables and globals are plain Rust storage behind `UnsafeCell`s and
+    //! raw pointers, so these run under Miri too (RELIABILITY.md): they
+    //! check the header compiled code reads follows every reallocation and
+    //! that overlapping copies within one table are sound.
+    use super::*;
+    use crate::store::limits::StoreLimits;
+    use backstop_jit::ValType;
+
+    fn table(minimum: u32, maximum: Option<u32>, resources: &StoreResources) -> TableStorage {
+        let ty = TableType {
+            element: ValType::FuncRef,
+            minimum,
+            maximum,
+        };
+        TableStorage::new(ty, 7, resources).unwrap()
+    }
+
+    /// What compiled code would read through the table's header.
+    fn seen_by_compiled_code(table: &TableStorage) -> Vec<usize> {
+        // SAFETY: the header points at `length` live elements (the
+        // property under test), and nothing writes while we read.
+        unsafe {
+            let vm = &*table.vm_ptr();
+            std::slice::from_raw_parts(vm.elements, vm.length as usize).to_vec()
+        }
+    }
+
+    #[test]
+    fn the_header_follows_the_elements_through_growth() {
+        let resources = StoreResources::new(StoreLimits::new());
+        let table = table(2, Some(40), &resources);
+        assert!(table.set_raw(1, 9));
+        for round in 0..5u32 {
+            assert_eq!(table.grow_raw(7, round as usize), Some(2 + 7 * round));
+            assert_eq!(seen_by_compiled_code(&table), table.elements_raw());
+        }
+        assert_eq!(table.grow_raw(10, 0), None, "above the maximum");
+        assert_eq!(table.size(), 37);
+        assert_eq!(table.get_raw(1), Some(9));
+        assert_eq!(table.get_raw(37), None);
+        assert!(!table.set_raw(37, 1));
+    }
+
+    #[test]
+    fn copies_within_one_table_may_overlap() {
+        let resources = StoreResources::new(StoreLimits::new());
+        let table = table(8, None, &resources);
+        assert!(table.init_raw(0, &[1, 2, 3, 4, 5, 6, 7, 8]));
+        assert!(table.copy_raw(&table, 2, 0, 5));
+        assert_eq!(table.elements_raw(), [1, 2, 1, 2, 3, 4, 5, 8]);
+        assert!(table.copy_raw(&table, 0, 3, 5));
+        assert_eq!(table.elements_raw(), [2, 3, 4, 5, 8, 4, 5, 8]);
+        assert!(!table.copy_raw(&table, 4, 0, 5), "out of bounds");
+        assert!(!table.init_raw(6, &[0, 0, 0]));
+        assert!(table.fill_raw(1, 0, 7));
+        assert!(!table.fill_raw(1, 0, 8));
+        assert_eq!(table.elements_raw(), [2, 0, 0, 0, 0, 0, 0, 0]);
+        table.restore_raw(&[5; 3]);
+        assert_eq!(seen_by_compiled_code(&table), [5, 5, 5]);
+    }
+
+    #[test]
+    fn tables_count_against_the_store_limit() {
+        let resources = StoreResources::new(StoreLimits::new().table_elements(10));
+        let first = table(6, None, &resources);
+        assert!(TableStorage::new(first.ty(), 0, &resources).is_err());
+        assert_eq!(first.grow_raw(5, 0), None);
+        assert_eq!(first.grow_raw(4, 0), Some(6));
+        assert_eq!(resources.usage().table_elements, 10);
+    }
+
+    #[test]
+    fn globals_hold_sixteen_bytes() {
+        let ty = GlobalType {
+            content: ValType::V128,
+            mutable: true,
+        };
+        let global = GlobalStorage::new(ty, u128::MAX - 1);
+        assert_eq!(global.get_raw(), u128::MAX - 1);
+        // SAFETY: compiled code writes through this pointer the same way.
+        unsafe { *global.storage_ptr() = 3 };
+        assert_eq!(global.get_raw(), 3);
+        global.set_raw(u128::MAX);
+        assert_eq!(global.get_raw(), u128::MAX);
+        assert_eq!(global.storage_ptr() as usize % 16, 0);
     }
 }
