@@ -306,11 +306,12 @@ pub fn is_registered_code_signal_safe(pc: usize) -> bool {
 /// Everything known about `pc`, or `None` if no registered region contains it. May allocate; not for signal
 /// handlers.
 pub fn lookup(pc: usize) -> Option<PcInfo> {
-    let region = with_region_containing(pc, |region| {
-        let pointer: *const CodeRegion = region;
-        // SAFETY: `region` points into an `Arc<CodeRegion>` that the writer's list keeps alive for as long as a
-        // reader may see this snapshot (see the file header), so its strong count is at least one here, and
-        // incrementing it then taking ownership of that new count is the documented way to clone from a pointer.
+    let region = with_region_pointer_containing(pc, |pointer| {
+        // SAFETY: `pointer` came from `Arc::as_ptr` on an `Arc<CodeRegion>` that the writer's list keeps alive for
+        // as long as a reader may see this snapshot (see the file header), so its strong count is at least one
+        // here, and incrementing it then taking ownership of that new count is the documented way to clone from a
+        // pointer. The pointer is `Arc::as_ptr`'s own, not one made from a `&CodeRegion`: the counts lie outside
+        // the `CodeRegion`, where a reference to it gives no access (Miri found this).
         unsafe {
             Arc::increment_strong_count(pointer);
             Arc::from_raw(pointer)
@@ -387,6 +388,18 @@ impl Drop for ReadAnnouncement {
 /// Runs `read` on the registered region that contains `pc`, inside an announced read. Async-signal-safe as long as
 /// `read` is.
 fn with_region_containing<R>(pc: usize, read: impl FnOnce(&CodeRegion) -> R) -> Option<R> {
+    // SAFETY: the writer's list holds an `Arc` of every region in a snapshot a reader may still see, and only
+    // drops it after waiting for such readers; the announcement in `with_region_pointer_containing` is live until
+    // after `read` returns.
+    with_region_pointer_containing(pc, |region| read(unsafe { &*region }))
+}
+
+/// `with_region_containing`, handing `read` the region's pointer as `Arc::as_ptr` made it (for `lookup`, which
+/// clones the `Arc` from it). The pointer is valid only while `read` runs.
+fn with_region_pointer_containing<R>(
+    pc: usize,
+    read: impl FnOnce(*const CodeRegion) -> R,
+) -> Option<R> {
     let _announcement = ReadAnnouncement::begin();
     let snapshot = PUBLISHED.0.load(SeqCst);
     if snapshot.is_null() {
@@ -402,10 +415,7 @@ fn with_region_containing<R>(pc: usize, read: impl FnOnce(&CodeRegion) -> R) -> 
     if pc >= published.end {
         return None;
     }
-    // SAFETY: the writer's list holds an `Arc` of every region in a snapshot a reader may still see, and only
-    // drops it after waiting for such readers; our announcement is live until after `read` returns.
-    let region = unsafe { &*published.region };
-    Some(read(region))
+    Some(read(published.region))
 }
 
 /// Replaces the published snapshot with one built from `registered`, then frees the old one once no reader can
@@ -544,5 +554,56 @@ mod tests {
             ..CodeRegion::default()
         };
         assert!(overlaps(&region, &straddling));
+    }
+
+    /// Readers look regions up while a writer registers and drops them:
+    /// under Miri this checks the publication protocol for data races and
+    /// use-after-free (a reader must never see a region being freed).
+    #[test]
+    fn lookups_race_registrations_safely() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // Addresses no real code has (this test may run beside others).
+        const BASE: usize = usize::MAX / 2;
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        for k in 0..4 {
+                            let pc = BASE + k * 0x10000 + 0x10;
+                            if let Some((_, owner)) = lookup_trap_signal_safe(pc) {
+                                assert_eq!(owner, k);
+                            }
+                            if let Some((index, offset)) = function_offset_signal_safe(pc) {
+                                assert_eq!((index, offset), (0, 0x10));
+                            }
+                            if let Some(info) = lookup(pc) {
+                                assert!(info.function_range().is_some());
+                            }
+                        }
+                    }
+                });
+            }
+            for round in 0..if cfg!(miri) { 6 } else { 200 } {
+                let handles: Vec<_> = (0..4)
+                    .map(|k| {
+                        let region = CodeRegion {
+                            start: BASE + k * 0x10000,
+                            owner: k,
+                            ..region_with_functions(&[(0, 0x100)])
+                        };
+                        register_code(Arc::new(region))
+                    })
+                    .collect();
+                assert!(is_registered_code_signal_safe(BASE + 0x10));
+                if round % 2 == 0 {
+                    drop(handles);
+                } else {
+                    handles.into_iter().rev().for_each(drop);
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert!(!is_registered_code_signal_safe(BASE + 0x10));
     }
 }
