@@ -19,9 +19,8 @@ use crate::{OwnedTargetIsa, VMOffsets};
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::ir;
 use cranelift_codegen::isa::unwind::systemv;
-use cranelift_codegen::{FinalizedMachReloc, FinalizedRelocTarget};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{Linkage, Module};
+use cranelift_module::{Linkage, Module, ModuleReloc, ModuleRelocTarget};
 use serde::{Deserialize, Serialize};
 
 /// Namespace of `ir::UserExternalName`s that name Wasm functions (direct
@@ -278,12 +277,12 @@ pub(crate) fn load(
         let at = r.offset as usize;
         code[at..at + 8].copy_from_slice(&value.to_le_bytes());
     }
-    let libcall_relocs: Vec<FinalizedMachReloc> = libcall_relocs
+    let libcall_relocs: Vec<ModuleReloc> = libcall_relocs
         .iter()
-        .map(|r| FinalizedMachReloc {
+        .map(|r| ModuleReloc {
             offset: r.offset,
             kind: r.kind,
-            target: FinalizedRelocTarget::ExternalName(ir::ExternalName::LibCall(r.libcall)),
+            name: ModuleRelocTarget::LibCall(r.libcall),
             addend: r.addend,
         })
         .collect();
@@ -296,7 +295,7 @@ pub(crate) fn load(
     let id = jit
         .declare_function("backstop_module_code", Linkage::Local, &signature)
         .map_err(codegen_error)?;
-    jit.define_function_bytes(id, &ir::Function::new(), 16, &code, &libcall_relocs)
+    jit.define_function_bytes(id, 16, &code, &libcall_relocs)
         .map_err(codegen_error)?;
     jit.finalize_definitions().map_err(codegen_error)?;
     let code_base = jit.get_finalized_function(id) as usize;

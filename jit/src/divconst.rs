@@ -73,12 +73,12 @@ pub fn rewrite(func: &mut ir::Function) {
             };
             match opcode {
                 Opcode::Udiv | Opcode::Sdiv => {
-                    pos.func.dfg.replace(inst).iadd_imm(quotient, 0);
+                    pos.func.replace(inst).iadd_imm_s(quotient, 0);
                 }
                 _ => {
                     // remainder = n - quotient * divisor
-                    let product = pos.ins().imul_imm(quotient, divisor);
-                    pos.func.dfg.replace(inst).isub(n, product);
+                    let product = pos.ins().imul_imm_s(quotient, divisor);
+                    pos.func.replace(inst).isub(n, product);
                 }
             }
         }
@@ -259,15 +259,15 @@ impl UnsignedPlan {
         match self {
             UnsignedPlan::Zero => pos.ins().iconst(ty, 0),
             UnsignedPlan::Shift(0) => n,
-            UnsignedPlan::Shift(shift) => pos.ins().ushr_imm(n, i64::from(shift)),
+            UnsignedPlan::Shift(shift) => pos.ins().ushr_imm_u(n, i64::from(shift)),
             UnsignedPlan::MulShift { magic, shift } => {
-                let product = pos.ins().imul_imm(n, magic as i64);
-                pos.ins().ushr_imm(product, i64::from(shift))
+                let product = pos.ins().imul_imm_s(n, magic as i64);
+                pos.ins().ushr_imm_u(product, i64::from(shift))
             }
             UnsignedPlan::WideMulShift { magic, shift } => {
                 let wide = pos.ins().uextend(types::I64, n);
-                let product = pos.ins().imul_imm(wide, magic as i64);
-                let quotient = pos.ins().ushr_imm(product, i64::from(shift));
+                let product = pos.ins().imul_imm_s(wide, magic as i64);
+                let quotient = pos.ins().ushr_imm_u(product, i64::from(shift));
                 pos.ins().ireduce(ty, quotient)
             }
             UnsignedPlan::HighMulShift { magic, shift } => {
@@ -276,16 +276,16 @@ impl UnsignedPlan {
                 if shift == 0 {
                     high
                 } else {
-                    pos.ins().ushr_imm(high, i64::from(shift))
+                    pos.ins().ushr_imm_u(high, i64::from(shift))
                 }
             }
             UnsignedPlan::Fixup { magic, shift } => {
                 let magic = pos.ins().iconst(ty, magic as i64);
                 let t1 = pos.ins().umulhi(n, magic);
                 let diff = pos.ins().isub(n, t1);
-                let half = pos.ins().ushr_imm(diff, 1);
+                let half = pos.ins().ushr_imm_u(diff, 1);
                 let sum = pos.ins().iadd(t1, half);
-                pos.ins().ushr_imm(sum, i64::from(shift))
+                pos.ins().ushr_imm_u(sum, i64::from(shift))
             }
         }
     }
@@ -327,10 +327,10 @@ fn signed_quotient(pos: &mut FuncCursor, n: ir::Value, d: i64, bits: u32) -> ir:
     } else if magnitude.is_power_of_two() {
         // q = (n + ((n >> (k-1)) >>> (bits-k))) >> k: round toward zero.
         let k = i64::from(magnitude.trailing_zeros());
-        let sign = pos.ins().sshr_imm(n, k - 1);
-        let bias = pos.ins().ushr_imm(sign, i64::from(bits) - k);
+        let sign = pos.ins().sshr_imm_u(n, k - 1);
+        let bias = pos.ins().ushr_imm_u(sign, i64::from(bits) - k);
         let biased = pos.ins().iadd(n, bias);
-        pos.ins().sshr_imm(biased, k)
+        pos.ins().sshr_imm_u(biased, k)
     } else {
         // l = max(ceil(log2 |d|), 1); m = 1 + floor(2^(bits+l-1) / |d|) - 2^bits
         let l = (64 - (magnitude - 1).leading_zeros()).max(1);
@@ -341,8 +341,8 @@ fn signed_quotient(pos: &mut FuncCursor, n: ir::Value, d: i64, bits: u32) -> ir:
         // q0 = n + mulsh(m, n); q = (q0 >> (l-1)) - (n >> (bits-1))
         let high = pos.ins().smulhi(n, m);
         let q0 = pos.ins().iadd(n, high);
-        let shifted = pos.ins().sshr_imm(q0, i64::from(l - 1));
-        let sign = pos.ins().sshr_imm(n, i64::from(bits - 1));
+        let shifted = pos.ins().sshr_imm_u(q0, i64::from(l - 1));
+        let sign = pos.ins().sshr_imm_u(n, i64::from(bits - 1));
         pos.ins().isub(shifted, sign)
     };
     if d < 0 {

@@ -1,25 +1,21 @@
-//! `FuncEnv`: the `cranelift_wasm::FuncEnvironment` that tells the translator
-//! how one function reaches its instance: memories, globals, tables and
-//! functions through the vmctx (see `vmoffsets`), calls to imports and
-//! through tables, the prologue stack-limit check, and the runtime builtins
-//! that do bulk memory and table work. One `FuncEnv` is made per function so
-//! that compilation can run on several threads.
+//! `FuncEnv`: how one function reaches its instance. It owns the vmctx
+//! side of translation (see `vmoffsets`): the pointers to memories,
+//! globals and tables, calls to imports and through function references,
+//! the prologue stack-limit check, the interrupt checks, link-time symbols,
+//! and the runtime builtins that do bulk memory and table work. The
+//! translator (`translate`) asks it for these; it knows nothing of Wasm
+//! operators. One `FuncEnv` is made per function so that compilation can
+//! run on several threads.
 
 use crate::artifact::{Symbol, NAMESPACE_FUNCTION};
 use crate::module_info::ModuleInfo;
-use crate::types::{FuncType, ValType};
+use crate::types::{FuncType, TrapCode, ValType};
 use crate::vmoffsets::*;
-use cranelift_codegen::cursor::FuncCursor;
 use cranelift_codegen::ir::{
-    self, types, AbiParam, ArgumentPurpose, InstBuilder, MemFlags, Signature, TrapCode,
+    self, condcodes::IntCC, types, AbiParam, ArgumentPurpose, InstBuilder, MemFlagsData, Signature,
 };
-use cranelift_codegen::isa::{CallConv, TargetFrontendConfig, TargetIsa};
+use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::FunctionBuilder;
-use cranelift_wasm::{
-    EngineOrModuleTypeIndex, FuncIndex, GlobalIndex, GlobalVariable, Heap, HeapData, HeapStyle,
-    MemoryIndex, ModuleInternedTypeIndex, TableIndex, TargetEnvironment, TypeConvert, TypeIndex,
-    WasmError, WasmHeapType, WasmResult,
-};
 use std::collections::HashMap;
 
 /// How linear memories are laid out in virtual memory, which decides the
@@ -72,6 +68,10 @@ pub fn native_signature(ty: &FuncType) -> Signature {
     sig
 }
 
+/// The number of native parameters before the Wasm ones: the callee's and
+/// the caller's vmctx.
+pub const NATIVE_PARAMS_BEFORE_WASM: usize = 2;
+
 /// The arguments of a call with the native signature: the two vmctx
 /// pointers, then the Wasm arguments.
 fn native_call_args(
@@ -79,7 +79,7 @@ fn native_call_args(
     caller_vmctx: ir::Value,
     wasm_args: &[ir::Value],
 ) -> Vec<ir::Value> {
-    let mut args = Vec::with_capacity(wasm_args.len() + 2);
+    let mut args = Vec::with_capacity(wasm_args.len() + NATIVE_PARAMS_BEFORE_WASM);
     args.push(callee_vmctx);
     args.push(caller_vmctx);
     args.extend_from_slice(wasm_args);
@@ -110,51 +110,70 @@ fn builtin_signature(builtin: Builtin) -> Signature {
 }
 
 /// Flags for loads from the vmctx and runtime structures: never trap, aligned.
-fn trusted() -> MemFlags {
-    MemFlags::trusted()
+pub(crate) fn trusted() -> MemFlagsData {
+    MemFlagsData::trusted()
 }
 
-/// Flags for loads of vmctx fields that never change while code runs.
-fn trusted_readonly() -> MemFlags {
-    MemFlags::trusted().with_readonly()
+/// Flags for loads of fields that never change while code runs, behind a
+/// pointer that has been checked: Cranelift may merge them, but not move
+/// them above the check.
+pub(crate) fn trusted_readonly() -> MemFlagsData {
+    MemFlagsData::trusted().with_readonly()
+}
+
+/// Flags for loads of vmctx fields that never change while code runs. The
+/// vmctx is always valid, so Cranelift may also hoist them out of loops and
+/// branches.
+pub(crate) fn vmctx_invariant() -> MemFlagsData {
+    trusted_readonly().with_can_move()
 }
 
 pub struct FuncEnv<'a> {
-    isa: &'a dyn TargetIsa,
     module: &'a ModuleInfo,
     offsets: &'a VMOffsets,
     memory_layout: MemoryLayout,
     interrupt_checks: bool,
-    heaps: cranelift_codegen::entity::PrimaryMap<Heap, HeapData>,
-    vmctx: Option<ir::GlobalValue>,
     builtin_sigs: HashMap<Builtin, ir::SigRef>,
+    /// The signature of each type index used by a call in this function.
+    signatures: HashMap<u32, ir::SigRef>,
+    /// The callee of each defined function called directly.
+    direct_callees: HashMap<u32, ir::FuncRef>,
     /// This function's one `trap Interrupt` block, shared by all its
     /// interrupt checks (see `emit_interrupt_check`).
     interrupted: Option<ir::Block>,
+    /// The vmctx parameter of the function being translated.
+    vmctx: Option<ir::Value>,
     /// The global value of each link-time symbol this function uses.
     symbols: HashMap<Symbol, ir::GlobalValue>,
 }
 
 impl<'a> FuncEnv<'a> {
     pub fn new(
-        isa: &'a dyn TargetIsa,
         module: &'a ModuleInfo,
         offsets: &'a VMOffsets,
         memory_layout: MemoryLayout,
         interrupt_checks: bool,
     ) -> Self {
         FuncEnv {
-            isa,
             module,
             offsets,
             memory_layout,
             interrupt_checks,
-            heaps: Default::default(),
-            vmctx: None,
             builtin_sigs: HashMap::new(),
+            signatures: HashMap::new(),
+            direct_callees: HashMap::new(),
             interrupted: None,
+            vmctx: None,
             symbols: HashMap::new(),
         }
+    }
+
+    pub fn module(&self) -> &ModuleInfo {
+        self.module
+    }
+
+    pub fn memory_layout(&self) -> MemoryLayout {
+        self.memory_layout
     }
 
     /// The value of a link-time symbol (`symbols`): a `movabs` of an
@@ -178,46 +197,39 @@ impl<'a> FuncEnv<'a> {
         builder.ins().symbol_value(types::I64, gv)
     }
 
-    fn vmctx_gv(&mut self, func: &mut ir::Function) -> ir::GlobalValue {
-        *self
-            .vmctx
-            .get_or_insert_with(|| func.create_global_value(ir::GlobalValueData::VMContext))
+    /// Starts a function whose entry block is `entry` (with the native
+    /// parameters already appended).
+    pub fn begin_function(&mut self, builder: &FunctionBuilder, entry: ir::Block) {
+        self.vmctx = Some(builder.block_params(entry)[0]);
+        self.interrupted = None;
     }
 
-    fn vmctx_value(func: &ir::Function) -> ir::Value {
-        func.special_param(ArgumentPurpose::VMContext)
-            .expect("every compiled function takes a vmctx")
-    }
-
-    /// A global value that loads a pointer stored in the vmctx at `offset`.
-    fn vmctx_load_gv(
-        &mut self,
-        func: &mut ir::Function,
-        offset: u32,
-        readonly: bool,
-    ) -> ir::GlobalValue {
-        let vmctx = self.vmctx_gv(func);
-        func.create_global_value(ir::GlobalValueData::Load {
-            base: vmctx,
-            offset: (offset as i32).into(),
-            global_type: types::I64,
-            flags: if readonly {
-                trusted_readonly()
-            } else {
-                trusted()
-            },
-        })
+    /// This function's own vmctx (the callee vmctx parameter).
+    fn vmctx(&self) -> ir::Value {
+        self.vmctx.expect("begin_function comes first")
     }
 
     /// Makes the prologue of this function check the stack limit kept in the
     /// vmctx: the function traps `StackOverflow` before its frame would go
     /// below it.
     pub fn install_stack_limit(&mut self, func: &mut ir::Function) {
-        let limit = self.vmctx_load_gv(func, VMCTX_STACK_LIMIT, false);
+        let vmctx = func.create_global_value(ir::GlobalValueData::VMContext);
+        let flags = func
+            .dfg
+            .mem_flags
+            .insert(trusted())
+            .expect("a fresh function has room for one set of flags");
+        let limit = func.create_global_value(ir::GlobalValueData::Load {
+            base: vmctx,
+            offset: (VMCTX_STACK_LIMIT as i32).into(),
+            global_type: types::I64,
+            flags,
+        });
         func.stack_limit = Some(limit);
     }
 
     /// Traps `Interrupt` if the running root call's interrupt flag is set.
+    /// Called at function entry and at every loop header.
     ///
     /// ```text
     ///   pending = atomic_load [&INTERRUPTS_PENDING]   ; a constant address (a symbol)
@@ -237,13 +249,9 @@ impl<'a> FuncEnv<'a> {
     /// On x86-64 they are still plain `mov`s.
     ///
     /// The trap block is shared by every check of the function, so its
-    /// immediate dominator is the function-entry check, outside every loop.
-    /// A trap block of its own (as `trapnz` becomes) would be dominated by
-    /// a block in the loop but lie outside it, and Cranelift 0.112's
-    /// elaboration, meeting it before the rest of the loop body, forgets
-    /// the enclosing loops and hoists nothing out of that body (measured:
-    /// the heap base reloaded in a matmul inner loop, 8% slower).
-    fn emit_interrupt_check(&mut self, builder: &mut FunctionBuilder) {
+    /// immediate dominator is the function-entry check, outside every loop
+    /// (see BENCHMARKS.md on the trap block and loop-invariant hoisting).
+    pub fn emit_interrupt_check(&mut self, builder: &mut FunctionBuilder) {
         if !self.interrupt_checks {
             return;
         }
@@ -260,7 +268,7 @@ impl<'a> FuncEnv<'a> {
 
         builder.switch_to_block(check_own_flag);
         builder.seal_block(check_own_flag);
-        let vmctx = Self::vmctx_value(builder.func);
+        let vmctx = self.vmctx();
         // Not marked read-only, though it is: a read-only load counts as
         // pure, and Cranelift would hoist it out of the cold block and the
         // loop and keep the pointer in a register for the whole function.
@@ -280,11 +288,19 @@ impl<'a> FuncEnv<'a> {
             self.interrupted = Some(interrupted);
             builder.set_cold_block(interrupted);
             builder.switch_to_block(interrupted);
-            builder.ins().trap(TrapCode::Interrupt);
+            builder.ins().trap(TrapCode::Interrupt.to_cranelift());
         }
 
         builder.switch_to_block(continue_block);
         builder.seal_block(continue_block);
+    }
+
+    /// Seals the shared interrupt trap block once every check of the
+    /// function has branched to it.
+    pub fn finish_interrupt_checks(&mut self, builder: &mut FunctionBuilder) {
+        if let Some(interrupted) = self.interrupted.take() {
+            builder.seal_block(interrupted);
+        }
     }
 
     fn builtin_sig(&mut self, func: &mut ir::Function, builtin: Builtin) -> ir::SigRef {
@@ -296,65 +312,97 @@ impl<'a> FuncEnv<'a> {
 
     /// Loads a pointer that the vmctx holds at `offset` and that never
     /// changes while code runs (so the load is marked read-only).
-    fn load_readonly_vmctx_ptr(pos: &mut FuncCursor, offset: u32) -> ir::Value {
-        let vmctx = Self::vmctx_value(pos.func);
-        pos.ins()
-            .load(types::I64, trusted_readonly(), vmctx, offset as i32)
+    pub fn load_readonly_vmctx_ptr(&self, builder: &mut FunctionBuilder, offset: u32) -> ir::Value {
+        let vmctx = self.vmctx();
+        builder
+            .ins()
+            .load(types::I64, vmctx_invariant(), vmctx, offset as i32)
     }
 
     /// Calls a runtime builtin through the builtins table in the vmctx with
     /// the arguments `(vmctx, immediates..., operands...)`: the instruction's
     /// immediates (memory, table and segment indices) as i32 constants, then
     /// its operands as they are.
-    fn call_builtin(
+    pub fn call_builtin(
         &mut self,
-        pos: &mut FuncCursor,
+        builder: &mut FunctionBuilder,
         builtin: Builtin,
         immediates: &[u32],
         operands: &[ir::Value],
     ) -> Option<ir::Value> {
         let mut args = Vec::with_capacity(1 + immediates.len() + operands.len());
-        args.push(Self::vmctx_value(pos.func));
+        args.push(self.vmctx());
         for &immediate in immediates {
-            args.push(pos.ins().iconst(types::I32, i64::from(immediate)));
+            args.push(builder.ins().iconst(types::I32, i64::from(immediate)));
         }
         args.extend_from_slice(operands);
-        let sig = self.builtin_sig(pos.func, builtin);
-        let builtins = Self::load_readonly_vmctx_ptr(pos, VMCTX_BUILTINS);
-        let callee = pos.ins().load(
+        let sig = self.builtin_sig(builder.func, builtin);
+        let builtins = self.load_readonly_vmctx_ptr(builder, VMCTX_BUILTINS);
+        let callee = builder.ins().load(
             types::I64,
-            trusted_readonly(),
+            vmctx_invariant(),
             builtins,
             (builtin as u32 * 8) as i32,
         );
-        let call = pos.ins().call_indirect(sig, callee, &args);
-        pos.func.dfg.inst_results(call).first().copied()
+        let call = builder.ins().call_indirect(sig, callee, &args);
+        builder.func.dfg.inst_results(call).first().copied()
     }
 
     /// Calls a builtin that returns a status (see `call_builtin` for the
     /// arguments), and traps with `code` when the status is non-zero.
-    fn call_builtin_checked(
+    pub fn call_builtin_checked(
         &mut self,
-        pos: &mut FuncCursor,
+        builder: &mut FunctionBuilder,
         builtin: Builtin,
         immediates: &[u32],
         operands: &[ir::Value],
         code: TrapCode,
     ) {
         let status = self
-            .call_builtin(pos, builtin, immediates, operands)
+            .call_builtin(builder, builtin, immediates, operands)
             .expect("checked builtins return a status");
-        pos.ins().trapnz(status, code);
+        builder.ins().trapnz(status, code.to_cranelift());
+    }
+
+    /// The base address of linear memory `memory`. It never moves, so the
+    /// load may be hoisted and shared.
+    pub fn memory_base(&self, builder: &mut FunctionBuilder, memory: u32) -> ir::Value {
+        self.load_readonly_vmctx_ptr(builder, self.offsets.memory_base(memory))
+    }
+
+    /// The current length in bytes (an i64) of linear memory `memory`,
+    /// read through its definition; it changes when the memory grows.
+    pub fn memory_length(&self, builder: &mut FunctionBuilder, memory: u32) -> ir::Value {
+        let definition =
+            self.load_readonly_vmctx_ptr(builder, self.offsets.memory_definition(memory));
+        builder.ins().load(
+            types::I64,
+            trusted(),
+            definition,
+            MEMORY_DEFINITION_LENGTH as i32,
+        )
+    }
+
+    /// The address of global `index`'s value, its type and whether it is
+    /// mutable.
+    pub fn global_address(
+        &self,
+        builder: &mut FunctionBuilder,
+        index: u32,
+    ) -> (ir::Value, ValType, bool) {
+        let global = &self.module.globals[index as usize];
+        let address = self.load_readonly_vmctx_ptr(builder, self.offsets.global(index));
+        (address, global.content, global.mutable)
     }
 
     /// Loads the `VMTable` pointer of `table` and the table's current length.
-    fn load_table_ptr_and_length(
+    pub fn table_ptr_and_length(
         &self,
-        pos: &mut FuncCursor,
-        table: TableIndex,
+        builder: &mut FunctionBuilder,
+        table: u32,
     ) -> (ir::Value, ir::Value) {
-        let table_ptr = Self::load_readonly_vmctx_ptr(pos, self.offsets.table(table.as_u32()));
-        let length = pos
+        let table_ptr = self.load_readonly_vmctx_ptr(builder, self.offsets.table(table));
+        let length = builder
             .ins()
             .load(types::I32, trusted(), table_ptr, TABLE_LENGTH as i32);
         (table_ptr, length)
@@ -362,37 +410,122 @@ impl<'a> FuncEnv<'a> {
 
     /// Loads the `VMTable` pointer of `table`, checks `index` against its
     /// length (trapping `TableOutOfBounds`) and returns the element address.
-    fn table_element_addr(
-        &mut self,
+    pub fn table_element_addr(
+        &self,
         builder: &mut FunctionBuilder,
-        table: TableIndex,
+        table: u32,
         index: ir::Value,
     ) -> ir::Value {
-        let (table_ptr, length) = self.load_table_ptr_and_length(&mut builder.cursor(), table);
-        let out_of_bounds = builder.ins().icmp(
-            ir::condcodes::IntCC::UnsignedGreaterThanOrEqual,
-            index,
-            length,
-        );
+        let (table_ptr, length) = self.table_ptr_and_length(builder, table);
+        let out_of_bounds = builder
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, index, length);
         builder
             .ins()
-            .trapnz(out_of_bounds, TrapCode::TableOutOfBounds);
+            .trapnz(out_of_bounds, TrapCode::TableOutOfBounds.to_cranelift());
         let elements = builder
             .ins()
             .load(types::I64, trusted(), table_ptr, TABLE_ELEMENTS as i32);
         let index64 = builder.ins().uextend(types::I64, index);
-        let byte_offset = builder.ins().ishl_imm(index64, 3);
+        let byte_offset = builder.ins().ishl_imm_u(index64, 3);
         builder.ins().iadd(elements, byte_offset)
+    }
+
+    /// The native signature of type `type_index`, imported into this function.
+    pub fn signature(&mut self, func: &mut ir::Function, type_index: u32) -> ir::SigRef {
+        let module = self.module;
+        *self.signatures.entry(type_index).or_insert_with(|| {
+            func.import_signature(native_signature(&module.types[type_index as usize]))
+        })
+    }
+
+    /// Calls function `index` with `args` (the Wasm arguments) and returns
+    /// the call instruction. Defined functions are called directly (a
+    /// PC-relative call patched at layout); imports through the
+    /// `VMFuncRef` this instance's vmctx holds for them.
+    pub fn call_function(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        index: u32,
+        args: &[ir::Value],
+    ) -> ir::Inst {
+        let vmctx = self.vmctx();
+        if index < self.module.num_imported_functions {
+            let ty = self.module.func_type(index);
+            let sig_ref = builder.func.import_signature(native_signature(ty));
+            let func_ref = builder
+                .ins()
+                .iadd_imm_s(vmctx, self.offsets.func_ref(index) as i64);
+            return self.call_func_ref(builder, sig_ref, func_ref, args);
+        }
+        let module = self.module;
+        let callee = *self.direct_callees.entry(index).or_insert_with(|| {
+            let func = &mut *builder.func;
+            let signature = func.import_signature(native_signature(module.func_type(index)));
+            let name = func.declare_imported_user_function(ir::UserExternalName::new(
+                NAMESPACE_FUNCTION,
+                index,
+            ));
+            func.import_function(ir::ExtFuncData {
+                name: ir::ExternalName::User(name),
+                signature,
+                colocated: true,
+                patchable: false,
+            })
+        });
+        let args = native_call_args(vmctx, vmctx, args);
+        builder.ins().call(callee, &args)
+    }
+
+    /// Calls through table `table` at `index`, checking the element is not
+    /// null and has type `type_index`.
+    pub fn call_indirect(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        type_index: u32,
+        table: u32,
+        index: ir::Value,
+        args: &[ir::Value],
+    ) -> ir::Inst {
+        let sig_ref = self.signature(builder.func, type_index);
+        let element = self.table_element_addr(builder, table, index);
+        let func_ref = builder.ins().load(types::I64, trusted(), element, 0);
+        builder
+            .ins()
+            .trapz(func_ref, TrapCode::IndirectCallToNull.to_cranelift());
+        let type_id = builder.ins().load(
+            types::I32,
+            trusted_readonly(),
+            func_ref,
+            FUNC_REF_TYPE_ID as i32,
+        );
+        // The engine-wide id of the expected type, filled in at load time.
+        let expected = self.symbol_value(builder, Symbol::TypeId(type_index));
+        let expected = builder.ins().ireduce(types::I32, expected);
+        let mismatch = builder.ins().icmp(IntCC::NotEqual, type_id, expected);
+        builder
+            .ins()
+            .trapnz(mismatch, TrapCode::BadSignature.to_cranelift());
+        self.call_func_ref(builder, sig_ref, func_ref, args)
+    }
+
+    /// A reference to function `index`: its `VMFuncRef` in this vmctx.
+    pub fn ref_func(&self, builder: &mut FunctionBuilder, index: u32) -> ir::Value {
+        let vmctx = self.vmctx();
+        builder
+            .ins()
+            .iadd_imm_s(vmctx, self.offsets.func_ref(index) as i64)
     }
 
     /// Emits a call through a `VMFuncRef` pointer (already checked non-null).
     fn call_func_ref(
+        &self,
         builder: &mut FunctionBuilder,
         sig_ref: ir::SigRef,
         func_ref: ir::Value,
         call_args: &[ir::Value],
     ) -> ir::Inst {
-        let caller_vmctx = Self::vmctx_value(builder.func);
+        let caller_vmctx = self.vmctx();
         let native = builder.ins().load(
             types::I64,
             trusted_readonly(),
@@ -417,561 +550,5 @@ impl<'a> FuncEnv<'a> {
         }
         let args = native_call_args(callee_vmctx, caller_vmctx, call_args);
         builder.ins().call_indirect(sig_ref, native, &args)
-    }
-}
-
-impl TypeConvert for FuncEnv<'_> {
-    fn lookup_heap_type(&self, index: wasmparser::UnpackedIndex) -> WasmHeapType {
-        // Only typed function references (not enabled) name types by index.
-        WasmHeapType::ConcreteFunc(self.lookup_type_index(index))
-    }
-
-    fn lookup_type_index(&self, index: wasmparser::UnpackedIndex) -> EngineOrModuleTypeIndex {
-        let raw = match index {
-            wasmparser::UnpackedIndex::Module(i) => i,
-            wasmparser::UnpackedIndex::RecGroup(i) => i,
-            wasmparser::UnpackedIndex::Id(_) => 0,
-        };
-        EngineOrModuleTypeIndex::Module(ModuleInternedTypeIndex::from_u32(raw))
-    }
-}
-
-impl TargetEnvironment for FuncEnv<'_> {
-    fn target_config(&self) -> TargetFrontendConfig {
-        self.isa.frontend_config()
-    }
-
-    fn heap_access_spectre_mitigation(&self) -> bool {
-        false
-    }
-
-    fn proof_carrying_code(&self) -> bool {
-        false
-    }
-
-    fn reference_type(&self, _ty: WasmHeapType) -> (ir::Type, bool) {
-        // funcref is a `*const VMFuncRef`, externref an opaque host handle;
-        // both are pointer-sized and neither needs stack maps (no GC).
-        (types::I64, false)
-    }
-}
-
-fn unsupported<T>(what: &str) -> WasmResult<T> {
-    Err(WasmError::Unsupported(what.to_string()))
-}
-
-impl cranelift_wasm::FuncEnvironment for FuncEnv<'_> {
-    fn is_wasm_parameter(&self, _signature: &ir::Signature, index: usize) -> bool {
-        // Parameters 0 and 1 are the callee and caller vmctx.
-        index >= 2
-    }
-
-    fn param_needs_stack_map(&self, _signature: &ir::Signature, _index: usize) -> bool {
-        false
-    }
-
-    fn sig_ref_result_needs_stack_map(&self, _sig_ref: ir::SigRef, _index: usize) -> bool {
-        false
-    }
-
-    fn func_ref_result_needs_stack_map(
-        &self,
-        _func: &ir::Function,
-        _func_ref: ir::FuncRef,
-        _index: usize,
-    ) -> bool {
-        false
-    }
-
-    fn make_global(
-        &mut self,
-        func: &mut ir::Function,
-        index: GlobalIndex,
-    ) -> WasmResult<GlobalVariable> {
-        let ty = self.module.globals[index.as_u32() as usize].content;
-        let gv = self.vmctx_load_gv(func, self.offsets.global(index.as_u32()), true);
-        Ok(GlobalVariable::Memory {
-            gv,
-            offset: 0.into(),
-            ty: ir_type(ty),
-        })
-    }
-
-    fn heaps(&self) -> &cranelift_codegen::entity::PrimaryMap<Heap, HeapData> {
-        &self.heaps
-    }
-
-    fn make_heap(&mut self, func: &mut ir::Function, index: MemoryIndex) -> WasmResult<Heap> {
-        let memory = self.module.memories[index.as_u32() as usize];
-        let base = self.vmctx_load_gv(func, self.offsets.memory_base(index.as_u32()), true);
-        let style = if self.memory_layout.reservation >= 1 << 32 {
-            HeapStyle::Static {
-                bound: self.memory_layout.reservation,
-            }
-        } else {
-            // A smaller reservation: check every access against the
-            // current length, read through the memory's definition.
-            let definition =
-                self.vmctx_load_gv(func, self.offsets.memory_definition(index.as_u32()), true);
-            let bound_gv = func.create_global_value(ir::GlobalValueData::Load {
-                base: definition,
-                offset: (MEMORY_DEFINITION_LENGTH as i32).into(),
-                global_type: types::I64,
-                flags: trusted(),
-            });
-            HeapStyle::Dynamic { bound_gv }
-        };
-        Ok(self.heaps.push(HeapData {
-            base,
-            min_size: u64::from(memory.minimum) << 16,
-            max_size: memory.maximum.map(|m| u64::from(m) << 16),
-            offset_guard_size: self.memory_layout.guard,
-            style,
-            index_type: types::I32,
-            memory_type: None,
-            page_size_log2: 16,
-        }))
-    }
-
-    fn make_indirect_sig(
-        &mut self,
-        func: &mut ir::Function,
-        index: TypeIndex,
-    ) -> WasmResult<ir::SigRef> {
-        let ty = &self.module.types[index.as_u32() as usize];
-        Ok(func.import_signature(native_signature(ty)))
-    }
-
-    fn make_direct_func(
-        &mut self,
-        func: &mut ir::Function,
-        index: FuncIndex,
-    ) -> WasmResult<ir::FuncRef> {
-        let ty = self.module.func_type(index.as_u32());
-        let signature = func.import_signature(native_signature(ty));
-        let name = func.declare_imported_user_function(ir::UserExternalName::new(
-            NAMESPACE_FUNCTION,
-            index.as_u32(),
-        ));
-        Ok(func.import_function(ir::ExtFuncData {
-            name: ir::ExternalName::User(name),
-            signature,
-            colocated: true,
-        }))
-    }
-
-    fn translate_call(
-        &mut self,
-        builder: &mut FunctionBuilder,
-        callee_index: FuncIndex,
-        callee: ir::FuncRef,
-        call_args: &[ir::Value],
-    ) -> WasmResult<ir::Inst> {
-        let vmctx = Self::vmctx_value(builder.func);
-        if callee_index.as_u32() < self.module.num_imported_functions {
-            // Imports go through their VMFuncRef in this instance's vmctx.
-            let sig_ref = builder.func.dfg.ext_funcs[callee].signature;
-            let func_ref = builder
-                .ins()
-                .iadd_imm(vmctx, self.offsets.func_ref(callee_index.as_u32()) as i64);
-            return Ok(Self::call_func_ref(builder, sig_ref, func_ref, call_args));
-        }
-        let args = native_call_args(vmctx, vmctx, call_args);
-        Ok(builder.ins().call(callee, &args))
-    }
-
-    fn translate_call_indirect(
-        &mut self,
-        builder: &mut FunctionBuilder,
-        table_index: TableIndex,
-        sig_index: TypeIndex,
-        sig_ref: ir::SigRef,
-        callee: ir::Value,
-        call_args: &[ir::Value],
-    ) -> WasmResult<Option<ir::Inst>> {
-        let element = self.table_element_addr(builder, table_index, callee);
-        let func_ref = builder.ins().load(types::I64, trusted(), element, 0);
-        builder.ins().trapz(func_ref, TrapCode::IndirectCallToNull);
-        let type_id = builder.ins().load(
-            types::I32,
-            trusted_readonly(),
-            func_ref,
-            FUNC_REF_TYPE_ID as i32,
-        );
-        // The engine-wide id of the expected type, filled in at load time.
-        let expected = self.symbol_value(builder, Symbol::TypeId(sig_index.as_u32()));
-        let expected = builder.ins().ireduce(types::I32, expected);
-        let mismatch = builder
-            .ins()
-            .icmp(ir::condcodes::IntCC::NotEqual, type_id, expected);
-        builder.ins().trapnz(mismatch, TrapCode::BadSignature);
-        Ok(Some(Self::call_func_ref(
-            builder, sig_ref, func_ref, call_args,
-        )))
-    }
-
-    fn translate_return_call_indirect(
-        &mut self,
-        _builder: &mut FunctionBuilder,
-        _table_index: TableIndex,
-        _sig_index: TypeIndex,
-        _sig_ref: ir::SigRef,
-        _callee: ir::Value,
-        _call_args: &[ir::Value],
-    ) -> WasmResult<()> {
-        unsupported("tail calls")
-    }
-
-    fn translate_return_call_ref(
-        &mut self,
-        _builder: &mut FunctionBuilder,
-        _sig_ref: ir::SigRef,
-        _callee: ir::Value,
-        _call_args: &[ir::Value],
-    ) -> WasmResult<()> {
-        unsupported("tail calls")
-    }
-
-    fn translate_return_call(
-        &mut self,
-        _builder: &mut FunctionBuilder,
-        _callee_index: FuncIndex,
-        _callee: ir::FuncRef,
-        _call_args: &[ir::Value],
-    ) -> WasmResult<()> {
-        unsupported("tail calls")
-    }
-
-    fn translate_call_ref(
-        &mut self,
-        _builder: &mut FunctionBuilder,
-        _sig_ref: ir::SigRef,
-        _callee: ir::Value,
-        _call_args: &[ir::Value],
-    ) -> WasmResult<ir::Inst> {
-        unsupported("typed function references")
-    }
-
-    fn translate_memory_grow(
-        &mut self,
-        mut pos: FuncCursor,
-        index: MemoryIndex,
-        _heap: Heap,
-        val: ir::Value,
-    ) -> WasmResult<ir::Value> {
-        Ok(self
-            .call_builtin(&mut pos, Builtin::MemoryGrow, &[index.as_u32()], &[val])
-            .expect("memory.grow returns a value"))
-    }
-
-    fn translate_memory_size(
-        &mut self,
-        mut pos: FuncCursor,
-        index: MemoryIndex,
-        _heap: Heap,
-    ) -> WasmResult<ir::Value> {
-        let definition =
-            Self::load_readonly_vmctx_ptr(&mut pos, self.offsets.memory_definition(index.as_u32()));
-        let length = pos.ins().load(
-            types::I64,
-            trusted(),
-            definition,
-            MEMORY_DEFINITION_LENGTH as i32,
-        );
-        let pages = pos.ins().ushr_imm(length, 16);
-        Ok(pos.ins().ireduce(types::I32, pages))
-    }
-
-    fn translate_memory_copy(
-        &mut self,
-        mut pos: FuncCursor,
-        src_index: MemoryIndex,
-        _src_heap: Heap,
-        dst_index: MemoryIndex,
-        _dst_heap: Heap,
-        dst: ir::Value,
-        src: ir::Value,
-        len: ir::Value,
-    ) -> WasmResult<()> {
-        self.call_builtin_checked(
-            &mut pos,
-            Builtin::MemoryCopy,
-            &[dst_index.as_u32(), src_index.as_u32()],
-            &[dst, src, len],
-            TrapCode::HeapOutOfBounds,
-        );
-        Ok(())
-    }
-
-    fn translate_memory_fill(
-        &mut self,
-        mut pos: FuncCursor,
-        index: MemoryIndex,
-        _heap: Heap,
-        dst: ir::Value,
-        val: ir::Value,
-        len: ir::Value,
-    ) -> WasmResult<()> {
-        self.call_builtin_checked(
-            &mut pos,
-            Builtin::MemoryFill,
-            &[index.as_u32()],
-            &[dst, val, len],
-            TrapCode::HeapOutOfBounds,
-        );
-        Ok(())
-    }
-
-    fn translate_memory_init(
-        &mut self,
-        mut pos: FuncCursor,
-        index: MemoryIndex,
-        _heap: Heap,
-        seg_index: u32,
-        dst: ir::Value,
-        src: ir::Value,
-        len: ir::Value,
-    ) -> WasmResult<()> {
-        self.call_builtin_checked(
-            &mut pos,
-            Builtin::MemoryInit,
-            &[index.as_u32(), seg_index],
-            &[dst, src, len],
-            TrapCode::HeapOutOfBounds,
-        );
-        Ok(())
-    }
-
-    fn translate_data_drop(&mut self, mut pos: FuncCursor, seg_index: u32) -> WasmResult<()> {
-        self.call_builtin(&mut pos, Builtin::DataDrop, &[seg_index], &[]);
-        Ok(())
-    }
-
-    fn translate_table_size(
-        &mut self,
-        mut pos: FuncCursor,
-        index: TableIndex,
-    ) -> WasmResult<ir::Value> {
-        let (_, length) = self.load_table_ptr_and_length(&mut pos, index);
-        Ok(length)
-    }
-
-    fn translate_table_grow(
-        &mut self,
-        mut pos: FuncCursor,
-        table_index: TableIndex,
-        delta: ir::Value,
-        init_value: ir::Value,
-    ) -> WasmResult<ir::Value> {
-        Ok(self
-            .call_builtin(
-                &mut pos,
-                Builtin::TableGrow,
-                &[table_index.as_u32()],
-                &[init_value, delta],
-            )
-            .expect("table.grow returns a value"))
-    }
-
-    fn translate_table_get(
-        &mut self,
-        builder: &mut FunctionBuilder,
-        table_index: TableIndex,
-        index: ir::Value,
-    ) -> WasmResult<ir::Value> {
-        let element = self.table_element_addr(builder, table_index, index);
-        Ok(builder.ins().load(types::I64, trusted(), element, 0))
-    }
-
-    fn translate_table_set(
-        &mut self,
-        builder: &mut FunctionBuilder,
-        table_index: TableIndex,
-        value: ir::Value,
-        index: ir::Value,
-    ) -> WasmResult<()> {
-        let element = self.table_element_addr(builder, table_index, index);
-        builder.ins().store(trusted(), value, element, 0);
-        Ok(())
-    }
-
-    fn translate_table_copy(
-        &mut self,
-        mut pos: FuncCursor,
-        dst_table_index: TableIndex,
-        src_table_index: TableIndex,
-        dst: ir::Value,
-        src: ir::Value,
-        len: ir::Value,
-    ) -> WasmResult<()> {
-        self.call_builtin_checked(
-            &mut pos,
-            Builtin::TableCopy,
-            &[dst_table_index.as_u32(), src_table_index.as_u32()],
-            &[dst, src, len],
-            TrapCode::TableOutOfBounds,
-        );
-        Ok(())
-    }
-
-    fn translate_table_fill(
-        &mut self,
-        mut pos: FuncCursor,
-        table_index: TableIndex,
-        dst: ir::Value,
-        val: ir::Value,
-        len: ir::Value,
-    ) -> WasmResult<()> {
-        self.call_builtin_checked(
-            &mut pos,
-            Builtin::TableFill,
-            &[table_index.as_u32()],
-            &[dst, val, len],
-            TrapCode::TableOutOfBounds,
-        );
-        Ok(())
-    }
-
-    fn translate_table_init(
-        &mut self,
-        mut pos: FuncCursor,
-        seg_index: u32,
-        table_index: TableIndex,
-        dst: ir::Value,
-        src: ir::Value,
-        len: ir::Value,
-    ) -> WasmResult<()> {
-        self.call_builtin_checked(
-            &mut pos,
-            Builtin::TableInit,
-            &[table_index.as_u32(), seg_index],
-            &[dst, src, len],
-            TrapCode::TableOutOfBounds,
-        );
-        Ok(())
-    }
-
-    fn translate_elem_drop(&mut self, mut pos: FuncCursor, seg_index: u32) -> WasmResult<()> {
-        self.call_builtin(&mut pos, Builtin::ElemDrop, &[seg_index], &[]);
-        Ok(())
-    }
-
-    fn translate_ref_null(
-        &mut self,
-        mut pos: FuncCursor,
-        _ty: WasmHeapType,
-    ) -> WasmResult<ir::Value> {
-        Ok(pos.ins().iconst(types::I64, 0))
-    }
-
-    fn translate_ref_is_null(
-        &mut self,
-        mut pos: FuncCursor,
-        value: ir::Value,
-    ) -> WasmResult<ir::Value> {
-        let is_null = pos.ins().icmp_imm(ir::condcodes::IntCC::Equal, value, 0);
-        Ok(pos.ins().uextend(types::I32, is_null))
-    }
-
-    fn translate_ref_func(
-        &mut self,
-        mut pos: FuncCursor,
-        func_index: FuncIndex,
-    ) -> WasmResult<ir::Value> {
-        let vmctx = Self::vmctx_value(pos.func);
-        Ok(pos
-            .ins()
-            .iadd_imm(vmctx, self.offsets.func_ref(func_index.as_u32()) as i64))
-    }
-
-    fn translate_custom_global_get(
-        &mut self,
-        _builder: &mut FunctionBuilder,
-        _global_index: GlobalIndex,
-    ) -> WasmResult<ir::Value> {
-        unreachable!("make_global never returns GlobalVariable::Custom")
-    }
-
-    fn translate_custom_global_set(
-        &mut self,
-        _builder: &mut FunctionBuilder,
-        _global_index: GlobalIndex,
-        _val: ir::Value,
-    ) -> WasmResult<()> {
-        unreachable!("make_global never returns GlobalVariable::Custom")
-    }
-
-    fn translate_atomic_wait(
-        &mut self,
-        _pos: FuncCursor,
-        _index: MemoryIndex,
-        _heap: Heap,
-        _addr: ir::Value,
-        _expected: ir::Value,
-        _timeout: ir::Value,
-    ) -> WasmResult<ir::Value> {
-        unsupported("threads (atomic wait)")
-    }
-
-    fn translate_atomic_notify(
-        &mut self,
-        _pos: FuncCursor,
-        _index: MemoryIndex,
-        _heap: Heap,
-        _addr: ir::Value,
-        _count: ir::Value,
-    ) -> WasmResult<ir::Value> {
-        unsupported("threads (atomic notify)")
-    }
-
-    fn translate_ref_i31(&mut self, _pos: FuncCursor, _val: ir::Value) -> WasmResult<ir::Value> {
-        unsupported("GC (i31ref)")
-    }
-
-    fn translate_i31_get_s(
-        &mut self,
-        _pos: FuncCursor,
-        _i31ref: ir::Value,
-    ) -> WasmResult<ir::Value> {
-        unsupported("GC (i31ref)")
-    }
-
-    fn translate_i31_get_u(
-        &mut self,
-        _pos: FuncCursor,
-        _i31ref: ir::Value,
-    ) -> WasmResult<ir::Value> {
-        unsupported("GC (i31ref)")
-    }
-
-    fn translate_loop_header(&mut self, builder: &mut FunctionBuilder) -> WasmResult<()> {
-        self.emit_interrupt_check(builder);
-        Ok(())
-    }
-
-    fn before_translate_function(
-        &mut self,
-        builder: &mut FunctionBuilder,
-        _state: &cranelift_wasm::FuncTranslationState,
-    ) -> WasmResult<()> {
-        self.interrupted = None;
-        self.emit_interrupt_check(builder);
-        Ok(())
-    }
-
-    fn after_translate_function(
-        &mut self,
-        builder: &mut FunctionBuilder,
-        _state: &cranelift_wasm::FuncTranslationState,
-    ) -> WasmResult<()> {
-        // Every check has branched to the shared trap block by now.
-        if let Some(interrupted) = self.interrupted.take() {
-            builder.seal_block(interrupted);
-        }
-        Ok(())
-    }
-
-    fn is_x86(&self) -> bool {
-        cfg!(target_arch = "x86_64")
     }
 }

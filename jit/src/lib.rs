@@ -1,6 +1,7 @@
 //! `backstop-jit`: compiles a Wasm 2.0 module to native code in executable
 //! memory. It owns the parsing and validation (`module_info`), the vmctx
-//! layout (`vmoffsets`), the Cranelift environment (`func_env`), the entry
+//! layout (`vmoffsets`), the translator from Wasm to Cranelift IR
+//! (`translate`) and the environment it compiles against (`func_env`), the entry
 //! trampolines and host adapters (`trampolines`), the CLIF passes it adds
 //! to Cranelift's pipeline (`divconst`, `loop_exits`, `xor_fences`), and
 //! laying every function out in one contiguous block of code memory from
@@ -18,6 +19,7 @@ mod loop_exits;
 pub mod module_info;
 mod proposals;
 mod trampolines;
+mod translate;
 pub mod types;
 pub mod vmoffsets;
 mod xor_fences;
@@ -37,11 +39,11 @@ use cranelift_codegen::ir;
 use cranelift_codegen::isa::unwind::UnwindInfo;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{Context, FinalizedRelocTarget};
-use cranelift_wasm::{FuncTranslator, WasmError};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use translate::FuncTranslator;
 
 /// Why a module could not be compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,21 +71,6 @@ impl fmt::Display for CompileError {
 }
 
 impl std::error::Error for CompileError {}
-
-impl From<WasmError> for CompileError {
-    fn from(e: WasmError) -> Self {
-        match e {
-            WasmError::InvalidWebAssembly { message, offset } => {
-                CompileError::Invalid(format!("{message} (at offset {offset:#x})"))
-            }
-            WasmError::Unsupported(m) => CompileError::Unsupported(m),
-            WasmError::ImplLimitExceeded => {
-                CompileError::Codegen("implementation limit exceeded".into())
-            }
-            WasmError::User(m) => CompileError::Codegen(m),
-        }
-    }
-}
 
 /// How hard Cranelift optimises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -119,6 +106,9 @@ pub fn build_isa(opt_level: OptLevel, verify: bool) -> Result<OwnedTargetIsa, St
     set(&mut flags, "preserve_frame_pointers", "true")?;
     set(&mut flags, "unwind_info", "true")?;
     set(&mut flags, "enable_probestack", "false")?;
+    // Wasm functions may return more values than fit in registers; the
+    // rest go through a return area the caller passes (multi-value).
+    set(&mut flags, "enable_multi_ret_implicit_sret", "true")?;
     set(&mut flags, "is_pic", "false")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     set(
@@ -236,21 +226,22 @@ fn privileged_trap_instruction(bytes: &mut [u8], offset: usize) {
 /// and before the e-graph optimizer, and `xor_fences` around the e-graph
 /// pass (inserted before it, removed after it). The steps and their order
 /// are those of `Context::optimize` and `Context::compile_stencil` in
-/// cranelift-codegen 0.112. (`divconst` runs earlier, right after
+/// cranelift-codegen 0.135. (`divconst` runs earlier, right after
 /// translation.)
 fn optimize_and_lower(
     isa: &dyn cranelift_codegen::isa::TargetIsa,
     ctx: &mut Context,
+    regalloc: &mut regalloc2::Ctx,
     loop_closing_min_live: usize,
     xor_fences_on: bool,
 ) -> Result<cranelift_codegen::CompiledCode, cranelift_codegen::CodegenError> {
     let mut ctrl_plane = ControlPlane::default();
     ctx.verify_if(isa)?;
-    ctx.compute_cfg();
     if isa.flags().enable_nan_canonicalization() {
         ctx.canonicalize_nans(isa)?;
     }
-    ctx.legalize(isa)?;
+    ctx.verify_if(isa)?;
+    ctx.compute_cfg();
     ctx.compute_domtree();
     ctx.eliminate_unreachable_code(isa)?;
     ctx.remove_constant_phis(isa)?;
@@ -273,19 +264,42 @@ fn optimize_and_lower(
             ctx.verify_if(isa)?;
         }
     }
-    let stencil = isa.compile_function(&ctx.func, &ctx.domtree, false, &mut ctrl_plane)?;
+    let stencil =
+        isa.compile_function(&ctx.func, &ctx.domtree, regalloc, false, &mut ctrl_plane)?;
     Ok(stencil.apply_params(&ctx.func.params))
+}
+
+/// What compiling a function reuses from one function to the next.
+struct Scratch {
+    ctx: Context,
+    regalloc: regalloc2::Ctx,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            ctx: Context::new(),
+            regalloc: Default::default(),
+        }
+    }
 }
 
 fn compile_context(
     isa: &dyn cranelift_codegen::isa::TargetIsa,
-    ctx: &mut Context,
+    scratch: &mut Scratch,
     loop_closing_min_live: usize,
     xor_fences_on: bool,
 ) -> Result<CompiledBlob, CompileError> {
+    let ctx = &mut scratch.ctx;
     let user_names = ctx.func.params.user_named_funcs().clone();
-    let code = optimize_and_lower(isa, ctx, loop_closing_min_live, xor_fences_on)
-        .map_err(codegen_error)?;
+    let code = optimize_and_lower(
+        isa,
+        ctx,
+        &mut scratch.regalloc,
+        loop_closing_min_live,
+        xor_fences_on,
+    )
+    .map_err(codegen_error)?;
     let code = &code;
     let mut bytes = code.code_buffer().to_vec();
     let alignment = code.buffer.alignment;
@@ -504,7 +518,7 @@ fn compile_artifact(
         xor_fences: options.xor_fences,
     };
     let worker = || {
-        let mut ctx = Context::new();
+        let mut scratch = Scratch::default();
         let mut translator = FuncTranslator::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -518,7 +532,7 @@ fn compile_artifact(
                 .expect("each body taken once");
             let func_index = pending.func_index;
             let result = catch_compiler_panic(func_index, || {
-                shared.compile(pending, &mut ctx, &mut translator)
+                shared.compile(pending, &mut scratch, &mut translator)
             });
             let failed = result.is_err();
             *results[i].lock().unwrap() = Some(result);
@@ -554,11 +568,11 @@ fn compile_artifact(
     }
 
     // One entry trampoline and one host adapter per distinct function type.
-    let mut ctx = Context::new();
-    let compile_trampoline = |ctx: &mut Context| {
+    let mut scratch = Scratch::default();
+    let compile_trampoline = |scratch: &mut Scratch| {
         compile_context(
             isa.as_ref(),
-            ctx,
+            scratch,
             options.loop_closing_min_live,
             options.xor_fences,
         )
@@ -569,16 +583,20 @@ fn compile_artifact(
         let slots = match distinct.get(ty) {
             Some(slots) => *slots,
             None => {
-                trampolines::build_entry_trampoline(&mut ctx.func, ty);
+                trampolines::build_entry_trampoline(
+                    &mut scratch.ctx.func,
+                    ty,
+                    isa.frontend_config(),
+                );
                 blobs.push((
                     CodeKind::EntryTrampoline(type_index as u32),
-                    compile_trampoline(&mut ctx)?,
+                    compile_trampoline(&mut scratch)?,
                 ));
                 let entry = blobs.len() as u32 - 1;
-                trampolines::build_host_adapter(&mut ctx.func, ty);
+                trampolines::build_host_adapter(&mut scratch.ctx.func, ty, isa.frontend_config());
                 blobs.push((
                     CodeKind::HostAdapter(type_index as u32),
-                    compile_trampoline(&mut ctx)?,
+                    compile_trampoline(&mut scratch)?,
                 ));
                 let adapter = blobs.len() as u32 - 1;
                 distinct.insert(ty, (entry, adapter));
@@ -699,38 +717,52 @@ impl FunctionCompiler<'_> {
     fn compile(
         &self,
         mut pending: module_info::PendingBody<'_>,
-        ctx: &mut Context,
+        scratch: &mut Scratch,
         translator: &mut FuncTranslator,
     ) -> Result<CompiledBlob, CompileError> {
+        let ctx = &mut scratch.ctx;
         let ty = self.info.func_type(pending.func_index);
         ctx.func = ir::Function::with_name_signature(
             ir::UserFuncName::user(0, pending.func_index),
             func_env::native_signature(ty),
         );
         let mut env = func_env::FuncEnv::new(
-            self.isa,
             self.info,
             self.offsets,
             self.memory_layout,
             self.interrupt_checks,
         );
         env.install_stack_limit(&mut ctx.func);
-        translator.translate_body(
+        translator.translate(
             &mut pending.validator,
-            pending.body.clone(),
+            &pending.body,
             &mut ctx.func,
             &mut env,
+            self.isa.frontend_config(),
         )?;
         if self.divconst {
             divconst::rewrite(&mut ctx.func);
         }
-        compile_context(self.isa, ctx, self.loop_closing_min_live, self.xor_fences)
+        compile_context(
+            self.isa,
+            scratch,
+            self.loop_closing_min_live,
+            self.xor_fences,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `FunctionBuilder::finalize` needs to know of this host, for the
+    /// passes' tests that build functions by hand.
+    pub(crate) fn frontend_config() -> cranelift_codegen::isa::TargetFrontendConfig {
+        build_isa(OptLevel::None, false)
+            .expect("this host is supported")
+            .frontend_config()
+    }
 
     #[test]
     fn a_panic_while_compiling_becomes_a_codegen_error() {

@@ -123,7 +123,7 @@ pub fn close_innermost_loops(
             }
             let Some(lp) = block_loop else { continue };
             for (index, call) in func.dfg.insts[inst]
-                .branch_destination(&func.dfg.jump_tables)
+                .branch_destination(&func.dfg.jump_tables, &func.dfg.exception_tables)
                 .iter()
                 .enumerate()
             {
@@ -159,7 +159,8 @@ pub fn close_innermost_loops(
             let ty = func.dfg.value_type(value);
             let param = func.dfg.append_block_param(exit, ty);
             let dfg = &mut func.dfg;
-            dfg.insts[terminator].branch_destination_mut(&mut dfg.jump_tables)[index]
+            dfg.insts[terminator]
+                .branch_destination_mut(&mut dfg.jump_tables, &mut dfg.exception_tables)[index]
                 .append_argument(value, &mut dfg.value_lists);
             renamed.insert(value, param);
         }
@@ -205,8 +206,9 @@ fn dedicated_exit(
     }
     let exit = func.dfg.make_block();
     let dfg = &mut func.dfg;
-    let call = &mut dfg.insts[terminator].branch_destination_mut(&mut dfg.jump_tables)[index];
-    let args = call.args_slice(&dfg.value_lists).to_vec();
+    let call = &mut dfg.insts[terminator]
+        .branch_destination_mut(&mut dfg.jump_tables, &mut dfg.exception_tables)[index];
+    let args: Vec<ir::BlockArg> = call.args(&dfg.value_lists).collect();
     call.clear(&mut dfg.value_lists);
     call.set_block(exit, &mut dfg.value_lists);
     func.layout.insert_block(exit, target);
@@ -240,23 +242,23 @@ mod tests {
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let start = b.block_params(entry)[0];
-        b.ins().jump(l_header, &[start]);
+        b.ins().jump(l_header, &[start.into()]);
         b.append_block_param(l_header, types::I32);
         b.switch_to_block(l_header);
         let x = b.block_params(l_header)[0];
-        let y = b.ins().iadd_imm(x, 1);
-        let again = b.ins().icmp_imm(IntCC::UnsignedLessThan, y, 10);
-        b.ins().brif(again, l_header, &[y], m_header, &[]);
+        let y = b.ins().iadd_imm_s(x, 1);
+        let again = b.ins().icmp_imm_s(IntCC::UnsignedLessThan, y, 10);
+        b.ins().brif(again, l_header, &[y.into()], m_header, &[]);
         b.switch_to_block(m_header);
         let z = b.ins().iadd(y, y);
         b.ins().jump(m_latch, &[]);
         b.switch_to_block(m_latch);
-        let again = b.ins().icmp_imm(IntCC::UnsignedLessThan, z, 100);
+        let again = b.ins().icmp_imm_s(IntCC::UnsignedLessThan, z, 100);
         b.ins().brif(again, m_header, &[], done, &[]);
         b.switch_to_block(done);
         b.ins().return_(&[z]);
         b.seal_all_blocks();
-        b.finalize();
+        b.finalize(crate::tests::frontend_config());
         (func, blocks, y)
     }
 
@@ -278,10 +280,14 @@ mod tests {
         // L's exit now enters a new block, which passes y on as its
         // parameter; M uses that parameter, not y.
         let terminator = func.layout.last_inst(l_header).unwrap();
-        let exit = func.dfg.insts[terminator].branch_destination(&func.dfg.jump_tables)[1];
+        let exit = func.dfg.insts[terminator]
+            .branch_destination(&func.dfg.jump_tables, &func.dfg.exception_tables)[1];
         let exit_block = exit.block(&func.dfg.value_lists);
         assert_ne!(exit_block, m_header);
-        assert_eq!(exit.args_slice(&func.dfg.value_lists), &[y]);
+        assert_eq!(
+            exit.args(&func.dfg.value_lists).collect::<Vec<_>>(),
+            [ir::BlockArg::Value(y)]
+        );
         let param = func.dfg.block_params(exit_block)[0];
         let first = func.layout.first_inst(m_header).unwrap();
         assert_eq!(func.dfg.inst_args(first), &[param, param]);

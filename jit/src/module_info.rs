@@ -286,7 +286,7 @@ pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileE
             }
             Payload::ImportSection(reader) => {
                 validator.import_section(&reader).map_err(invalid)?;
-                for import in reader {
+                for import in reader.into_imports() {
                     let import = import.map_err(invalid)?;
                     let kind = match import.ty {
                         TypeRef::Func(t) => {
@@ -314,6 +314,11 @@ pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileE
                         }
                         TypeRef::Tag(_) => {
                             return Err(CompileError::Unsupported("exception handling tags".into()))
+                        }
+                        TypeRef::FuncExact(_) => {
+                            return Err(CompileError::Unsupported(
+                                "custom descriptors (exact function imports)".into(),
+                            ))
                         }
                     };
                     info.imports.push(Import {
@@ -370,6 +375,11 @@ pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileE
                         ExternalKind::Global => ExportKind::Global,
                         ExternalKind::Tag => {
                             return Err(CompileError::Unsupported("exception handling tags".into()))
+                        }
+                        ExternalKind::FuncExact => {
+                            return Err(CompileError::Unsupported(
+                                "custom descriptors (exact function exports)".into(),
+                            ))
                         }
                     };
                     info.exports.push(Export {
@@ -450,11 +460,12 @@ pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileE
                 }
             }
             Payload::CodeSectionStart {
-                count, ref range, ..
+                ref unchecked_range,
+                ..
             } => {
-                info.code_section_offset = range.start as u32;
+                info.code_section_offset = unchecked_range.start as u32;
                 validator
-                    .code_section_start(count, range)
+                    .code_section_start(unchecked_range)
                     .map_err(invalid)?;
             }
             Payload::CodeSectionEntry(body) => {

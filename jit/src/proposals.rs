@@ -11,7 +11,7 @@
 //! here.
 
 use crate::module_info::supported_features;
-use wasmparser::{Validator, WasmFeatures};
+use wasmparser::{Parser, Payload, TypeRef, Validator, WasmFeatures};
 
 /// The standard proposals beyond Wasm 2.0 (Wasm 3.0's, threads, the legacy
 /// exception instructions toolchains still emit, components), with the
@@ -78,6 +78,16 @@ pub fn needed_proposals(wasm: &[u8]) -> Option<String> {
             needed = without;
         }
     }
+    let only_memory64 = PROPOSALS
+        .iter()
+        .all(|(feature, _)| needed.contains(*feature) == (*feature == WasmFeatures::MEMORY64));
+    if only_memory64 && !declares_64_bit_index(wasm) {
+        // Wasm 3.0 reads every memory's and table's limits as 64-bit
+        // numbers, so a 32-bit limit encoded too long is valid there; but
+        // a module with no 64-bit memory or table does not use memory64:
+        // it is malformed.
+        return None;
+    }
     let names: Vec<&str> = PROPOSALS
         .iter()
         .filter(|(feature, _)| needed.contains(*feature))
@@ -90,4 +100,35 @@ pub fn needed_proposals(wasm: &[u8]) -> Option<String> {
     } else {
         names.join(", ")
     })
+}
+
+/// Whether the module declares or imports a memory or a table with 64-bit
+/// indices (read with every proposal enabled).
+fn declares_64_bit_index(wasm: &[u8]) -> bool {
+    let mut parser = Parser::new(0);
+    parser.set_features(all_proposals());
+    for payload in parser.parse_all(wasm) {
+        let Ok(payload) = payload else { return false };
+        let found = match payload {
+            Payload::MemorySection(reader) => reader
+                .into_iter()
+                .any(|memory| memory.is_ok_and(|m| m.memory64)),
+            Payload::TableSection(reader) => reader
+                .into_iter()
+                .any(|table| table.is_ok_and(|t| t.ty.table64)),
+            Payload::ImportSection(reader) => reader.into_imports().any(|import| match import {
+                Ok(import) => match import.ty {
+                    TypeRef::Memory(m) => m.memory64,
+                    TypeRef::Table(t) => t.table64,
+                    _ => false,
+                },
+                Err(_) => false,
+            }),
+            _ => false,
+        };
+        if found {
+            return true;
+        }
+    }
+    false
 }

@@ -20,10 +20,10 @@ use crate::func_env::{ir_type, native_signature};
 use crate::types::FuncType;
 use crate::vmoffsets::HOST_CTX_ARRAY_CALL;
 use cranelift_codegen::ir::{
-    self, types, AbiParam, InstBuilder, MemFlags, Signature, StackSlotData, StackSlotKind,
+    self, types, AbiParam, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
     UserFuncName,
 };
-use cranelift_codegen::isa::CallConv;
+use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 /// Size of one value slot: enough for a v128.
@@ -41,7 +41,11 @@ fn array_call_signature() -> Signature {
 }
 
 /// Replaces `func` with the entry trampoline of `ty`.
-pub fn build_entry_trampoline(func: &mut ir::Function, ty: &FuncType) {
+pub fn build_entry_trampoline(
+    func: &mut ir::Function,
+    ty: &FuncType,
+    frontend_config: TargetFrontendConfig,
+) {
     let mut sig = Signature::new(CallConv::SystemV);
     for _ in 0..4 {
         sig.params.push(AbiParam::new(types::I64));
@@ -56,7 +60,7 @@ pub fn build_entry_trampoline(func: &mut ir::Function, ty: &FuncType) {
     let params = builder.block_params(block).to_vec();
     let (native_call, callee_vmctx, caller_vmctx, values) =
         (params[0], params[1], params[2], params[3]);
-    let flags = MemFlags::trusted();
+    let flags = MemFlagsData::trusted();
     let mut args = vec![callee_vmctx, caller_vmctx];
     for (i, p) in ty.params().iter().enumerate() {
         let v = builder.ins().load(
@@ -76,11 +80,15 @@ pub fn build_entry_trampoline(func: &mut ir::Function, ty: &FuncType) {
             .store(flags, r, values, (i as u32 * VALUE_SLOT_SIZE) as i32);
     }
     builder.ins().return_(&[]);
-    builder.finalize();
+    builder.finalize(frontend_config);
 }
 
 /// Replaces `func` with the host adapter of `ty`.
-pub fn build_host_adapter(func: &mut ir::Function, ty: &FuncType) {
+pub fn build_host_adapter(
+    func: &mut ir::Function,
+    ty: &FuncType,
+    frontend_config: TargetFrontendConfig,
+) {
     *func = ir::Function::with_name_signature(UserFuncName::user(2, 0), native_signature(ty));
     let mut fb_ctx = FunctionBuilderContext::new();
     let mut builder = FunctionBuilder::new(func, &mut fb_ctx);
@@ -99,12 +107,12 @@ pub fn build_host_adapter(func: &mut ir::Function, ty: &FuncType) {
     for (i, v) in params[2..].iter().enumerate() {
         builder
             .ins()
-            .stack_store(*v, slot, (i as u32 * VALUE_SLOT_SIZE) as i32);
+            .stack_store(types::I64, *v, slot, (i as u32 * VALUE_SLOT_SIZE) as i32);
     }
     let values = builder.ins().stack_addr(types::I64, slot, 0);
     let array_call = builder.ins().load(
         types::I64,
-        MemFlags::trusted().with_readonly(),
+        MemFlagsData::trusted().with_readonly(),
         host_ctx,
         HOST_CTX_ARRAY_CALL as i32,
     );
@@ -118,11 +126,12 @@ pub fn build_host_adapter(func: &mut ir::Function, ty: &FuncType) {
     let mut results = Vec::with_capacity(ty.results().len());
     for (i, r) in ty.results().iter().enumerate() {
         results.push(builder.ins().stack_load(
+            types::I64,
             ir_type(*r),
             slot,
             (i as u32 * VALUE_SLOT_SIZE) as i32,
         ));
     }
     builder.ins().return_(&results);
-    builder.finalize();
+    builder.finalize(frontend_config);
 }

@@ -234,22 +234,35 @@ impl TrapCode {
         })
     }
 
+    /// The Cranelift trap code compiled code uses for this trap: Cranelift's
+    /// own codes where it has one (its instructions raise those by
+    /// themselves), a user code numbered as `TrapCode` otherwise.
+    pub(crate) fn to_cranelift(self) -> cranelift_codegen::ir::TrapCode {
+        use cranelift_codegen::ir::TrapCode as C;
+        match self {
+            TrapCode::StackOverflow => C::STACK_OVERFLOW,
+            TrapCode::MemoryOutOfBounds => C::HEAP_OUT_OF_BOUNDS,
+            TrapCode::IntegerOverflow => C::INTEGER_OVERFLOW,
+            TrapCode::IntegerDivisionByZero => C::INTEGER_DIVISION_BY_ZERO,
+            TrapCode::BadConversionToInteger => C::BAD_CONVERSION_TO_INTEGER,
+            other => C::unwrap_user(other as u8),
+        }
+    }
+
+    /// The inverse of `to_cranelift`; `None` for a code compiled code never
+    /// uses.
     pub(crate) fn from_cranelift(code: cranelift_codegen::ir::TrapCode) -> Option<TrapCode> {
         use cranelift_codegen::ir::TrapCode as C;
         Some(match code {
-            C::StackOverflow => TrapCode::StackOverflow,
-            C::HeapOutOfBounds => TrapCode::MemoryOutOfBounds,
-            C::HeapMisaligned => TrapCode::HeapMisaligned,
-            C::TableOutOfBounds => TrapCode::TableOutOfBounds,
-            C::IndirectCallToNull => TrapCode::IndirectCallToNull,
-            C::BadSignature => TrapCode::BadSignature,
-            C::IntegerOverflow => TrapCode::IntegerOverflow,
-            C::IntegerDivisionByZero => TrapCode::IntegerDivisionByZero,
-            C::BadConversionToInteger => TrapCode::BadConversionToInteger,
-            C::UnreachableCodeReached => TrapCode::UnreachableCodeReached,
-            C::Interrupt => TrapCode::Interrupt,
-            C::NullReference | C::NullI31Ref => TrapCode::NullReference,
-            C::User(_) => return None,
+            C::STACK_OVERFLOW => TrapCode::StackOverflow,
+            C::HEAP_OUT_OF_BOUNDS => TrapCode::MemoryOutOfBounds,
+            C::INTEGER_OVERFLOW => TrapCode::IntegerOverflow,
+            C::INTEGER_DIVISION_BY_ZERO => TrapCode::IntegerDivisionByZero,
+            C::BAD_CONVERSION_TO_INTEGER => TrapCode::BadConversionToInteger,
+            other => {
+                let user = TrapCode::from_u8(other.as_raw().get())?;
+                (user.to_cranelift() == other).then_some(user)?
+            }
         })
     }
 

@@ -22,7 +22,7 @@
 
 use cranelift_codegen::cursor::{Cursor, FuncCursor};
 use cranelift_codegen::entity::{EntitySet, SecondaryMap};
-use cranelift_codegen::ir::{self, InstBuilder, MemFlags, Opcode};
+use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, Opcode};
 
 /// Routes shared `bxor` results through fences; returns how many it made.
 pub fn insert(func: &mut ir::Function) -> usize {
@@ -67,7 +67,7 @@ pub fn insert(func: &mut ir::Function) -> usize {
             pos.goto_after_inst(inst);
             pos.ins()
                 .with_result(shared)
-                .bitcast(ty, MemFlags::new(), unfenced);
+                .bitcast(ty, MemFlagsData::new(), unfenced);
             fences += 1;
         }
     }
@@ -127,17 +127,17 @@ mod tests {
         let mut state = b.block_params(entry)[0];
         let mut states = Vec::new();
         for _ in 0..2 {
-            let shifted = b.ins().ishl_imm(state, 13);
+            let shifted = b.ins().ishl_imm_u(state, 13);
             state = b.ins().bxor(state, shifted);
-            let shifted = b.ins().ushr_imm(state, 17);
+            let shifted = b.ins().ushr_imm_u(state, 17);
             state = b.ins().bxor(state, shifted);
-            let shifted = b.ins().ishl_imm(state, 5);
+            let shifted = b.ins().ishl_imm_u(state, 5);
             state = b.ins().bxor(state, shifted);
             states.push(state);
         }
         b.ins().return_(&states);
         b.seal_all_blocks();
-        b.finalize();
+        b.finalize(crate::tests::frontend_config());
         func
     }
 
