@@ -16,6 +16,12 @@
 //! - `programs/P/compile`: `Module::new` on the `.wasm` file (default
 //!   `Config`), which is outside the timed region of the two above.
 //!
+//! - with `BACKSTOP_BENCH_PASSES=1` in the environment, also
+//!   `programs/P/backstop_no_divconst` and `programs/P/backstop_no_loop_closing`:
+//!   the default `Config` with one of Backstop's own compiler passes off
+//!   (`compiler_passes`, `loop_closing_threshold(usize::MAX)`), which is how
+//!   BENCHMARKS.md measures what each pass is worth.
+//!
 //! Every variant's stdout is checked against the native program's once
 //! before it is measured. Needs `clang-14` for the native builds; without
 //! it the `native` benchmarks are skipped. See BENCHMARKS.md, section
@@ -91,6 +97,13 @@ fn engine(interrupt_checks: bool) -> Engine {
     Engine::new(&config).unwrap()
 }
 
+/// The default engine with `change` applied to its `Config`.
+fn engine_with(change: impl FnOnce(&mut Config)) -> Engine {
+    let mut config = Config::new();
+    change(&mut config);
+    Engine::new(&config).unwrap()
+}
+
 fn linker(engine: &Engine) -> Linker<State> {
     let mut linker = Linker::new(engine);
     wasi::add_to_linker(&mut linker, |s: &mut State| &mut s.wasi).unwrap();
@@ -105,10 +118,24 @@ fn programs(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(8));
 
-    let engines = [
+    let mut engines = vec![
         ("backstop", engine(false)),
         ("backstop_checked", engine(true)),
     ];
+    if std::env::var_os("BACKSTOP_BENCH_PASSES").is_some() {
+        engines.push((
+            "backstop_no_divconst",
+            engine_with(|c| {
+                c.compiler_passes(false);
+            }),
+        ));
+        engines.push((
+            "backstop_no_loop_closing",
+            engine_with(|c| {
+                c.loop_closing_threshold(usize::MAX);
+            }),
+        ));
+    }
 
     for name in PROGRAMS {
         let wasm = std::fs::read(programs_dir().join(format!("{name}.wasm")))

@@ -151,7 +151,48 @@ fn compute(c: &mut Criterion) {
     matmul(&mut group, &engine, "matmul256_f64", MATMUL_IJK);
     // Supplementary: the same product with the two inner loops swapped.
     matmul(&mut group, &engine, "matmul256_f64_ikj", MATMUL_IKJ);
+    // Supplementary: the i-j-k product with kill-switch checks.
+    matmul(&mut group, &checked(), "matmul256_f64_checked", MATMUL_IJK);
+    sieve(&mut group, &engine, "sieve_1m");
     group.finish();
+}
+
+/// The primes below one million, counted with a byte-per-number sieve of
+/// Eratosthenes in linear memory (`compute/sieve_1m`).
+fn sieve(group: &mut Group<'_>, engine: &Engine, name: &str) {
+    let wat = r#"
+        (module
+          (memory 16)
+          (func (export "count_primes") (param $n i32) (result i32)
+            (local $i i32) (local $j i32) (local $count i32)
+            (memory.fill (i32.const 0) (i32.const 0) (local.get $n))
+            (local.set $i (i32.const 2))
+            (block $done
+              (loop $outer
+                (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+                (if (i32.eqz (i32.load8_u (local.get $i)))
+                  (then
+                    (local.set $count (i32.add (local.get $count) (i32.const 1)))
+                    ;; Multiples from i*i on, while i*i < n (no overflow).
+                    (local.set $j (i32.mul (local.get $i) (local.get $i)))
+                    (if (i32.gt_u (local.get $i) (i32.div_u (local.get $n) (local.get $i)))
+                      (then (local.set $j (local.get $n))))
+                    (block $marked
+                      (loop $mark
+                        (br_if $marked (i32.ge_u (local.get $j) (local.get $n)))
+                        (i32.store8 (local.get $j) (i32.const 1))
+                        (local.set $j (i32.add (local.get $j) (local.get $i)))
+                        (br $mark)))))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $outer)))
+            (local.get $count)))
+    "#;
+    let (mut store, instance) = instantiate(engine, wat);
+    let count: TypedFunc<i32, i32> = instance.get_typed_func(&store, "count_primes").unwrap();
+    assert_eq!(count.call(&mut store, 1_000_000).unwrap(), 78_498);
+    group.bench_function(name, |b| {
+        b.iter(|| count.call(&mut store, black_box(1_000_000)).unwrap())
+    });
 }
 
 /// The naive i-j-k kernel: `C[i][j] = sum_k A[i][k] * B[k][j]`, with the

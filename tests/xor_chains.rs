@@ -1,6 +1,6 @@
 //! Chains of xors whose intermediate values are used more than once, which
-//! the compiler fences off from Cranelift's reassociation
-//! (`jit/src/xor_fences.rs`), must compute what they say: xorshift
+//! Cranelift's e-graph once reassociated into extra xor trees (see
+//! `jit/src/cranelift_guards.rs`), must compute what they say: xorshift
 //! generators (32- and 64-bit, in loops, unrolled) and a mixing function
 //! whose shared xors feed several others, against the same code in Rust,
 //! with Cranelift's verifier on.

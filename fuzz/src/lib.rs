@@ -251,7 +251,7 @@ pub fn config_engine(name: &str) -> backstop::Engine {
             config.loop_closing_threshold(0);
         }
         "no-own-passes" => {
-            config.compiler_passes(false, false);
+            config.compiler_passes(false);
         }
         "explicit-bounds-checks" => {
             // Exactly the largest memory a case can have, and no guard: every

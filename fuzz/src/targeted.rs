@@ -7,7 +7,7 @@
 //! | shape | what it aims at |
 //! |---|---|
 //! | `division` | `divconst`: division and remainder by constants (powers of two, odd, even, near the limits, -1) of dividends narrowed by masks, shifts and extensions |
-//! | `xor_chain` | `xor_fences`: long xor/shift/rotate chains whose intermediates are used twice |
+//! | `xor_chain` | long xor/shift/rotate chains whose intermediates are used twice (once Backstop's `xor_fences` pass, now the e-graph's own rules) |
 //! | `loop_exits` | `loop_exits`: loops with many values live out and several exits |
 //! | `call_indirect_chain` | tables and signature checks: a deep chain of `call_indirect` through a table |
 //! | `first_instruction_trap` | trap sites at offset 0 of a function: the first instruction faults |

@@ -69,10 +69,7 @@ fn fingerprint(isa: &OwnedTargetIsa, options: &CompileOptions) -> String {
         "loop closing threshold {}",
         options.loop_closing_min_live
     ));
-    lines.push(format!(
-        "passes divconst {} xor_fences {}",
-        options.divconst, options.xor_fences
-    ));
+    lines.push(format!("passes divconst {}", options.divconst));
     lines.join("\n")
 }
 

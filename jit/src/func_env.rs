@@ -12,7 +12,8 @@ use crate::module_info::ModuleInfo;
 use crate::types::{FuncType, TrapCode, ValType};
 use crate::vmoffsets::*;
 use cranelift_codegen::ir::{
-    self, condcodes::IntCC, types, AbiParam, ArgumentPurpose, InstBuilder, MemFlagsData, Signature,
+    self, condcodes::IntCC, types, AbiParam, AliasRegion, AliasRegionData, ArgumentPurpose,
+    InstBuilder, MemFlagsData, Signature,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::FunctionBuilder;
@@ -128,6 +129,39 @@ pub(crate) fn vmctx_invariant() -> MemFlagsData {
     trusted_readonly().with_can_move()
 }
 
+/// The disjoint kinds of memory compiled code touches, so that Cranelift's
+/// alias analysis knows a store to one cannot change a load from another
+/// (a store to linear memory leaves a global's loaded value valid).
+#[derive(Clone, Copy)]
+pub struct AliasRegions {
+    /// Linear memory.
+    pub heap: AliasRegion,
+    /// The storage of globals.
+    pub globals: AliasRegion,
+    /// The elements of tables.
+    pub tables: AliasRegion,
+    /// The vmctx and the runtime's structures it points to (memory and
+    /// table definitions, function references).
+    pub runtime: AliasRegion,
+}
+
+impl AliasRegions {
+    fn declare(func: &mut ir::Function) -> Self {
+        let mut region = |user_id: u32, description: &'static str| {
+            func.dfg.alias_regions.insert(AliasRegionData {
+                user_id,
+                description: description.into(),
+            })
+        };
+        AliasRegions {
+            heap: region(0, "linear memory"),
+            globals: region(1, "globals"),
+            tables: region(2, "table elements"),
+            runtime: region(3, "vmctx and runtime structures"),
+        }
+    }
+}
+
 pub struct FuncEnv<'a> {
     module: &'a ModuleInfo,
     offsets: &'a VMOffsets,
@@ -138,11 +172,10 @@ pub struct FuncEnv<'a> {
     signatures: HashMap<u32, ir::SigRef>,
     /// The callee of each defined function called directly.
     direct_callees: HashMap<u32, ir::FuncRef>,
-    /// This function's one `trap Interrupt` block, shared by all its
-    /// interrupt checks (see `emit_interrupt_check`).
-    interrupted: Option<ir::Block>,
     /// The vmctx parameter of the function being translated.
     vmctx: Option<ir::Value>,
+    /// The function's alias regions.
+    regions: Option<AliasRegions>,
     /// The global value of each link-time symbol this function uses.
     symbols: HashMap<Symbol, ir::GlobalValue>,
 }
@@ -162,8 +195,8 @@ impl<'a> FuncEnv<'a> {
             builtin_sigs: HashMap::new(),
             signatures: HashMap::new(),
             direct_callees: HashMap::new(),
-            interrupted: None,
             vmctx: None,
+            regions: None,
             symbols: HashMap::new(),
         }
     }
@@ -199,9 +232,55 @@ impl<'a> FuncEnv<'a> {
 
     /// Starts a function whose entry block is `entry` (with the native
     /// parameters already appended).
-    pub fn begin_function(&mut self, builder: &FunctionBuilder, entry: ir::Block) {
+    pub fn begin_function(&mut self, builder: &mut FunctionBuilder, entry: ir::Block) {
         self.vmctx = Some(builder.block_params(entry)[0]);
-        self.interrupted = None;
+        self.regions = Some(AliasRegions::declare(builder.func));
+    }
+
+    /// The alias regions of the function being translated.
+    pub fn regions(&self) -> AliasRegions {
+        self.regions.expect("begin_function comes first")
+    }
+
+    /// `trusted()` flags in the runtime's region.
+    fn runtime(&self) -> MemFlagsData {
+        trusted().with_alias_region(Some(self.regions().runtime))
+    }
+
+    /// `trusted_readonly()` flags in the runtime's region.
+    fn runtime_readonly(&self) -> MemFlagsData {
+        trusted_readonly().with_alias_region(Some(self.regions().runtime))
+    }
+
+    /// Flags for an access to a table element.
+    pub fn table_flags(&self) -> MemFlagsData {
+        trusted().with_alias_region(Some(self.regions().tables))
+    }
+
+    /// Flags for an access to a global's value: it never traps and is
+    /// aligned; an immutable global never changes once code can run, so its
+    /// load may be hoisted (its storage is always valid).
+    pub fn global_flags(&self, mutable: bool) -> MemFlagsData {
+        let flags = trusted().with_alias_region(Some(self.regions().globals));
+        if mutable {
+            flags
+        } else {
+            flags.with_readonly().with_can_move()
+        }
+    }
+
+    /// Flags for an access to linear memory: little-endian, possibly
+    /// unaligned, and trapping `MemoryOutOfBounds` if it faults.
+    pub fn heap_flags(&self) -> MemFlagsData {
+        MemFlagsData::new()
+            .with_endianness(ir::Endianness::Little)
+            .with_trap_code(Some(TrapCode::MemoryOutOfBounds.to_cranelift()))
+            .with_alias_region(Some(self.regions().heap))
+    }
+
+    /// `vmctx_invariant()` flags in the runtime's region.
+    fn runtime_invariant(&self) -> MemFlagsData {
+        vmctx_invariant().with_alias_region(Some(self.regions().runtime))
     }
 
     /// This function's own vmctx (the callee vmctx parameter).
@@ -236,21 +315,19 @@ impl<'a> FuncEnv<'a> {
     ///   brif pending, check_own_flag, continue
     /// check_own_flag:                                   ; cold: only while a kill is pending somewhere
     ///   flag = atomic_load [load vmctx.interrupt]
-    ///   brif flag, interrupted, continue
+    ///   trapnz flag, Interrupt
+    ///   jump continue
     /// continue:
     ///   ...
-    /// interrupted:                                      ; one per function, cold
-    ///   trap Interrupt
     /// ```
     ///
     /// The loads are atomic: plain ones would be merged by Cranelift's
     /// redundant-load elimination with the one at function entry (no store
     /// intervenes in a tight loop), and the loop would never see a change.
-    /// On x86-64 they are still plain `mov`s.
-    ///
-    /// The trap block is shared by every check of the function, so its
-    /// immediate dominator is the function-entry check, outside every loop
-    /// (see BENCHMARKS.md on the trap block and loop-invariant hoisting).
+    /// On x86-64 they are still plain `mov`s. (Cranelift 0.112 turned each
+    /// `trapnz` into a block of its own, which defeated loop-invariant
+    /// hoisting, so checks shared one trap block; 0.135 keeps `trapnz` an
+    /// instruction, and the shared block measured no faster: BENCHMARKS.md.)
     pub fn emit_interrupt_check(&mut self, builder: &mut FunctionBuilder) {
         if !self.interrupt_checks {
             return;
@@ -269,38 +346,20 @@ impl<'a> FuncEnv<'a> {
         builder.switch_to_block(check_own_flag);
         builder.seal_block(check_own_flag);
         let vmctx = self.vmctx();
-        // Not marked read-only, though it is: a read-only load counts as
-        // pure, and Cranelift would hoist it out of the cold block and the
-        // loop and keep the pointer in a register for the whole function.
+        // Not marked read-only, though it is: a read-only load may be
+        // hoisted out of the cold block and the loop, and the pointer would
+        // then stay in a register for the whole function.
         let flag_ptr = builder
             .ins()
             .load(types::I64, trusted(), vmctx, VMCTX_INTERRUPT as i32);
         let flag = builder.ins().atomic_load(types::I32, trusted(), flag_ptr);
-        let (interrupted, first) = match self.interrupted {
-            Some(block) => (block, false),
-            None => (builder.create_block(), true),
-        };
         builder
             .ins()
-            .brif(flag, interrupted, &[], continue_block, &[]);
-        if first {
-            // Filled now, sealed once every check has branched to it.
-            self.interrupted = Some(interrupted);
-            builder.set_cold_block(interrupted);
-            builder.switch_to_block(interrupted);
-            builder.ins().trap(TrapCode::Interrupt.to_cranelift());
-        }
+            .trapnz(flag, TrapCode::Interrupt.to_cranelift());
+        builder.ins().jump(continue_block, &[]);
 
         builder.switch_to_block(continue_block);
         builder.seal_block(continue_block);
-    }
-
-    /// Seals the shared interrupt trap block once every check of the
-    /// function has branched to it.
-    pub fn finish_interrupt_checks(&mut self, builder: &mut FunctionBuilder) {
-        if let Some(interrupted) = self.interrupted.take() {
-            builder.seal_block(interrupted);
-        }
     }
 
     fn builtin_sig(&mut self, func: &mut ir::Function, builtin: Builtin) -> ir::SigRef {
@@ -316,7 +375,7 @@ impl<'a> FuncEnv<'a> {
         let vmctx = self.vmctx();
         builder
             .ins()
-            .load(types::I64, vmctx_invariant(), vmctx, offset as i32)
+            .load(types::I64, self.runtime_invariant(), vmctx, offset as i32)
     }
 
     /// Calls a runtime builtin through the builtins table in the vmctx with
@@ -340,7 +399,7 @@ impl<'a> FuncEnv<'a> {
         let builtins = self.load_readonly_vmctx_ptr(builder, VMCTX_BUILTINS);
         let callee = builder.ins().load(
             types::I64,
-            vmctx_invariant(),
+            self.runtime_invariant(),
             builtins,
             (builtin as u32 * 8) as i32,
         );
@@ -377,7 +436,7 @@ impl<'a> FuncEnv<'a> {
             self.load_readonly_vmctx_ptr(builder, self.offsets.memory_definition(memory));
         builder.ins().load(
             types::I64,
-            trusted(),
+            self.runtime(),
             definition,
             MEMORY_DEFINITION_LENGTH as i32,
         )
@@ -404,7 +463,7 @@ impl<'a> FuncEnv<'a> {
         let table_ptr = self.load_readonly_vmctx_ptr(builder, self.offsets.table(table));
         let length = builder
             .ins()
-            .load(types::I32, trusted(), table_ptr, TABLE_LENGTH as i32);
+            .load(types::I32, self.runtime(), table_ptr, TABLE_LENGTH as i32);
         (table_ptr, length)
     }
 
@@ -423,9 +482,10 @@ impl<'a> FuncEnv<'a> {
         builder
             .ins()
             .trapnz(out_of_bounds, TrapCode::TableOutOfBounds.to_cranelift());
-        let elements = builder
-            .ins()
-            .load(types::I64, trusted(), table_ptr, TABLE_ELEMENTS as i32);
+        let elements =
+            builder
+                .ins()
+                .load(types::I64, self.runtime(), table_ptr, TABLE_ELEMENTS as i32);
         let index64 = builder.ins().uextend(types::I64, index);
         let byte_offset = builder.ins().ishl_imm_u(index64, 3);
         builder.ins().iadd(elements, byte_offset)
@@ -456,7 +516,11 @@ impl<'a> FuncEnv<'a> {
             let func_ref = builder
                 .ins()
                 .iadd_imm_s(vmctx, self.offsets.func_ref(index) as i64);
-            return self.call_func_ref(builder, sig_ref, func_ref, args);
+            // An import's `VMFuncRef` is in this vmctx and never changes
+            // while code runs, so its fields may be loaded once, outside
+            // loops.
+            let field_flags = self.runtime_invariant();
+            return self.call_func_ref(builder, sig_ref, func_ref, field_flags, args);
         }
         let module = self.module;
         let callee = *self.direct_callees.entry(index).or_insert_with(|| {
@@ -489,13 +553,15 @@ impl<'a> FuncEnv<'a> {
     ) -> ir::Inst {
         let sig_ref = self.signature(builder.func, type_index);
         let element = self.table_element_addr(builder, table, index);
-        let func_ref = builder.ins().load(types::I64, trusted(), element, 0);
+        let func_ref = builder
+            .ins()
+            .load(types::I64, self.table_flags(), element, 0);
         builder
             .ins()
             .trapz(func_ref, TrapCode::IndirectCallToNull.to_cranelift());
         let type_id = builder.ins().load(
             types::I32,
-            trusted_readonly(),
+            self.runtime_readonly(),
             func_ref,
             FUNC_REF_TYPE_ID as i32,
         );
@@ -506,7 +572,8 @@ impl<'a> FuncEnv<'a> {
         builder
             .ins()
             .trapnz(mismatch, TrapCode::BadSignature.to_cranelift());
-        self.call_func_ref(builder, sig_ref, func_ref, args)
+        let field_flags = self.runtime_readonly();
+        self.call_func_ref(builder, sig_ref, func_ref, field_flags, args)
     }
 
     /// A reference to function `index`: its `VMFuncRef` in this vmctx.
@@ -517,36 +584,36 @@ impl<'a> FuncEnv<'a> {
             .iadd_imm_s(vmctx, self.offsets.func_ref(index) as i64)
     }
 
-    /// Emits a call through a `VMFuncRef` pointer (already checked non-null).
+    /// Emits a call through a `VMFuncRef` pointer (already checked non-null),
+    /// reading its fields with `field_flags`.
     fn call_func_ref(
         &self,
         builder: &mut FunctionBuilder,
         sig_ref: ir::SigRef,
         func_ref: ir::Value,
+        field_flags: MemFlagsData,
         call_args: &[ir::Value],
     ) -> ir::Inst {
         let caller_vmctx = self.vmctx();
         let native = builder.ins().load(
             types::I64,
-            trusted_readonly(),
+            field_flags,
             func_ref,
             FUNC_REF_NATIVE_CALL as i32,
         );
-        let callee_vmctx = builder.ins().load(
-            types::I64,
-            trusted_readonly(),
-            func_ref,
-            FUNC_REF_VMCTX as i32,
-        );
+        let callee_vmctx =
+            builder
+                .ins()
+                .load(types::I64, field_flags, func_ref, FUNC_REF_VMCTX as i32);
         // The callee runs on our stack under our root call: hand it our
         // stack limit and activation.
         for field in VMCTX_PROPAGATED {
             let value = builder
                 .ins()
-                .load(types::I64, trusted(), caller_vmctx, field as i32);
+                .load(types::I64, self.runtime(), caller_vmctx, field as i32);
             builder
                 .ins()
-                .store(trusted(), value, callee_vmctx, field as i32);
+                .store(self.runtime(), value, callee_vmctx, field as i32);
         }
         let args = native_call_args(callee_vmctx, caller_vmctx, call_args);
         builder.ins().call_indirect(sig_ref, native, &args)

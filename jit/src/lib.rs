@@ -3,7 +3,7 @@
 //! layout (`vmoffsets`), the translator from Wasm to Cranelift IR
 //! (`translate`) and the environment it compiles against (`func_env`), the entry
 //! trampolines and host adapters (`trampolines`), the CLIF passes it adds
-//! to Cranelift's pipeline (`divconst`, `loop_exits`, `xor_fences`), and
+//! to Cranelift's pipeline (`divconst`, `loop_exits`), and
 //! laying every function out in one contiguous block of code memory from
 //! `cranelift-jit`.
 //!
@@ -12,6 +12,8 @@
 //! nothing of instances, stacks or signals.
 
 mod artifact;
+#[cfg(test)]
+mod cranelift_guards;
 mod cwasm;
 mod divconst;
 pub mod func_env;
@@ -22,7 +24,6 @@ mod trampolines;
 mod translate;
 pub mod types;
 pub mod vmoffsets;
-mod xor_fences;
 
 pub use cranelift_codegen::isa::OwnedTargetIsa;
 pub use cwasm::{is_precompiled, load_precompiled, precompile};
@@ -144,9 +145,6 @@ pub struct CompileOptions {
     /// Whether `divconst` rewrites division by constants (on by default;
     /// off for differential testing of the pass).
     pub divconst: bool,
-    /// Whether `xor_fences` guards xor chains from reassociation (on by
-    /// default; off for differential testing of the pass).
-    pub xor_fences: bool,
 }
 
 /// The default of `CompileOptions::loop_closing_min_live`, measured (see
@@ -163,7 +161,6 @@ impl Default for CompileOptions {
             interrupt_checks: true,
             loop_closing_min_live: LOOP_CLOSING_MIN_LIVE,
             divconst: true,
-            xor_fences: true,
         }
     }
 }
@@ -223,8 +220,7 @@ fn privileged_trap_instruction(bytes: &mut [u8], offset: usize) {
 /// Compiles the function in `ctx` and extracts everything layout needs.
 /// Cranelift's `Context::compile`, step by step, with passes of ours
 /// added: `loop_exits` after `remove_constant_phis` (which would undo it)
-/// and before the e-graph optimizer, and `xor_fences` around the e-graph
-/// pass (inserted before it, removed after it). The steps and their order
+/// and before the e-graph optimizer. The steps and their order
 /// are those of `Context::optimize` and `Context::compile_stencil` in
 /// cranelift-codegen 0.135. (`divconst` runs earlier, right after
 /// translation.)
@@ -233,7 +229,6 @@ fn optimize_and_lower(
     ctx: &mut Context,
     regalloc: &mut regalloc2::Ctx,
     loop_closing_min_live: usize,
-    xor_fences_on: bool,
 ) -> Result<cranelift_codegen::CompiledCode, cranelift_codegen::CodegenError> {
     let mut ctrl_plane = ControlPlane::default();
     ctx.verify_if(isa)?;
@@ -257,12 +252,7 @@ fn optimize_and_lower(
             ctx.compute_cfg();
             ctx.compute_domtree();
         }
-        let fenced = xor_fences_on && xor_fences::insert(&mut ctx.func) > 0;
         ctx.egraph_pass(isa, &mut ctrl_plane)?;
-        if fenced {
-            xor_fences::remove(&mut ctx.func);
-            ctx.verify_if(isa)?;
-        }
     }
     let stencil =
         isa.compile_function(&ctx.func, &ctx.domtree, regalloc, false, &mut ctrl_plane)?;
@@ -288,18 +278,11 @@ fn compile_context(
     isa: &dyn cranelift_codegen::isa::TargetIsa,
     scratch: &mut Scratch,
     loop_closing_min_live: usize,
-    xor_fences_on: bool,
 ) -> Result<CompiledBlob, CompileError> {
     let ctx = &mut scratch.ctx;
     let user_names = ctx.func.params.user_named_funcs().clone();
-    let code = optimize_and_lower(
-        isa,
-        ctx,
-        &mut scratch.regalloc,
-        loop_closing_min_live,
-        xor_fences_on,
-    )
-    .map_err(codegen_error)?;
+    let code = optimize_and_lower(isa, ctx, &mut scratch.regalloc, loop_closing_min_live)
+        .map_err(codegen_error)?;
     let code = &code;
     let mut bytes = code.code_buffer().to_vec();
     let alignment = code.buffer.alignment;
@@ -515,7 +498,6 @@ fn compile_artifact(
         interrupt_checks: options.interrupt_checks,
         loop_closing_min_live: options.loop_closing_min_live,
         divconst: options.divconst,
-        xor_fences: options.xor_fences,
     };
     let worker = || {
         let mut scratch = Scratch::default();
@@ -570,12 +552,7 @@ fn compile_artifact(
     // One entry trampoline and one host adapter per distinct function type.
     let mut scratch = Scratch::default();
     let compile_trampoline = |scratch: &mut Scratch| {
-        compile_context(
-            isa.as_ref(),
-            scratch,
-            options.loop_closing_min_live,
-            options.xor_fences,
-        )
+        compile_context(isa.as_ref(), scratch, options.loop_closing_min_live)
     };
     let mut distinct: HashMap<&FuncType, (u32, u32)> = HashMap::new();
     let mut type_slots = Vec::with_capacity(info.types.len());
@@ -689,7 +666,6 @@ struct FunctionCompiler<'a> {
     interrupt_checks: bool,
     loop_closing_min_live: usize,
     divconst: bool,
-    xor_fences: bool,
 }
 
 /// Runs `compile` for function `func_index`, turning a panic inside it (a
@@ -743,12 +719,7 @@ impl FunctionCompiler<'_> {
         if self.divconst {
             divconst::rewrite(&mut ctx.func);
         }
-        compile_context(
-            self.isa,
-            scratch,
-            self.loop_closing_min_live,
-            self.xor_fences,
-        )
+        compile_context(self.isa, scratch, self.loop_closing_min_live)
     }
 }
 

@@ -21,7 +21,6 @@ pub struct Config {
     pub(crate) interrupt_checks: bool,
     pub(crate) loop_closing_min_live: usize,
     pub(crate) divconst: bool,
-    pub(crate) xor_fences: bool,
     pub(crate) verify_compiled_code: bool,
     pub(crate) wasm_backtrace: bool,
     pub(crate) gdb_jit: bool,
@@ -40,7 +39,6 @@ impl Default for Config {
             interrupt_checks: false,
             loop_closing_min_live: backstop_jit::LOOP_CLOSING_MIN_LIVE,
             divconst: true,
-            xor_fences: true,
             verify_compiled_code: false,
             wasm_backtrace: true,
             gdb_jit: true,
@@ -128,13 +126,11 @@ impl Config {
     }
 
     /// For tests of the compiler (the config-differential fuzzing target):
-    /// turn Backstop's own CLIF passes off, `divconst` (division by
-    /// constants as multiplications) and `xor_fences` (xor chains kept from
-    /// reassociation). Both are on by default. Not a tuning knob.
+    /// turn Backstop's own CLIF pass `divconst` (division by constants as
+    /// multiplications) off. It is on by default. Not a tuning knob.
     #[doc(hidden)]
-    pub fn compiler_passes(&mut self, divconst: bool, xor_fences: bool) -> &mut Self {
+    pub fn compiler_passes(&mut self, divconst: bool) -> &mut Self {
         self.divconst = divconst;
-        self.xor_fences = xor_fences;
         self
     }
 

@@ -310,7 +310,6 @@ fn compile_options(engine: &Engine) -> CompileOptions {
         interrupt_checks: config.interrupt_checks,
         loop_closing_min_live: config.loop_closing_min_live,
         divconst: config.divconst,
-        xor_fences: config.xor_fences,
         ..CompileOptions::default()
     };
     if !config.parallel_compilation {

@@ -24,6 +24,6 @@ pub use registry::{
     register_code, CodeRegion, CodeRegistrationHandle, FunctionRange, PcInfo, SourceLoc, TrapSite,
 };
 
-/// The gimli this crate is built against (0.29, the version cranelift-codegen 0.112 uses), so callers can name
+/// The gimli this crate is built against (0.33, the version cranelift-codegen 0.135 uses), so callers can name
 /// the exact CIE/FDE types [`EhFrameRegistration::new`] takes.
 pub use gimli;

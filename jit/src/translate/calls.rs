@@ -7,7 +7,7 @@
 //! (null is 0), an externref an opaque host handle.
 
 use super::stack::ValueStack;
-use crate::func_env::{trusted, FuncEnv};
+use crate::func_env::FuncEnv;
 use crate::types::TrapCode;
 use crate::vmoffsets::Builtin;
 use cranelift_codegen::ir::{condcodes::IntCC, types, InstBuilder};
@@ -42,13 +42,15 @@ pub(super) fn translate_call_or_table(
         Operator::TableGet { table } => {
             let index = stack.pop();
             let element = env.table_element_addr(builder, table, index);
-            let value = builder.ins().load(types::I64, trusted(), element, 0);
+            let value = builder
+                .ins()
+                .load(types::I64, env.table_flags(), element, 0);
             stack.push(value);
         }
         Operator::TableSet { table } => {
             let (index, value) = stack.pop2();
             let element = env.table_element_addr(builder, table, index);
-            builder.ins().store(trusted(), value, element, 0);
+            builder.ins().store(env.table_flags(), value, element, 0);
         }
         Operator::TableSize { table } => {
             let (_, length) = env.table_ptr_and_length(builder, table);

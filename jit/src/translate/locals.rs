@@ -5,9 +5,9 @@
 
 use super::stack::V128;
 use super::FuncState;
-use crate::func_env::{ir_type, trusted, FuncEnv, NATIVE_PARAMS_BEFORE_WASM};
+use crate::func_env::{ir_type, FuncEnv, NATIVE_PARAMS_BEFORE_WASM};
 use crate::types::ValType;
-use cranelift_codegen::ir::{self, types, InstBuilder, MemFlagsData};
+use cranelift_codegen::ir::{self, types, InstBuilder};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use wasmparser::Operator;
 
@@ -55,17 +55,6 @@ fn zero(builder: &mut FunctionBuilder, ty: ValType) -> ir::Value {
     }
 }
 
-/// Flags for accesses to a global's value: it is in the instance's own
-/// storage, never traps, and is aligned.
-fn global_flags(mutable: bool) -> MemFlagsData {
-    if mutable {
-        trusted()
-    } else {
-        // An immutable global never changes once code can run.
-        trusted().with_readonly()
-    }
-}
-
 /// Translates `op` if it is a local or global access, returning whether it
 /// was one.
 pub(super) fn translate_variable(
@@ -92,7 +81,7 @@ pub(super) fn translate_variable(
             let (address, ty, mutable) = env.global_address(builder, global_index);
             let value = builder
                 .ins()
-                .load(ir_type(ty), global_flags(mutable), address, 0);
+                .load(ir_type(ty), env.global_flags(mutable), address, 0);
             state.stack.push(value);
         }
         Operator::GlobalSet { global_index } => {
@@ -100,7 +89,7 @@ pub(super) fn translate_variable(
             let value = state.stack.pop();
             builder
                 .ins()
-                .store(global_flags(mutable), value, address, 0);
+                .store(env.global_flags(mutable), value, address, 0);
         }
         _ => return false,
     }

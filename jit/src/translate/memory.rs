@@ -20,14 +20,6 @@ use cranelift_codegen::ir::{self, condcodes::IntCC, types, InstBuilder, MemFlags
 use cranelift_frontend::FunctionBuilder;
 use wasmparser::{MemArg, MemArgTarget, Operator};
 
-/// Flags of an access to linear memory: little-endian, possibly
-/// unaligned, and trapping `MemoryOutOfBounds` if it faults.
-fn heap_flags() -> MemFlagsData {
-    MemFlagsData::new()
-        .with_endianness(ir::Endianness::Little)
-        .with_trap_code(Some(TrapCode::MemoryOutOfBounds.to_cranelift()))
-}
-
 fn memory_index(memarg: &MemArg) -> u32 {
     match memarg.target {
         MemArgTarget::Memory(index) => index,
@@ -37,14 +29,14 @@ fn memory_index(memarg: &MemArg) -> u32 {
 
 /// The native address of an access of `size` bytes at `index` (an i32)
 /// plus the static offset of `memarg`, after whatever bounds check the
-/// layout needs.
+/// layout needs, as a base and the offset the access instruction adds.
 fn checked_address(
     env: &FuncEnv,
     builder: &mut FunctionBuilder,
     memarg: &MemArg,
     index: ir::Value,
     size: u32,
-) -> ir::Value {
+) -> (ir::Value, i32) {
     let memory = memory_index(memarg);
     let layout = env.memory_layout();
     let index = builder.ins().uextend(types::I64, index);
@@ -75,10 +67,10 @@ fn checked_address(
     }
     let base = env.memory_base(builder, memory);
     let address = builder.ins().iadd(base, index);
-    if memarg.offset == 0 {
-        address
-    } else {
-        builder.ins().iadd_imm_s(address, memarg.offset as i64)
+    match i32::try_from(memarg.offset) {
+        // The access's own offset immediate carries it.
+        Ok(offset) => (address, offset),
+        Err(_) => (builder.ins().iadd_imm_s(address, memarg.offset as i64), 0),
     }
 }
 
@@ -104,17 +96,21 @@ impl Load {
         }
     }
 
-    fn emit(self, builder: &mut FunctionBuilder, address: ir::Value) -> ir::Value {
-        let flags = heap_flags();
+    fn emit(
+        self,
+        builder: &mut FunctionBuilder,
+        flags: MemFlagsData,
+        (address, offset): (ir::Value, i32),
+    ) -> ir::Value {
         let ins = builder.ins();
         match self {
-            Load::Plain(ty) => ins.load(ty, flags, address, 0),
-            Load::Signed8(ty) => ins.sload8(ty, flags, address, 0),
-            Load::Unsigned8(ty) => ins.uload8(ty, flags, address, 0),
-            Load::Signed16(ty) => ins.sload16(ty, flags, address, 0),
-            Load::Unsigned16(ty) => ins.uload16(ty, flags, address, 0),
-            Load::Signed32 => ins.sload32(flags, address, 0),
-            Load::Unsigned32 => ins.uload32(flags, address, 0),
+            Load::Plain(ty) => ins.load(ty, flags, address, offset),
+            Load::Signed8(ty) => ins.sload8(ty, flags, address, offset),
+            Load::Unsigned8(ty) => ins.uload8(ty, flags, address, offset),
+            Load::Signed16(ty) => ins.sload16(ty, flags, address, offset),
+            Load::Unsigned16(ty) => ins.uload16(ty, flags, address, offset),
+            Load::Signed32 => ins.sload32(flags, address, offset),
+            Load::Unsigned32 => ins.uload32(flags, address, offset),
         }
     }
 }
@@ -207,26 +203,30 @@ impl VectorLoad {
         }
     }
 
-    fn emit(self, builder: &mut FunctionBuilder, address: ir::Value) -> ir::Value {
-        let flags = heap_flags();
+    fn emit(
+        self,
+        builder: &mut FunctionBuilder,
+        flags: MemFlagsData,
+        (address, offset): (ir::Value, i32),
+    ) -> ir::Value {
         match self {
             VectorLoad::Widening(kind) => {
                 let ins = builder.ins();
                 match kind {
-                    WidenKind::S8x8 => ins.sload8x8(flags, address, 0),
-                    WidenKind::U8x8 => ins.uload8x8(flags, address, 0),
-                    WidenKind::S16x4 => ins.sload16x4(flags, address, 0),
-                    WidenKind::U16x4 => ins.uload16x4(flags, address, 0),
-                    WidenKind::S32x2 => ins.sload32x2(flags, address, 0),
-                    WidenKind::U32x2 => ins.uload32x2(flags, address, 0),
+                    WidenKind::S8x8 => ins.sload8x8(flags, address, offset),
+                    WidenKind::U8x8 => ins.uload8x8(flags, address, offset),
+                    WidenKind::S16x4 => ins.sload16x4(flags, address, offset),
+                    WidenKind::U16x4 => ins.uload16x4(flags, address, offset),
+                    WidenKind::S32x2 => ins.sload32x2(flags, address, offset),
+                    WidenKind::U32x2 => ins.uload32x2(flags, address, offset),
                 }
             }
             VectorLoad::Splat(ty) => {
-                let lane = builder.ins().load(ty.lane_type(), flags, address, 0);
+                let lane = builder.ins().load(ty.lane_type(), flags, address, offset);
                 builder.ins().splat(ty, lane)
             }
             VectorLoad::Zero(ty) => {
-                let lane = builder.ins().load(ty.lane_type(), flags, address, 0);
+                let lane = builder.ins().load(ty.lane_type(), flags, address, offset);
                 builder.ins().scalar_to_vector(ty, lane)
             }
         }
@@ -251,15 +251,20 @@ fn lane_access(op: &Operator<'_>) -> Option<(MemArg, ir::Type, u8, bool)> {
 }
 
 /// Stores the low `size` bytes of `value`.
-fn store(builder: &mut FunctionBuilder, value: ir::Value, address: ir::Value, size: u32) {
-    let flags = heap_flags();
+fn store(
+    builder: &mut FunctionBuilder,
+    flags: MemFlagsData,
+    value: ir::Value,
+    (address, offset): (ir::Value, i32),
+    size: u32,
+) {
     let value_size = builder.func.dfg.value_type(value).bytes();
     let ins = builder.ins();
     match (size, value_size) {
-        (1, _) => ins.istore8(flags, value, address, 0),
-        (2, _) => ins.istore16(flags, value, address, 0),
-        (4, 8) => ins.istore32(flags, value, address, 0),
-        _ => ins.store(flags, value, address, 0),
+        (1, _) => ins.istore8(flags, value, address, offset),
+        (2, _) => ins.istore16(flags, value, address, offset),
+        (4, 8) => ins.istore32(flags, value, address, offset),
+        _ => ins.store(flags, value, address, offset),
     };
 }
 
@@ -273,20 +278,20 @@ pub(super) fn translate_memory(
     if let Some((memarg, load)) = scalar_load(op) {
         let index = stack.pop();
         let address = checked_address(env, builder, &memarg, index, load.size());
-        let value = load.emit(builder, address);
+        let value = load.emit(builder, env.heap_flags(), address);
         stack.push(value);
         return true;
     }
     if let Some((memarg, size)) = scalar_store(op) {
         let (index, value) = stack.pop2();
         let address = checked_address(env, builder, &memarg, index, size);
-        store(builder, value, address, size);
+        store(builder, env.heap_flags(), value, address, size);
         return true;
     }
     if let Some((memarg, load)) = vector_load(op) {
         let index = stack.pop();
         let address = checked_address(env, builder, &memarg, index, load.size());
-        let value = load.emit(builder, address);
+        let value = load.emit(builder, env.heap_flags(), address);
         let value = to_canonical(builder, value);
         stack.push(value);
         return true;
@@ -294,15 +299,17 @@ pub(super) fn translate_memory(
     if let Some((memarg, lanes, lane, is_store)) = lane_access(op) {
         let (index, vector) = stack.pop2();
         let size = lanes.lane_type().bytes();
-        let address = checked_address(env, builder, &memarg, index, size);
+        let (address, offset) = checked_address(env, builder, &memarg, index, size);
         let vector = as_lanes(builder, vector, lanes);
         if is_store {
             let value = builder.ins().extractlane(vector, lane);
-            builder.ins().store(heap_flags(), value, address, 0);
+            builder
+                .ins()
+                .store(env.heap_flags(), value, address, offset);
         } else {
             let value = builder
                 .ins()
-                .load(lanes.lane_type(), heap_flags(), address, 0);
+                .load(lanes.lane_type(), env.heap_flags(), address, offset);
             let vector = builder.ins().insertlane(vector, value, lane);
             let vector = to_canonical(builder, vector);
             stack.push(vector);

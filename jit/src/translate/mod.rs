@@ -100,7 +100,7 @@ impl FuncTranslator {
         builder.append_block_params_for_function_params(entry);
         builder.switch_to_block(entry);
         builder.seal_block(entry);
-        env.begin_function(&builder, entry);
+        env.begin_function(&mut builder, entry);
         let ty = env.module().func_type(validator.index());
         let (num_params, results) = (ty.params().len(), ty.results().to_vec());
         let mut state = FuncState {
@@ -133,7 +133,6 @@ impl FuncTranslator {
                 "function body ends inside a block".into(),
             ));
         }
-        env.finish_interrupt_checks(&mut builder);
         builder.finalize(frontend_config);
         Ok(())
     }
