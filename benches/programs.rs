@@ -17,10 +17,11 @@
 //!   `Config`), which is outside the timed region of the two above.
 //!
 //! - with `BACKSTOP_BENCH_PASSES=1` in the environment, also
-//!   `programs/P/backstop_no_divconst` and `programs/P/backstop_no_loop_closing`:
-//!   the default `Config` with one of Backstop's own compiler passes off
-//!   (`compiler_passes`, `loop_closing_threshold(usize::MAX)`), which is how
-//!   BENCHMARKS.md measures what each pass is worth.
+//!   `programs/P/backstop_no_divconst`, `programs/P/backstop_close_every_loop`
+//!   and `programs/P/backstop_no_loop_closing`: the default `Config` with
+//!   one of Backstop's own compiler passes off or set otherwise
+//!   (`compiler_passes`, `loop_closing_threshold(0 or usize::MAX)`), which
+//!   is how BENCHMARKS.md measures what each pass is worth.
 //!
 //! Every variant's stdout is checked against the native program's once
 //! before it is measured. Needs `clang-14` for the native builds; without
@@ -127,6 +128,12 @@ fn programs(c: &mut Criterion) {
             "backstop_no_divconst",
             engine_with(|c| {
                 c.compiler_passes(false);
+            }),
+        ));
+        engines.push((
+            "backstop_close_every_loop",
+            engine_with(|c| {
+                c.loop_closing_threshold(0);
             }),
         ));
         engines.push((
