@@ -15,33 +15,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 mod common;
+use common::linked::{EXPORTER, IMPORTER};
 use common::{Counters, Guard};
-
-const EXPORTER: &str = r#"
-    (module
-      (memory (export "memory") 1 4)
-      (table (export "table") 2 funcref)
-      (global (export "counter") (mut i32) (i32.const 0))
-      (func $inc (export "inc") (result i32)
-        (global.set 0 (i32.add (global.get 0) (i32.const 1)))
-        (global.get 0))
-      (func (export "spin") (loop $l (br $l)))
-      (elem (i32.const 0) $inc))
-"#;
-
-const IMPORTER: &str = r#"
-    (module
-      (import "lib" "memory" (memory 1))
-      (import "lib" "table" (table 2 funcref))
-      (import "lib" "inc" (func $inc (result i32)))
-      (import "lib" "spin" (func $spin))
-      (type $r (func (result i32)))
-      (func (export "twice") (result i32)
-        (drop (call $inc))
-        (call_indirect (type $r) (i32.const 0)))
-      (func (export "spin_there") (call $spin))
-      (func (export "peek") (result i32) (i32.load (i32.const 0))))
-"#;
 
 fn engine_and_modules() -> (Engine, Module, Module) {
     let engine = Engine::default();
@@ -209,38 +184,6 @@ fn function_references_stay_valid_for_the_stores_life() {
     };
     assert_eq!(again, inc);
     assert_eq!(again.call(&mut store, &[]).unwrap(), vec![Val::I32(2)]);
-}
-
-/// The kernel mappings of this process.
-fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
-}
-
-#[test]
-fn dropping_a_store_frees_its_instances() {
-    let (engine, exporter, importer) = engine_and_modules();
-    let mut linker = Linker::new(&engine);
-    let churn = |linker: &mut Linker<()>| {
-        let mut store = Store::new(&engine, ());
-        let lib = linker.instantiate(&mut store, &exporter).unwrap();
-        linker.allow_shadowing(true);
-        linker.instance(&store, "lib", lib).unwrap();
-        let user = linker.instantiate(&mut store, &importer).unwrap();
-        assert_eq!(user.call::<(), i32>(&mut store, "twice", ()).unwrap(), 2);
-    };
-    churn(&mut linker);
-    let before = mappings();
-    for _ in 0..200 {
-        churn(&mut linker);
-    }
-    let after = mappings();
-    assert!(
-        after <= before + 8,
-        "mappings grew from {before} to {after} over 200 stores"
-    );
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod linked;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
