@@ -64,12 +64,12 @@ pub(super) fn translate_call_or_table(
             stack.push(previous);
         }
         Operator::TableFill { table } => {
-            let (dst, value, len) = stack.pop3();
-            env.call_builtin_checked(
+            super::bulk_operation(
+                env,
                 builder,
+                stack,
                 Builtin::TableFill,
                 &[table],
-                &[dst, value, len],
                 TrapCode::TableOutOfBounds,
             );
         }
@@ -77,22 +77,22 @@ pub(super) fn translate_call_or_table(
             dst_table,
             src_table,
         } => {
-            let (dst, src, len) = stack.pop3();
-            env.call_builtin_checked(
+            super::bulk_operation(
+                env,
                 builder,
+                stack,
                 Builtin::TableCopy,
                 &[dst_table, src_table],
-                &[dst, src, len],
                 TrapCode::TableOutOfBounds,
             );
         }
         Operator::TableInit { elem_index, table } => {
-            let (dst, src, len) = stack.pop3();
-            env.call_builtin_checked(
+            super::bulk_operation(
+                env,
                 builder,
+                stack,
                 Builtin::TableInit,
                 &[table, elem_index],
-                &[dst, src, len],
                 TrapCode::TableOutOfBounds,
             );
         }

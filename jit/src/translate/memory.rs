@@ -331,32 +331,32 @@ pub(super) fn translate_memory(
             stack.push(previous);
         }
         Operator::MemoryCopy { dst_mem, src_mem } => {
-            let (dst, src, len) = stack.pop3();
-            env.call_builtin_checked(
+            super::bulk_operation(
+                env,
                 builder,
+                stack,
                 Builtin::MemoryCopy,
                 &[dst_mem, src_mem],
-                &[dst, src, len],
                 TrapCode::MemoryOutOfBounds,
             );
         }
         Operator::MemoryFill { mem } => {
-            let (dst, value, len) = stack.pop3();
-            env.call_builtin_checked(
+            super::bulk_operation(
+                env,
                 builder,
+                stack,
                 Builtin::MemoryFill,
                 &[mem],
-                &[dst, value, len],
                 TrapCode::MemoryOutOfBounds,
             );
         }
         Operator::MemoryInit { data_index, mem } => {
-            let (dst, src, len) = stack.pop3();
-            env.call_builtin_checked(
+            super::bulk_operation(
+                env,
                 builder,
+                stack,
                 Builtin::MemoryInit,
                 &[mem, data_index],
-                &[dst, src, len],
                 TrapCode::MemoryOutOfBounds,
             );
         }

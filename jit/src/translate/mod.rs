@@ -160,6 +160,28 @@ fn translate_operator(
     }
 }
 
+/// A bulk memory or table operator (`memory.copy/fill/init`,
+/// `table.copy/fill/init`): pops its three operands, passes them to
+/// `builtin` after the operator's `immediates`, and traps with `code` when
+/// the builtin reports the range out of bounds.
+fn bulk_operation(
+    env: &mut FuncEnv,
+    builder: &mut FunctionBuilder,
+    stack: &mut stack::ValueStack,
+    builtin: crate::vmoffsets::Builtin,
+    immediates: &[u32],
+    code: crate::types::TrapCode,
+) {
+    let (destination, source_or_value, length) = stack.pop3();
+    env.call_builtin_checked(
+        builder,
+        builtin,
+        immediates,
+        &[destination, source_or_value, length],
+        code,
+    );
+}
+
 /// `drop` and `select`.
 fn translate_parametric(
     op: &Operator<'_>,
