@@ -511,8 +511,8 @@ impl<'a> FuncEnv<'a> {
     ) -> ir::Inst {
         let vmctx = self.vmctx();
         if index < self.module.num_imported_functions {
-            let ty = self.module.func_type(index);
-            let sig_ref = builder.func.import_signature(native_signature(ty));
+            let type_index = self.module.functions[index as usize];
+            let sig_ref = self.signature(builder.func, type_index);
             let func_ref = builder
                 .ins()
                 .iadd_imm_s(vmctx, self.offsets.func_ref(index) as i64);

@@ -108,7 +108,10 @@ pub fn build_isa(opt_level: OptLevel, verify: bool) -> Result<OwnedTargetIsa, St
     set(&mut flags, "unwind_info", "true")?;
     set(&mut flags, "enable_probestack", "false")?;
     // Wasm functions may return more values than fit in registers; the
-    // rest go through a return area the caller passes (multi-value).
+    // rest go through a return area the caller passes (multi-value). That
+    // convention is Cranelift's own, not the platform's, which is enough:
+    // such functions are only ever called by code Cranelift compiled here
+    // (other Wasm functions, entry trampolines, host adapters).
     set(&mut flags, "enable_multi_ret_implicit_sret", "true")?;
     set(&mut flags, "is_pic", "false")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
