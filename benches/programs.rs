@@ -92,12 +92,6 @@ fn run_backstop(linker: &Linker<State>, module: &Module) -> String {
     stdout.contents_string()
 }
 
-fn engine(interrupt_checks: bool) -> Engine {
-    let mut config = Config::new();
-    config.interrupt_checks(interrupt_checks);
-    Engine::new(&config).unwrap()
-}
-
 /// The default engine with `change` applied to its `Config`.
 fn engine_with(change: impl FnOnce(&mut Config)) -> Engine {
     let mut config = Config::new();
@@ -120,8 +114,13 @@ fn programs(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
 
     let mut engines = vec![
-        ("backstop", engine(false)),
-        ("backstop_checked", engine(true)),
+        ("backstop", engine_with(|_| {})),
+        (
+            "backstop_checked",
+            engine_with(|c| {
+                c.interrupt_checks(true);
+            }),
+        ),
     ];
     if std::env::var_os("BACKSTOP_BENCH_PASSES").is_some() {
         engines.push((

@@ -21,6 +21,9 @@ use backstop::{
 };
 use std::sync::Mutex;
 
+mod common;
+use common::mapping_count;
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -32,14 +35,6 @@ fn instantiate(store: &mut Store<()>, wat: &str) -> Instance {
     Linker::new(store.engine())
         .instantiate(store, &module)
         .unwrap()
-}
-
-/// Number of memory mappings of this process.
-fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
 }
 
 /// Compiles and runs throw-away modules: some in `store` (other instances
@@ -215,11 +210,11 @@ fn mappings_kept_and_leaked(
         store
     };
     drop(fill(1));
-    let before = mappings();
+    let before = mapping_count();
     let store = fill(50);
-    let kept = mappings().saturating_sub(before);
+    let kept = mapping_count().saturating_sub(before);
     drop(store);
-    (kept, mappings().saturating_sub(before))
+    (kept, mapping_count().saturating_sub(before))
 }
 
 #[test]
@@ -240,12 +235,12 @@ fn dropped_stores_free_their_instances_memories() {
         let mut store = Store::new(&engine, ());
         linker.instantiate(&mut store, &module).unwrap();
     }
-    let before = mappings();
+    let before = mapping_count();
     for _ in 0..50 {
         let mut store = Store::new(&engine, ());
         linker.instantiate(&mut store, &module).unwrap();
     }
-    let leaked = mappings().saturating_sub(before);
+    let leaked = mapping_count().saturating_sub(before);
     assert!(leaked < 10, "{leaked} mappings leaked by 50 stores");
     // Fifty instances in one store: all kept while it lives, all freed
     // when it drops.

@@ -6,6 +6,9 @@
 
 use backstop::{Engine, Error, Linker, Module, Store};
 
+mod common;
+use common::mapping_count;
+
 /// The tests here count or fill the process's mappings: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -15,13 +18,6 @@ fn max_map_count() -> usize {
         .trim()
         .parse()
         .unwrap()
-}
-
-fn mapping_count() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
 }
 
 #[test]

@@ -6,14 +6,7 @@ use backstop::{Engine, Linker, Module, Store};
 
 mod common;
 use common::linked::{EXPORTER, IMPORTER};
-
-/// The kernel mappings of this process.
-fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
-}
+use common::mapping_count;
 
 #[test]
 fn dropping_a_store_frees_its_instances() {
@@ -30,11 +23,11 @@ fn dropping_a_store_frees_its_instances() {
         assert_eq!(user.call::<(), i32>(&mut store, "twice", ()).unwrap(), 2);
     };
     churn(&mut linker);
-    let before = mappings();
+    let before = mapping_count();
     for _ in 0..200 {
         churn(&mut linker);
     }
-    let after = mappings();
+    let after = mapping_count();
     assert!(
         after <= before + 8,
         "mappings grew from {before} to {after} over 200 stores"

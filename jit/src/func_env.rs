@@ -522,10 +522,9 @@ impl<'a> FuncEnv<'a> {
             let field_flags = self.runtime_invariant();
             return self.call_func_ref(builder, sig_ref, func_ref, field_flags, args);
         }
-        let module = self.module;
+        let signature = self.signature(builder.func, self.module.functions[index as usize]);
         let callee = *self.direct_callees.entry(index).or_insert_with(|| {
             let func = &mut *builder.func;
-            let signature = func.import_signature(native_signature(module.func_type(index)));
             let name = func.declare_imported_user_function(ir::UserExternalName::new(
                 NAMESPACE_FUNCTION,
                 index,

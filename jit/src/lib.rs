@@ -237,8 +237,8 @@ fn optimize_and_lower(
     ctx.verify_if(isa)?;
     if isa.flags().enable_nan_canonicalization() {
         ctx.canonicalize_nans(isa)?;
+        ctx.verify_if(isa)?;
     }
-    ctx.verify_if(isa)?;
     ctx.compute_cfg();
     ctx.compute_domtree();
     ctx.eliminate_unreachable_code(isa)?;

@@ -5,6 +5,14 @@
 
 pub mod linked;
 
+/// The number of kernel memory mappings of this process.
+pub fn mapping_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 

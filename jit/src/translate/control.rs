@@ -56,6 +56,24 @@ pub(super) struct ControlFrame {
 }
 
 impl ControlFrame {
+    /// A frame whose `num_params` parameters are the top of `stack`.
+    fn new(
+        kind: FrameKind,
+        next: ir::Block,
+        num_params: usize,
+        num_results: usize,
+        stack: &super::stack::ValueStack,
+    ) -> Self {
+        ControlFrame {
+            kind,
+            next,
+            num_params,
+            num_results,
+            height: stack.len() - num_params,
+            next_reached: false,
+        }
+    }
+
     /// The number of values a branch to this frame carries.
     fn branch_arity(&self) -> usize {
         match self.kind {
@@ -111,14 +129,8 @@ pub(super) fn open_function(
     results: &[ValType],
 ) {
     let next = block_with_params(builder, results);
-    state.control.push(ControlFrame {
-        kind: FrameKind::Function,
-        next,
-        num_params: 0,
-        num_results: results.len(),
-        height: 0,
-        next_reached: false,
-    });
+    let frame = ControlFrame::new(FrameKind::Function, next, 0, results.len(), &state.stack);
+    state.control.push(frame);
 }
 
 /// Translates `op` if it is a control operator, returning whether it was
@@ -140,14 +152,14 @@ pub(super) fn translate_control(
         Operator::Block { blockty } => {
             let (params, results) = block_signature(env, *blockty);
             let next = block_with_params(builder, &results);
-            state.control.push(ControlFrame {
-                kind: FrameKind::Block,
+            let frame = ControlFrame::new(
+                FrameKind::Block,
                 next,
-                num_params: params.len(),
-                num_results: results.len(),
-                height: state.stack.len() - params.len(),
-                next_reached: false,
-            });
+                params.len(),
+                results.len(),
+                &state.stack,
+            );
+            state.control.push(frame);
         }
         Operator::Loop { blockty } => {
             let (params, results) = block_signature(env, *blockty);
@@ -159,14 +171,14 @@ pub(super) fn translate_control(
             builder.switch_to_block(header);
             state.stack.extend(builder.block_params(header));
             env.emit_interrupt_check(builder);
-            state.control.push(ControlFrame {
-                kind: FrameKind::Loop { header },
+            let frame = ControlFrame::new(
+                FrameKind::Loop { header },
                 next,
-                num_params: params.len(),
-                num_results: results.len(),
-                height: state.stack.len() - params.len(),
-                next_reached: false,
-            });
+                params.len(),
+                results.len(),
+                &state.stack,
+            );
+            state.control.push(frame);
         }
         Operator::If { blockty } => {
             let (params, results) = block_signature(env, *blockty);
@@ -180,18 +192,13 @@ pub(super) fn translate_control(
             builder.seal_block(then_block);
             builder.seal_block(else_block);
             builder.switch_to_block(then_block);
-            state.control.push(ControlFrame {
-                kind: FrameKind::If {
-                    else_block,
-                    else_seen: false,
-                    params: state.stack.top(params.len()).to_vec(),
-                },
-                next,
-                num_params: params.len(),
-                num_results: results.len(),
-                height: state.stack.len() - params.len(),
-                next_reached: false,
-            });
+            let kind = FrameKind::If {
+                else_block,
+                else_seen: false,
+                params: state.stack.top(params.len()).to_vec(),
+            };
+            let frame = ControlFrame::new(kind, next, params.len(), results.len(), &state.stack);
+            state.control.push(frame);
         }
         Operator::Else => translate_else(builder, state),
         Operator::End => translate_end(builder, state),
