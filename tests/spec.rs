@@ -186,6 +186,7 @@ enum Outcome {
 }
 
 /// A directive that did not pass, with where it is.
+#[derive(Debug)]
 struct Problem {
     line: usize,
     col: usize,
@@ -1279,7 +1280,31 @@ fn main() -> ExitCode {
     if !same {
         println!("the loop-closing pass changed results");
     }
-    if ok && same && !setup_error {
+
+    // Again, for the instruction-set baseline (x86-64: SSE2 only): other
+    // lowerings for SIMD and bit counting, and float rounding and `pshufb`
+    // through Backstop's own libcalls.
+    let mut config = backstop::Config::new();
+    config.native_cpu_features(false);
+    let baseline = Engine::new(&config).expect("engine");
+    let (mut passed_baseline, mut failed_baseline) = (0usize, 0usize);
+    for file in &files {
+        let report = run_file(&baseline, file);
+        passed_baseline += report.passed;
+        failed_baseline += report.failed;
+        for problem in report.problems.iter().take(3) {
+            println!("baseline: {}: {problem:?}", file.path.display());
+        }
+    }
+    println!(
+        "spec, baseline CPU features: {passed_baseline} passed, {failed_baseline} failed \
+         (must equal the first run)"
+    );
+    let same_on_baseline = (passed_baseline, failed_baseline) == (passed, failed);
+    if !same_on_baseline {
+        println!("compiling for the baseline CPU changed results");
+    }
+    if ok && same && same_on_baseline && !setup_error {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -224,13 +224,14 @@ fn check_differential(module: &[u8]) -> Verdict {
 
 /// The configurations `config` compares with the default one: each changes
 /// how code is compiled and none may change what it does.
-pub const CONFIGS: [&str; 6] = [
+pub const CONFIGS: [&str; 7] = [
     "opt-none",
     "opt-speed-and-size",
     "no-interrupt-checks",
     "close-every-loop",
     "no-own-passes",
     "explicit-bounds-checks",
+    "baseline-cpu",
 ];
 
 /// The engine of one of `CONFIGS`, on top of the fuzzing default.
@@ -259,6 +260,9 @@ pub fn config_engine(name: &str) -> backstop::Engine {
             config
                 .memory_reservation(generate::MAX_MEMORY_BYTES)
                 .memory_guard_size(0);
+        }
+        "baseline-cpu" => {
+            config.native_cpu_features(false);
         }
         other => panic!("unknown configuration {other}"),
     }

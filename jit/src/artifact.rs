@@ -12,6 +12,7 @@
 //! load it). Both are Cranelift symbol values, `movabs` of a 64-bit
 //! immediate with an `Abs8` relocation, filled in by `load`.
 
+use crate::code_memory::{self, CodeMemory};
 use crate::types::TrapCode;
 use crate::vmoffsets::INTERRUPTS_PENDING;
 use crate::{CodeKind, CompileError, CompiledModule, FuncType, FunctionLayout, ModuleInfo};
@@ -19,8 +20,6 @@ use crate::{OwnedTargetIsa, VMOffsets};
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::ir;
 use cranelift_codegen::isa::unwind::systemv;
-use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{Linkage, Module, ModuleReloc, ModuleRelocTarget};
 use serde::{Deserialize, Serialize};
 
 /// Namespace of `ir::UserExternalName`s that name Wasm functions (direct
@@ -68,7 +67,7 @@ pub(crate) struct SymbolReloc {
 }
 
 /// A call to a Cranelift libcall (`floorf` and the like, where the CPU has
-/// no instruction), resolved by cranelift-jit at load.
+/// no instruction), resolved by `load` (`code_memory::libcall_address`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct LibcallReloc {
     pub offset: u32,
@@ -208,36 +207,39 @@ fn sorted_within(offsets: impl Iterator<Item = u32>, code_len: u64) -> bool {
     true
 }
 
-/// Executable memory owned through cranelift-jit; freed on drop.
-pub(crate) struct CodeMemory {
-    module: Option<JITModule>,
-}
-
-// SAFETY: after `finalize_definitions` the JITModule is never used again
-// except to free its memory in `drop`, which takes `&mut self`. The code it
-// holds is immutable and may be executed from any thread.
-unsafe impl Send for CodeMemory {}
-// SAFETY: as above; shared references give no access to the JITModule.
-unsafe impl Sync for CodeMemory {}
-
-impl Drop for CodeMemory {
-    fn drop(&mut self) {
-        if let Some(module) = self.module.take() {
-            // SAFETY: the owner (`CompiledModule`) is only dropped once no
-            // code of it can run and its unwind info has been deregistered
-            // (the runtime drops its registrations before the module).
-            unsafe { module.free_memory() };
+/// Writes the address of a libcall into the code block at `base`.
+fn patch_libcall(
+    block: &mut [u8],
+    base: usize,
+    r: &LibcallReloc,
+    target: usize,
+) -> Result<(), CompileError> {
+    let at = r.offset as usize;
+    let target = (target as i64).wrapping_add(r.addend);
+    let too_far = || CompileError::Codegen(format!("libcall {:?} out of reach", r.libcall));
+    match r.kind {
+        Reloc::Abs8 => block[at..at + 8].copy_from_slice(&target.to_le_bytes()),
+        Reloc::Abs4 => {
+            let value = u32::try_from(target).map_err(|_| too_far())?;
+            block[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        }
+        Reloc::X86CallPCRel4 | Reloc::X86PCRel4 | Reloc::X86CallPLTRel4 => {
+            let from = (base + at) as i64;
+            let value = i32::try_from(target.wrapping_sub(from)).map_err(|_| too_far())?;
+            block[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        }
+        other => {
+            return Err(CompileError::Codegen(format!(
+                "unexpected libcall relocation {other:?}"
+            )))
         }
     }
-}
-
-fn codegen_error(e: impl std::fmt::Debug) -> CompileError {
-    CompileError::Codegen(format!("{e:?}"))
+    Ok(())
 }
 
 /// Loads `artifact` into executable memory: interns the module's types with
-/// `intern_type`, fills in the symbols, lets cranelift-jit resolve the
-/// libcalls, and turns the offsets into addresses.
+/// `intern_type`, fills in the symbols and the libcalls' addresses, and
+/// turns the offsets into addresses.
 pub(crate) fn load(
     isa: &OwnedTargetIsa,
     info: ModuleInfo,
@@ -264,7 +266,7 @@ pub(crate) fn load(
         type_slots,
     } = artifact;
     if code.is_empty() {
-        code.push(0xcc); // int3: cranelift-jit wants a non-empty function
+        code.push(0xcc); // int3: even an empty module has a code range
     }
     for r in &symbol_relocs {
         let value = match r.symbol {
@@ -277,29 +279,17 @@ pub(crate) fn load(
         let at = r.offset as usize;
         code[at..at + 8].copy_from_slice(&value.to_le_bytes());
     }
-    let libcall_relocs: Vec<ModuleReloc> = libcall_relocs
+    let libcalls = libcall_relocs
         .iter()
-        .map(|r| ModuleReloc {
-            offset: r.offset,
-            kind: r.kind,
-            name: ModuleRelocTarget::LibCall(r.libcall),
-            addend: r.addend,
-        })
-        .collect();
-
-    let mut jit = JITModule::new(JITBuilder::with_isa(
-        isa.clone(),
-        cranelift_module::default_libcall_names(),
-    ));
-    let signature = ir::Signature::new(isa.default_call_conv());
-    let id = jit
-        .declare_function("backstop_module_code", Linkage::Local, &signature)
-        .map_err(codegen_error)?;
-    jit.define_function_bytes(id, 16, &code, &libcall_relocs)
-        .map_err(codegen_error)?;
-    jit.finalize_definitions().map_err(codegen_error)?;
-    let code_base = jit.get_finalized_function(id) as usize;
-    let code_memory = CodeMemory { module: Some(jit) };
+        .map(|r| Ok((r, code_memory::libcall_address(r.libcall)?)))
+        .collect::<Result<Vec<_>, CompileError>>()?;
+    let code_memory = CodeMemory::new(&code, |block, base| {
+        for (r, target) in &libcalls {
+            patch_libcall(block, base, r, *target)?;
+        }
+        Ok(())
+    })?;
+    let code_base = code_memory.base();
 
     let address = |layout_index: u32| code_base + layout[layout_index as usize].offset as usize;
     let fdes = unwind

@@ -48,7 +48,7 @@ fn xorshift_twice() -> ir::Function {
 
 #[test]
 fn the_e_graph_keeps_one_xor_per_step_of_a_shared_xor_chain() {
-    let isa = build_isa(OptLevel::Speed, true).unwrap();
+    let isa = build_isa(OptLevel::Speed, true, true).unwrap();
     let mut ctx = Context::for_function(xorshift_twice());
     ctx.compute_cfg();
     ctx.compute_domtree();

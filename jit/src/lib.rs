@@ -4,14 +4,15 @@
 //! (`translate`) and the environment it compiles against (`func_env`), the entry
 //! trampolines and host adapters (`trampolines`), the CLIF passes it adds
 //! to Cranelift's pipeline (`divconst`, `loop_exits`), and
-//! laying every function out in one contiguous block of code memory from
-//! `cranelift-jit`.
+//! laying every function out in one contiguous block of executable memory
+//! (`code_memory`).
 //!
 //! It records, per function, the address, size, trap sites, Wasm offsets and
 //! DWARF unwind info (as gimli FDEs) that the unwind registry needs. It knows
 //! nothing of instances, stacks or signals.
 
 mod artifact;
+mod code_memory;
 #[cfg(test)]
 mod cranelift_guards;
 mod cwasm;
@@ -86,9 +87,17 @@ pub enum OptLevel {
 /// on: frame pointers everywhere, unwind info, no probestack (the prologue
 /// stack-limit check replaces it), and non-PIC colocated calls.
 ///
+/// `native_features`: use every instruction-set extension this CPU has;
+/// without, the architecture's baseline (x86-64: SSE2), where Cranelift
+/// calls libcalls (`code_memory::libcall_address`) for what it lacks.
+///
 /// `verify`: run Cranelift's IR verifier on every function before and
 /// after optimization (for tests of the compiler; it costs compile time).
-pub fn build_isa(opt_level: OptLevel, verify: bool) -> Result<OwnedTargetIsa, String> {
+pub fn build_isa(
+    opt_level: OptLevel,
+    native_features: bool,
+    verify: bool,
+) -> Result<OwnedTargetIsa, String> {
     let mut flags = settings::builder();
     let set = |flags: &mut settings::Builder, name: &str, value: &str| {
         flags
@@ -126,7 +135,8 @@ pub fn build_isa(opt_level: OptLevel, verify: bool) -> Result<OwnedTargetIsa, St
         "enable_table_access_spectre_mitigation",
         "false",
     )?;
-    let isa_builder = cranelift_native::builder().map_err(|e| e.to_string())?;
+    let isa_builder =
+        cranelift_native::builder_with_options(native_features).map_err(|e| e.to_string())?;
     isa_builder
         .finish(settings::Flags::new(flags))
         .map_err(|e| e.to_string())
@@ -180,7 +190,7 @@ enum Reloc {
     },
     /// A symbol the loading process fills in (`artifact::Symbol`).
     Symbol(artifact::SymbolReloc),
-    /// A libcall, which cranelift-jit resolves when the code is loaded.
+    /// A libcall, whose address `load` fills in.
     Libcall(artifact::LibcallReloc),
 }
 
@@ -420,7 +430,7 @@ pub struct CompiledModule {
     /// Time spent compiling.
     pub compile_time: std::time::Duration,
     /// Keeps the code alive. Declared last so it is dropped last.
-    _code: artifact::CodeMemory,
+    _code: code_memory::CodeMemory,
 }
 
 impl fmt::Debug for CompiledModule {
@@ -733,7 +743,7 @@ mod tests {
     /// What `FunctionBuilder::finalize` needs to know of this host, for the
     /// passes' tests that build functions by hand.
     pub(crate) fn frontend_config() -> cranelift_codegen::isa::TargetFrontendConfig {
-        build_isa(OptLevel::None, false)
+        build_isa(OptLevel::None, true, false)
             .expect("this host is supported")
             .frontend_config()
     }

@@ -17,6 +17,7 @@ pub struct Config {
     pub(crate) memory_layout: MemoryLayout,
     pub(crate) max_memory_pages: u32,
     pub(crate) opt_level: OptLevel,
+    pub(crate) native_cpu_features: bool,
     pub(crate) parallel_compilation: bool,
     pub(crate) interrupt_checks: bool,
     pub(crate) loop_closing_min_live: usize,
@@ -35,6 +36,7 @@ impl Default for Config {
             memory_layout: MemoryLayout::default(),
             max_memory_pages: 65536,
             opt_level: OptLevel::Speed,
+            native_cpu_features: true,
             parallel_compilation: true,
             interrupt_checks: false,
             loop_closing_min_live: backstop_jit::LOOP_CLOSING_MIN_LIVE,
@@ -96,6 +98,16 @@ impl Config {
     /// Optimisation level of the compiler (default `Speed`).
     pub fn optimization_level(&mut self, level: OptimizationLevel) -> &mut Self {
         self.opt_level = level;
+        self
+    }
+
+    /// Whether the compiler uses every instruction-set extension this CPU
+    /// has (default true). With false it targets the architecture's
+    /// baseline (x86-64: SSE2 only), so a compiled module file made here
+    /// runs on any x86-64 machine; float rounding then calls out of
+    /// compiled code, and some SIMD operations take longer sequences.
+    pub fn native_cpu_features(&mut self, enable: bool) -> &mut Self {
+        self.native_cpu_features = enable;
         self
     }
 
@@ -220,8 +232,12 @@ impl Engine {
                 "stack size must be at least 16 KiB and the host reserve at least 32 KiB".into(),
             ));
         }
-        let isa = backstop_jit::build_isa(config.opt_level, config.verify_compiled_code)
-            .map_err(Error::Unsupported)?;
+        let isa = backstop_jit::build_isa(
+            config.opt_level,
+            config.native_cpu_features,
+            config.verify_compiled_code,
+        )
+        .map_err(Error::Unsupported)?;
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 config: config.clone(),
