@@ -70,6 +70,7 @@ fn fingerprint(isa: &OwnedTargetIsa, options: &CompileOptions) -> String {
         options.loop_closing_min_live
     ));
     lines.push(format!("passes divconst {}", options.divconst));
+    lines.push(format!("proposals {:?}", options.proposals));
     lines.join("\n")
 }
 
@@ -89,7 +90,7 @@ pub fn precompile(
     options: CompileOptions,
 ) -> Result<Vec<u8>, CompileError> {
     let (_, artifact) = crate::compile_artifact(isa, wasm, options)
-        .map_err(|e| crate::name_unsupported(wasm, e))?;
+        .map_err(|e| crate::name_unsupported(wasm, options.proposals, e))?;
     let metadata = postcard::to_allocvec(&artifact)
         .map_err(|e| CompileError::Codegen(format!("encoding the compiled module: {e}")))?;
     let fingerprint = fingerprint(isa, &options);
@@ -213,7 +214,7 @@ pub fn load_precompiled(
     let mut artifact: Artifact = postcard::from_bytes(metadata)
         .map_err(|e| CompileError::Invalid(format!("corrupt compiled module: metadata: {e}")))?;
     artifact.code = code.to_vec();
-    let (info, _bodies) = crate::module_info::parse(wasm)
+    let (info, _bodies) = crate::module_info::parse(wasm, options.proposals)
         .map_err(|e| CompileError::Invalid(format!("corrupt compiled module: its Wasm: {e}")))?;
     artifact::load(isa, info, artifact, intern_type, started)
 }

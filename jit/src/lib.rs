@@ -30,8 +30,8 @@ pub use cranelift_codegen::isa::OwnedTargetIsa;
 pub use cwasm::{is_precompiled, load_precompiled, precompile};
 pub use func_env::MemoryLayout;
 pub use module_info::{
-    ConstExpr, DataMode, DataSegment, ElementMode, ElementSegment, Export, ExportKind, Import,
-    ImportKind, ModuleInfo,
+    ConstExpr, ConstOp, DataMode, DataSegment, ElementMode, ElementSegment, Export, ExportKind,
+    Import, ImportKind, ModuleInfo, Proposals,
 };
 pub use types::{ExternType, FuncType, GlobalType, MemoryType, TableType, TrapCode, ValType};
 pub use vmoffsets::{Builtin, VMOffsets};
@@ -158,6 +158,8 @@ pub struct CompileOptions {
     /// Whether `divconst` rewrites division by constants (on by default;
     /// off for differential testing of the pass).
     pub divconst: bool,
+    /// The proposals beyond Wasm 2.0 that modules may use.
+    pub proposals: Proposals,
 }
 
 /// The default of `CompileOptions::loop_closing_min_live`, measured (see
@@ -174,6 +176,7 @@ impl Default for CompileOptions {
             interrupt_checks: true,
             loop_closing_min_live: LOOP_CLOSING_MIN_LIVE,
             divconst: true,
+            proposals: Proposals::default(),
         }
     }
 }
@@ -451,15 +454,20 @@ pub fn compile(
     intern_type: &mut dyn FnMut(&FuncType) -> u32,
     options: CompileOptions,
 ) -> Result<CompiledModule, CompileError> {
-    compile_supported(isa, wasm, intern_type, options).map_err(|e| name_unsupported(wasm, e))
+    compile_supported(isa, wasm, intern_type, options)
+        .map_err(|e| name_unsupported(wasm, options.proposals, e))
 }
 
 /// Turns a validation error of a module that is valid with later proposals
 /// into `CompileError::Unsupported` naming them (`proposals`), keeping the
 /// validator's message (and its offset) after the names.
-pub(crate) fn name_unsupported(wasm: &[u8], error: CompileError) -> CompileError {
+pub(crate) fn name_unsupported(
+    wasm: &[u8],
+    enabled: Proposals,
+    error: CompileError,
+) -> CompileError {
     match error {
-        CompileError::Invalid(message) => match proposals::needed_proposals(wasm) {
+        CompileError::Invalid(message) => match proposals::needed_proposals(wasm, enabled) {
             Some(names) => {
                 CompileError::Unsupported(format!("{names} (the module needs it: {message})"))
             }
@@ -487,7 +495,7 @@ fn compile_artifact(
     wasm: &[u8],
     options: CompileOptions,
 ) -> Result<(ModuleInfo, artifact::Artifact), CompileError> {
-    let (info, bodies) = module_info::parse(wasm)?;
+    let (info, bodies) = module_info::parse(wasm, options.proposals)?;
     let offsets = VMOffsets::new(
         info.memories.len() as u32,
         info.globals.len() as u32,

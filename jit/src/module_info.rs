@@ -1,5 +1,6 @@
 //! Reading a Wasm binary into `ModuleInfo`: every section except the code,
-//! validated with exactly the Wasm 2.0 feature set, plus the function bodies
+//! validated with exactly the feature set the engine enables (`Proposals`:
+//! Wasm 2.0 and the later proposals Backstop runs), plus the function bodies
 //! (with their validators) handed on to the compiler. This is the one place
 //! that walks the binary; nothing here generates code.
 
@@ -11,16 +12,45 @@ use wasmparser::{
     Operator, Parser, Payload, TypeRef, Validator, ValidatorResources, WasmFeatures,
 };
 
-/// The Wasm features Backstop compiles: Wasm 2.0 (MVP, mutable globals, sign
-/// extension, non-trapping float-to-int, multi-value, reference types, bulk
-/// memory, 128-bit SIMD), and nothing else.
-pub fn supported_features() -> WasmFeatures {
-    WasmFeatures::WASM2
+/// The Wasm proposals beyond 2.0 that an engine compiles, each one a
+/// `Config` switch. Wasm 2.0 itself (MVP, mutable globals, sign extension,
+/// non-trapping float-to-int, multi-value, reference types, bulk memory,
+/// 128-bit SIMD) is always on. A proposal Backstop does not run yet has no
+/// field: modules that need it are refused as `CompileError::Unsupported`
+/// naming it (`proposals`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Proposals {
+    /// Extended constant expressions: `i32`/`i64` `add`, `sub` and `mul`
+    /// in constant expressions.
+    pub extended_const: bool,
 }
 
-/// A constant expression, as Wasm 2.0 allows them: a single instruction.
+impl Default for Proposals {
+    /// Every proposal Backstop runs, on.
+    fn default() -> Self {
+        Proposals {
+            extended_const: true,
+        }
+    }
+}
+
+impl Proposals {
+    /// Only Wasm 2.0.
+    pub const WASM2: Proposals = Proposals {
+        extended_const: false,
+    };
+
+    /// The validator's feature set for these proposals.
+    pub fn features(&self) -> WasmFeatures {
+        let mut features = WasmFeatures::WASM2;
+        features.set(WasmFeatures::EXTENDED_CONST, self.extended_const);
+        features
+    }
+}
+
+/// One instruction of a constant expression.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ConstExpr {
+pub enum ConstOp {
     I32(i32),
     I64(i64),
     F32(u32),
@@ -29,6 +59,21 @@ pub enum ConstExpr {
     RefNull(ValType),
     RefFunc(u32),
     GlobalGet(u32),
+    I32Add,
+    I32Sub,
+    I32Mul,
+    I64Add,
+    I64Sub,
+    I64Mul,
+}
+
+/// A constant expression: almost always one instruction (all Wasm 2.0
+/// allows), kept inline; extended constant expressions keep their
+/// instructions in order, to be run on a value stack.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConstExpr {
+    Single(ConstOp),
+    Sequence(Box<[ConstOp]>),
 }
 
 /// What an import brings in.
@@ -154,16 +199,14 @@ fn invalid(e: wasmparser::BinaryReaderError) -> CompileError {
     CompileError::Invalid(format!("{} (at offset {:#x})", e.message(), e.offset()))
 }
 
-fn const_expr(expr: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, CompileError> {
-    let mut reader = expr.get_operators_reader();
-    let op = reader.read().map_err(invalid)?;
-    let value = match op {
-        Operator::I32Const { value } => ConstExpr::I32(value),
-        Operator::I64Const { value } => ConstExpr::I64(value),
-        Operator::F32Const { value } => ConstExpr::F32(value.bits()),
-        Operator::F64Const { value } => ConstExpr::F64(value.bits()),
-        Operator::V128Const { value } => ConstExpr::V128(u128::from_le_bytes(*value.bytes())),
-        Operator::RefNull { hty } => ConstExpr::RefNull(match hty {
+fn const_op(op: Operator<'_>) -> Result<ConstOp, CompileError> {
+    Ok(match op {
+        Operator::I32Const { value } => ConstOp::I32(value),
+        Operator::I64Const { value } => ConstOp::I64(value),
+        Operator::F32Const { value } => ConstOp::F32(value.bits()),
+        Operator::F64Const { value } => ConstOp::F64(value.bits()),
+        Operator::V128Const { value } => ConstOp::V128(u128::from_le_bytes(*value.bytes())),
+        Operator::RefNull { hty } => ConstOp::RefNull(match hty {
             wasmparser::HeapType::Abstract {
                 ty: wasmparser::AbstractHeapType::Func,
                 ..
@@ -178,20 +221,37 @@ fn const_expr(expr: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, CompileErro
                 )))
             }
         }),
-        Operator::RefFunc { function_index } => ConstExpr::RefFunc(function_index),
-        Operator::GlobalGet { global_index } => ConstExpr::GlobalGet(global_index),
+        Operator::RefFunc { function_index } => ConstOp::RefFunc(function_index),
+        Operator::GlobalGet { global_index } => ConstOp::GlobalGet(global_index),
+        Operator::I32Add => ConstOp::I32Add,
+        Operator::I32Sub => ConstOp::I32Sub,
+        Operator::I32Mul => ConstOp::I32Mul,
+        Operator::I64Add => ConstOp::I64Add,
+        Operator::I64Sub => ConstOp::I64Sub,
+        Operator::I64Mul => ConstOp::I64Mul,
         other => {
             return Err(CompileError::Unsupported(format!(
-                "constant expression {other:?} (extended constant expressions are not supported)"
+                "instruction {other:?} in a constant expression"
             )))
         }
-    };
-    match reader.read().map_err(invalid)? {
-        Operator::End => Ok(value),
-        other => Err(CompileError::Unsupported(format!(
-            "constant expression with more than one instruction ({other:?}); \
-             extended constant expressions are not supported"
-        ))),
+    })
+}
+
+/// A validated constant expression (the validator has checked its
+/// instructions and types before this reads it).
+fn const_expr(expr: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, CompileError> {
+    let mut ops = Vec::with_capacity(1);
+    let mut reader = expr.get_operators_reader();
+    loop {
+        match reader.read().map_err(invalid)? {
+            Operator::End => break,
+            op => ops.push(const_op(op)?),
+        }
+    }
+    match ops.as_slice() {
+        [op] => Ok(ConstExpr::Single(*op)),
+        [] => Err(CompileError::Invalid("empty constant expression".into())),
+        _ => Ok(ConstExpr::Sequence(ops.into_boxed_slice())),
     }
 }
 
@@ -227,8 +287,12 @@ fn global_type(ty: &wasmparser::GlobalType) -> Result<GlobalType, CompileError> 
 /// Reads and validates every section of `wasm`. Returns the module's
 /// description and its function bodies, which still need validating and
 /// compiling (`crate::compile` does both, in parallel).
-pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileError> {
-    let mut validator = Validator::new_with_features(supported_features());
+pub fn parse(
+    wasm: &[u8],
+    proposals: Proposals,
+) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileError> {
+    let features = proposals.features();
+    let mut validator = Validator::new_with_features(features);
     let mut info = ModuleInfo::default();
     let mut bodies = Vec::new();
 
@@ -236,7 +300,7 @@ pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileE
     // the reserved byte of memory.size is a LEB128 memory index), so it must
     // match the validator's, not wasmparser's default of "everything".
     let mut parser = Parser::new(0);
-    parser.set_features(supported_features());
+    parser.set_features(features);
     for payload in parser.parse_all(wasm) {
         let payload = payload.map_err(invalid)?;
         match payload {
@@ -412,7 +476,8 @@ pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<PendingBody<'_>>), CompileE
                         ElementItems::Functions(funcs) => {
                             let mut items = Vec::new();
                             for f in funcs {
-                                items.push(ConstExpr::RefFunc(f.map_err(invalid)?));
+                                items
+                                    .push(ConstExpr::Single(ConstOp::RefFunc(f.map_err(invalid)?)));
                             }
                             (ValType::FuncRef, items)
                         }
@@ -529,15 +594,15 @@ fn read_names(
 }
 
 /// Validates `wasm` completely, function bodies included, without compiling.
-/// A module that needs a proposal beyond Wasm 2.0 is
+/// A module that needs a proposal `proposals` leaves off is
 /// `CompileError::Unsupported`, naming it.
-pub fn validate(wasm: &[u8]) -> Result<(), CompileError> {
+pub fn validate(wasm: &[u8], proposals: Proposals) -> Result<(), CompileError> {
     let validate_all = || {
-        let (_, bodies) = parse(wasm)?;
+        let (_, bodies) = parse(wasm, proposals)?;
         for mut pending in bodies {
             pending.validator.validate(&pending.body).map_err(invalid)?;
         }
         Ok(())
     };
-    validate_all().map_err(|e| crate::name_unsupported(wasm, e))
+    validate_all().map_err(|e| crate::name_unsupported(wasm, proposals, e))
 }

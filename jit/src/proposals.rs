@@ -1,16 +1,17 @@
 //! Naming the proposal a refused module needs. Backstop validates with the
-//! Wasm 2.0 feature set only, so a module that uses a later proposal fails
+//! feature set the engine enables (`Proposals`), so a module that uses
+//! another proposal fails
 //! validation with the validator's wording ("tail calls support is not
 //! enabled", "constant expression required: non-constant operator"),
 //! which cannot be told from a broken module. When validation fails, this
 //! validates again with every proposal enabled: if the module is valid
 //! then, it is not broken but needs proposals Backstop lacks, and the
-//! smallest set of them that makes it valid is named.
+//! smallest set of them that makes it valid is named, with the `Config`
+//! switch of any the engine has turned off.
 //!
-//! This runs only on the error path; a valid Wasm 2.0 module never gets
-//! here.
+//! This runs only on the error path; a valid module never gets here.
 
-use crate::module_info::supported_features;
+use crate::module_info::Proposals;
 use wasmparser::{Parser, Payload, TypeRef, Validator, WasmFeatures};
 
 /// The standard proposals beyond Wasm 2.0 (Wasm 3.0's, threads, the legacy
@@ -52,7 +53,16 @@ const PROPOSALS: &[(WasmFeatures, &str)] = &[
 fn all_proposals() -> WasmFeatures {
     PROPOSALS
         .iter()
-        .fold(supported_features(), |set, (feature, _)| set | *feature)
+        .fold(WasmFeatures::WASM2, |set, (feature, _)| set | *feature)
+}
+
+/// The `Config` switch of each proposal Backstop runs, for the message when
+/// an engine has it off.
+fn config_switch(feature: WasmFeatures) -> Option<&'static str> {
+    [(WasmFeatures::EXTENDED_CONST, "Config::wasm_extended_const")]
+        .iter()
+        .find(|(f, _)| *f == feature)
+        .map(|(_, switch)| *switch)
 }
 
 fn valid_with(wasm: &[u8], features: WasmFeatures) -> bool {
@@ -61,23 +71,30 @@ fn valid_with(wasm: &[u8], features: WasmFeatures) -> bool {
         .is_ok()
 }
 
-/// If `wasm` is invalid as Wasm 2.0 but valid with later proposals, the
-/// names of the proposals it needs (joined with ", "); otherwise `None`
-/// (the module is broken, or valid already).
-pub fn needed_proposals(wasm: &[u8]) -> Option<String> {
-    let all = all_proposals();
-    if valid_with(wasm, supported_features()) || !valid_with(wasm, all) {
+/// If `wasm` is invalid with the `enabled` proposals but valid with later
+/// ones, the names of the proposals it needs (joined with ", "), each one
+/// Backstop runs but the engine has off marked so; otherwise `None` (the
+/// module is broken, or valid already).
+pub fn needed_proposals(wasm: &[u8], enabled: Proposals) -> Option<String> {
+    let enabled = enabled.features();
+    let all = all_proposals() | enabled;
+    if valid_with(wasm, enabled) || !valid_with(wasm, all) {
         return None;
     }
     // Drop each proposal the module still validates without; what remains
     // is a smallest set (each one left is needed, given the others).
     let mut needed = all;
     for (feature, _) in PROPOSALS {
+        if enabled.contains(*feature) {
+            continue;
+        }
         let without = needed.difference(*feature);
         if valid_with(wasm, without) {
             needed = without;
         }
     }
+    // What the module needs beyond what the engine has on.
+    let needed = needed.difference(enabled);
     let only_memory64 = PROPOSALS
         .iter()
         .all(|(feature, _)| needed.contains(*feature) == (*feature == WasmFeatures::MEMORY64));
@@ -88,10 +105,13 @@ pub fn needed_proposals(wasm: &[u8]) -> Option<String> {
         // it is malformed.
         return None;
     }
-    let names: Vec<&str> = PROPOSALS
+    let names: Vec<String> = PROPOSALS
         .iter()
         .filter(|(feature, _)| needed.contains(*feature))
-        .map(|(_, name)| *name)
+        .map(|(feature, name)| match config_switch(*feature) {
+            Some(switch) => format!("{name} (off in this engine: {switch})"),
+            None => (*name).to_string(),
+        })
         .collect();
     Some(if names.is_empty() {
         // Valid only with every proposal on, yet no single one is needed:

@@ -4,7 +4,7 @@
 //! `call_indirect` checks.
 
 use crate::Error;
-use backstop_jit::{FuncType, MemoryLayout, OptLevel, OwnedTargetIsa};
+use backstop_jit::{FuncType, MemoryLayout, OptLevel, OwnedTargetIsa, Proposals};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ pub struct Config {
     pub(crate) max_memory_pages: u32,
     pub(crate) opt_level: OptLevel,
     pub(crate) native_cpu_features: bool,
+    pub(crate) proposals: Proposals,
     pub(crate) parallel_compilation: bool,
     pub(crate) interrupt_checks: bool,
     pub(crate) loop_closing_min_live: usize,
@@ -37,6 +38,7 @@ impl Default for Config {
             max_memory_pages: 65536,
             opt_level: OptLevel::Speed,
             native_cpu_features: true,
+            proposals: Proposals::default(),
             parallel_compilation: true,
             interrupt_checks: false,
             loop_closing_min_live: backstop_jit::LOOP_CLOSING_MIN_LIVE,
@@ -108,6 +110,15 @@ impl Config {
     /// compiled code, and some SIMD operations take longer sequences.
     pub fn native_cpu_features(&mut self, enable: bool) -> &mut Self {
         self.native_cpu_features = enable;
+        self
+    }
+
+    /// Whether modules may use extended constant expressions (Wasm 3.0:
+    /// `i32`/`i64` `add`, `sub` and `mul` in global initialisers and segment
+    /// offsets); default true. Off, such a module is refused with
+    /// `Error::Unsupported` naming the proposal and this switch.
+    pub fn wasm_extended_const(&mut self, enable: bool) -> &mut Self {
+        self.proposals.extended_const = enable;
         self
     }
 

@@ -235,9 +235,10 @@ impl Module {
         backstop_jit::is_precompiled(bytes)
     }
 
-    /// Validates without compiling.
-    pub fn validate(bytes: impl AsRef<[u8]>) -> Result<(), Error> {
-        backstop_jit::module_info::validate(&to_binary(bytes.as_ref(), None)?)?;
+    /// Validates without compiling, with the proposals `engine` enables.
+    pub fn validate(engine: &Engine, bytes: impl AsRef<[u8]>) -> Result<(), Error> {
+        let proposals = compile_options(engine).proposals;
+        backstop_jit::module_info::validate(&to_binary(bytes.as_ref(), None)?, proposals)?;
         Ok(())
     }
 
@@ -310,6 +311,7 @@ fn compile_options(engine: &Engine) -> CompileOptions {
         interrupt_checks: config.interrupt_checks,
         loop_closing_min_live: config.loop_closing_min_live,
         divconst: config.divconst,
+        proposals: config.proposals,
         ..CompileOptions::default()
     };
     if !config.parallel_compilation {

@@ -10,7 +10,7 @@ use crate::store::storage::{GlobalStorage, MemoryChunks, MemoryStorage, TableSto
 use crate::store::vm::{Callee, VMContextStorage, VMFuncRef};
 use crate::store::StoreParts;
 use backstop_jit::vmoffsets::*;
-use backstop_jit::{ConstExpr, DataMode, ExportKind};
+use backstop_jit::{ConstExpr, ConstOp, DataMode, ExportKind};
 use std::cell::Cell;
 
 /// A resolved function import: what goes into the importer's `VMFuncRef`.
@@ -247,20 +247,47 @@ enum MemoryImage {
     Chunks(MemoryChunks),
 }
 
-/// Evaluates a constant expression.
+/// Evaluates a constant expression (validated: its types line up).
 pub(crate) fn eval_const(
     expr: &ConstExpr,
     global: impl Fn(u32) -> u128,
     func_ref: impl Fn(u32) -> usize,
 ) -> u128 {
-    match *expr {
-        ConstExpr::I32(v) => u128::from(v as u32),
-        ConstExpr::I64(v) => u128::from(v as u64),
-        ConstExpr::F32(v) => u128::from(v),
-        ConstExpr::F64(v) => u128::from(v),
-        ConstExpr::V128(v) => v,
-        ConstExpr::RefNull(_) => 0,
-        ConstExpr::RefFunc(f) => func_ref(f) as u128,
-        ConstExpr::GlobalGet(g) => global(g),
+    let push = |op: &ConstOp| -> Option<u128> {
+        Some(match *op {
+            ConstOp::I32(v) => u128::from(v as u32),
+            ConstOp::I64(v) => u128::from(v as u64),
+            ConstOp::F32(v) => u128::from(v),
+            ConstOp::F64(v) => u128::from(v),
+            ConstOp::V128(v) => v,
+            ConstOp::RefNull(_) => 0,
+            ConstOp::RefFunc(f) => func_ref(f) as u128,
+            ConstOp::GlobalGet(g) => global(g),
+            _ => return None,
+        })
+    };
+    let ops = match expr {
+        ConstExpr::Single(op) => return push(op).unwrap_or(0),
+        ConstExpr::Sequence(ops) => ops,
+    };
+    // Extended constant expressions: a value stack of i32/i64 arithmetic.
+    let mut stack: Vec<u128> = Vec::with_capacity(4);
+    for op in ops.iter() {
+        if let Some(value) = push(op) {
+            stack.push(value);
+            continue;
+        }
+        let (b, a) = (stack.pop().unwrap_or(0), stack.pop().unwrap_or(0));
+        let (a32, b32, a64, b64) = (a as u32, b as u32, a as u64, b as u64);
+        stack.push(match op {
+            ConstOp::I32Add => u128::from(a32.wrapping_add(b32)),
+            ConstOp::I32Sub => u128::from(a32.wrapping_sub(b32)),
+            ConstOp::I32Mul => u128::from(a32.wrapping_mul(b32)),
+            ConstOp::I64Add => u128::from(a64.wrapping_add(b64)),
+            ConstOp::I64Sub => u128::from(a64.wrapping_sub(b64)),
+            ConstOp::I64Mul => u128::from(a64.wrapping_mul(b64)),
+            _ => unreachable!("value instructions were pushed above"),
+        });
     }
+    stack.pop().unwrap_or(0)
 }
