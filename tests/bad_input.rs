@@ -272,11 +272,6 @@ fn features_outside_wasm_2_are_unsupported_and_named() {
             "GC",
             r#"(module (func (result i32) (i31.get_s (ref.i31 (i32.const 1)))))"#,
         ),
-        ("multiple memories", r#"(module (memory 1) (memory 1))"#),
-        (
-            "multiple memories",
-            r#"(module (import "host" "memory" (memory 1)) (memory 1))"#,
-        ),
         (
             "typed function references",
             r#"(module (type $t (func)) (func (param (ref $t))))"#,

@@ -101,3 +101,113 @@ fn extended_constant_expressions_can_be_switched_off() {
     // A single-instruction constant is Wasm 2.0 and still compiles.
     Module::new(&engine, r#"(module (global i32 (i32.const 3)))"#).unwrap();
 }
+
+// --- multiple memories ---
+
+const TWO_MEMORIES: &str = r#"
+(module
+  (import "host" "shared" (memory $shared 1))
+  (memory $own (export "own") 1 4)
+  (data (memory $own) (i32.const 8) "own")
+  (data (memory $shared) (i32.const 8) "shr")
+  (func (export "store") (param $which i32) (param $at i32) (param $v i32)
+    (if (local.get $which)
+      (then (i32.store $own (local.get $at) (local.get $v)))
+      (else (i32.store $shared (local.get $at) (local.get $v)))))
+  (func (export "load") (param $which i32) (param $at i32) (result i32)
+    (if (result i32) (local.get $which)
+      (then (i32.load8_u $own (local.get $at)))
+      (else (i32.load8_u $shared (local.get $at)))))
+  ;; copies 3 bytes from the shared memory's offset 8 into ours at `to`
+  (func (export "copy_in") (param $to i32)
+    (memory.copy $own $shared (local.get $to) (i32.const 8) (i32.const 3)))
+  (func (export "fill_own") (param $at i32) (param $v i32) (param $n i32)
+    (memory.fill $own (local.get $at) (local.get $v) (local.get $n)))
+  (func (export "grow_own") (param i32) (result i32) (memory.grow $own (local.get 0)))
+  (func (export "sizes") (result i32 i32) (memory.size $shared) (memory.size $own)))
+"#;
+
+#[test]
+fn multiple_memories_are_separate_and_each_instruction_names_one() {
+    let engine = Engine::default();
+    let module = Module::new(&engine, TWO_MEMORIES).unwrap();
+    let mut store = Store::new(&engine, ());
+    let shared = backstop::Memory::new(
+        &mut store,
+        backstop::MemoryType {
+            minimum: 1,
+            maximum: None,
+        },
+    )
+    .unwrap();
+    let mut linker = Linker::new(&engine);
+    linker.define("host", "shared", shared).unwrap();
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    let own = instance.get_memory(&store, "own").unwrap();
+    assert_eq!(&own.data(&store)[8..11], b"own");
+    assert_eq!(&shared.data(&store)[8..11], b"shr");
+
+    let store_fn = instance
+        .get_typed_func::<(i32, i32, i32), ()>(&store, "store")
+        .unwrap();
+    let load = instance
+        .get_typed_func::<(i32, i32), i32>(&store, "load")
+        .unwrap();
+    store_fn.call(&mut store, (1, 100, 7)).unwrap();
+    store_fn.call(&mut store, (0, 100, 9)).unwrap();
+    assert_eq!(load.call(&mut store, (1, 100)).unwrap(), 7);
+    assert_eq!(load.call(&mut store, (0, 100)).unwrap(), 9);
+    assert_eq!(own.data(&store)[100], 7);
+    assert_eq!(shared.data(&store)[100], 9);
+
+    let copy_in = instance
+        .get_typed_func::<i32, ()>(&store, "copy_in")
+        .unwrap();
+    copy_in.call(&mut store, 200).unwrap();
+    assert_eq!(&own.data(&store)[200..203], b"shr");
+    let fill = instance
+        .get_typed_func::<(i32, i32, i32), ()>(&store, "fill_own")
+        .unwrap();
+    fill.call(&mut store, (300, 0xab, 4)).unwrap();
+    assert_eq!(&own.data(&store)[300..304], &[0xab; 4]);
+    assert_eq!(shared.data(&store)[300], 0);
+
+    // Growing one memory leaves the other alone; an access past the end of
+    // either traps, whichever one it names.
+    let grow = instance
+        .get_typed_func::<i32, i32>(&store, "grow_own")
+        .unwrap();
+    assert_eq!(grow.call(&mut store, 2).unwrap(), 1);
+    let sizes = instance
+        .get_typed_func::<(), (i32, i32)>(&store, "sizes")
+        .unwrap();
+    assert_eq!(sizes.call(&mut store, ()).unwrap(), (1, 3));
+    assert_eq!(load.call(&mut store, (1, 3 * 65536 - 1)).unwrap(), 0);
+    for (which, at) in [(1, 3 * 65536), (0, 65536)] {
+        match load.call(&mut store, (which, at)) {
+            Err(Error::Trap(trap)) => {
+                assert_eq!(trap.code(), backstop::TrapCode::MemoryOutOfBounds)
+            }
+            other => panic!("memory {which} at {at}: expected a trap, got {other:?}"),
+        }
+    }
+    // The instance stays usable after the traps.
+    assert_eq!(load.call(&mut store, (0, 100)).unwrap(), 9);
+    assert_eq!(
+        grow.call(&mut store, 2).unwrap(),
+        -1,
+        "the maximum is 4 pages"
+    );
+}
+
+#[test]
+fn multiple_memories_can_be_switched_off() {
+    let engine = engine_without(|c| c.wasm_multi_memory(false));
+    expect_switched_off(
+        &engine,
+        r#"(module (memory 1) (memory 1))"#,
+        "multiple memories",
+        "Config::wasm_multi_memory",
+    );
+    Module::new(&engine, r#"(module (memory 1))"#).unwrap();
+}

@@ -1,7 +1,7 @@
 //! Where every case's input comes from: a deterministic byte stream per
 //! (seed, case index), and `wasm-smith` modules restricted to what Backstop
-//! supports (Wasm 2.0: one memory, no tail calls, exceptions, memory64,
-//! threads, GC or relaxed SIMD), with bounded memories and tables (every one
+//! supports (Wasm 2.0 and up to four memories; no tail calls, exceptions,
+//! memory64, threads, GC or relaxed SIMD), with bounded memories and tables (every one
 //! declares a maximum) and termination ensured by wasm-smith's fuel global.
 
 use arbitrary::Unstructured;
@@ -68,7 +68,9 @@ pub enum Purpose {
 /// Backstop's feature set and bounds.
 fn config(u: &mut Unstructured<'_>, purpose: Purpose) -> arbitrary::Result<wasm_smith::Config> {
     let mut config: wasm_smith::Config = u.arbitrary()?;
-    config.max_memories = config.max_memories.min(1);
+    // Multiple memories (Wasm 3.0) are in; wasm-smith 0.217 has no switch
+    // for extended constant expressions, which tests/proposals.rs covers.
+    config.max_memories = config.max_memories.min(4);
     config.memory64_enabled = false;
     config.threads_enabled = false;
     config.tail_call_enabled = false;

@@ -96,7 +96,7 @@ pub fn reduce(
         candidates += 1;
         outcome(worker, target, candidate, timeout) == original
     };
-    let valid = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::WASM2)
+    let valid = wasmparser::Validator::new_with_features(crate::reference_features())
         .validate_all(&module)
         .is_ok();
     let module = if valid {

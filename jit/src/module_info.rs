@@ -23,6 +23,9 @@ pub struct Proposals {
     /// Extended constant expressions: `i32`/`i64` `add`, `sub` and `mul`
     /// in constant expressions.
     pub extended_const: bool,
+    /// Multiple memories: any number of memories per module, and a memory
+    /// index in every memory instruction.
+    pub multi_memory: bool,
 }
 
 impl Default for Proposals {
@@ -30,6 +33,7 @@ impl Default for Proposals {
     fn default() -> Self {
         Proposals {
             extended_const: true,
+            multi_memory: true,
         }
     }
 }
@@ -38,12 +42,14 @@ impl Proposals {
     /// Only Wasm 2.0.
     pub const WASM2: Proposals = Proposals {
         extended_const: false,
+        multi_memory: false,
     };
 
     /// The validator's feature set for these proposals.
     pub fn features(&self) -> WasmFeatures {
         let mut features = WasmFeatures::WASM2;
         features.set(WasmFeatures::EXTENDED_CONST, self.extended_const);
+        features.set(WasmFeatures::MULTI_MEMORY, self.multi_memory);
         features
     }
 }

@@ -59,10 +59,13 @@ fn all_proposals() -> WasmFeatures {
 /// The `Config` switch of each proposal Backstop runs, for the message when
 /// an engine has it off.
 fn config_switch(feature: WasmFeatures) -> Option<&'static str> {
-    [(WasmFeatures::EXTENDED_CONST, "Config::wasm_extended_const")]
-        .iter()
-        .find(|(f, _)| *f == feature)
-        .map(|(_, switch)| *switch)
+    [
+        (WasmFeatures::EXTENDED_CONST, "Config::wasm_extended_const"),
+        (WasmFeatures::MULTI_MEMORY, "Config::wasm_multi_memory"),
+    ]
+    .iter()
+    .find(|(f, _)| *f == feature)
+    .map(|(_, switch)| *switch)
 }
 
 fn valid_with(wasm: &[u8], features: WasmFeatures) -> bool {

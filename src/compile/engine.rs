@@ -122,6 +122,15 @@ impl Config {
         self
     }
 
+    /// Whether modules may define and import more than one memory (Wasm
+    /// 3.0's multiple memories); default true. Off, such a module is
+    /// refused with `Error::Unsupported` naming the proposal and this
+    /// switch.
+    pub fn wasm_multi_memory(&mut self, enable: bool) -> &mut Self {
+        self.proposals.multi_memory = enable;
+        self
+    }
+
     /// Whether compiled code polls for kill-switch requests at every loop
     /// header and function entry (default false).
     ///
