@@ -280,16 +280,6 @@ fn features_outside_wasm_2_are_unsupported_and_named() {
             "typed function references",
             r#"(module (type $t (func)) (func (param (ref null $t)) (call_ref $t (local.get 0))))"#,
         ),
-        (
-            "relaxed SIMD",
-            r#"(module (func (param v128 v128) (result v128)
-                 (i8x16.relaxed_swizzle (local.get 0) (local.get 1))))"#,
-        ),
-        (
-            "relaxed SIMD",
-            r#"(module (func (param v128 v128 v128) (result v128)
-                 (f32x4.relaxed_madd (local.get 0) (local.get 1) (local.get 2))))"#,
-        ),
     ];
     for (proposal, wat) in cases {
         let bytes = wat::parse_str(wat).unwrap_or_else(|e| panic!("{wat}: {e}"));

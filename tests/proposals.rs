@@ -211,3 +211,131 @@ fn multiple_memories_can_be_switched_off() {
     );
     Module::new(&engine, r#"(module (memory 1))"#).unwrap();
 }
+
+// --- relaxed SIMD ---
+
+const RELAXED: &str = r#"
+(module
+  (func (export "madd") (param f32 f32 f32) (result f32)
+    (f32x4.extract_lane 0
+      (f32x4.relaxed_madd (f32x4.splat (local.get 0)) (f32x4.splat (local.get 1))
+                          (f32x4.splat (local.get 2)))))
+  (func (export "nmadd") (param f64 f64 f64) (result f64)
+    (f64x2.extract_lane 1
+      (f64x2.relaxed_nmadd (f64x2.splat (local.get 0)) (f64x2.splat (local.get 1))
+                           (f64x2.splat (local.get 2)))))
+  (func (export "trunc_s") (param f32) (result i32)
+    (i32x4.extract_lane 2 (i32x4.relaxed_trunc_f32x4_s (f32x4.splat (local.get 0)))))
+  (func (export "trunc_u_zero") (param f64) (result i32 i32)
+    (i32x4.extract_lane 0 (i32x4.relaxed_trunc_f64x2_u_zero (f64x2.splat (local.get 0))))
+    (i32x4.extract_lane 3 (i32x4.relaxed_trunc_f64x2_u_zero (f64x2.splat (local.get 0)))))
+  (func (export "swizzle") (param i32) (result i32)
+    (i8x16.extract_lane_u 0
+      (i8x16.relaxed_swizzle (v128.const i8x16 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25)
+                             (i8x16.splat (local.get 0)))))
+  (func (export "laneselect") (param i32) (result i32)
+    (i32x4.extract_lane 0
+      (i32x4.relaxed_laneselect (i32x4.splat (i32.const -1)) (i32x4.splat (i32.const 0))
+                                (i32x4.splat (local.get 0)))))
+  (func (export "dot") (param i32 i32) (result i32)
+    (i16x8.extract_lane_s 0
+      (i16x8.relaxed_dot_i8x16_i7x16_s (i8x16.splat (local.get 0)) (i8x16.splat (local.get 1)))))
+  (func (export "dot_add") (param i32 i32 i32) (result i32)
+    (i32x4.extract_lane 1
+      (i32x4.relaxed_dot_i8x16_i7x16_add_s (i8x16.splat (local.get 0)) (i8x16.splat (local.get 1))
+                                           (i32x4.splat (local.get 2)))))
+  (func (export "min") (param f32 f32) (result f32)
+    (f32x4.extract_lane 0 (f32x4.relaxed_min (f32x4.splat (local.get 0)) (f32x4.splat (local.get 1)))))
+  (func (export "q15") (param i32 i32) (result i32)
+    (i16x8.extract_lane_s 0
+      (i16x8.relaxed_q15mulr_s (i16x8.splat (local.get 0)) (i16x8.splat (local.get 1))))))
+"#;
+
+/// Runs every relaxed operator on inputs where machines may differ and
+/// checks Backstop's documented choice (`jit/src/translate/relaxed_simd.rs`).
+fn check_relaxed_results(engine: &Engine) {
+    let module = Module::new(engine, RELAXED).unwrap();
+    let mut store = Store::new(engine, ());
+    let instance = Linker::new(engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    macro_rules! call {
+        ($name:literal, $p:ty, $r:ty, $args:expr) => {
+            instance
+                .get_typed_func::<$p, $r>(&store, $name)
+                .unwrap()
+                .call(&mut store, $args)
+                .unwrap()
+        };
+    }
+    // Unfused: (1 + 2^-12)^2 rounds to 1 + 2^-11 before the add, so the sum
+    // is exactly 0 (fused it would be 2^-24).
+    let a = 1.0 + 2f32.powi(-12);
+    assert_eq!(
+        call!(
+            "madd",
+            (f32, f32, f32),
+            f32,
+            (a, a, -(1.0 + 2f32.powi(-11)))
+        ),
+        0.0
+    );
+    let b = 1.0 + 2f64.powi(-27);
+    assert_eq!(
+        call!("nmadd", (f64, f64, f64), f64, (b, b, 1.0 + 2f64.powi(-26))),
+        0.0
+    );
+    // Saturating truncation; NaN gives 0.
+    assert_eq!(call!("trunc_s", f32, i32, f32::NAN), 0);
+    assert_eq!(call!("trunc_s", f32, i32, 3e9), i32::MAX);
+    assert_eq!(call!("trunc_s", f32, i32, -3e9), i32::MIN);
+    assert_eq!(call!("trunc_u_zero", f64, (i32, i32), -5.0), (0, 0));
+    assert_eq!(call!("trunc_u_zero", f64, (i32, i32), 5e9), (-1, 0));
+    // An index of 16 or more (top bit set or not) selects 0.
+    assert_eq!(call!("swizzle", i32, i32, 3), 13);
+    assert_eq!(call!("swizzle", i32, i32, 16), 0);
+    assert_eq!(call!("swizzle", i32, i32, 0x80), 0);
+    // Every mask bit counts, not only each lane's top bit.
+    assert_eq!(call!("laneselect", i32, i32, 0x0000_ffff), 0x0000_ffff);
+    // Both dot operands are signed; the 16-bit pair sum wraps.
+    assert_eq!(call!("dot", (i32, i32), i32, (-128, -127)), 32512);
+    assert_eq!(call!("dot", (i32, i32), i32, (-128, -128)), -32768);
+    assert_eq!(call!("dot", (i32, i32), i32, (-3, 100)), -600);
+    assert_eq!(
+        call!("dot_add", (i32, i32, i32), i32, (-128, -127, 1)),
+        65025
+    );
+    assert_eq!(
+        call!("dot_add", (i32, i32, i32), i32, (-128, -128, 0)),
+        -65536
+    );
+    // min: NaN in, NaN out; -0 is below +0.
+    assert!(call!("min", (f32, f32), f32, (f32::NAN, 1.0)).is_nan());
+    assert!(call!("min", (f32, f32), f32, (0.0, -0.0)).is_sign_negative());
+    // q15mulr saturates its one overflowing case.
+    assert_eq!(call!("q15", (i32, i32), i32, (-32768, -32768)), 32767);
+}
+
+#[test]
+fn relaxed_simd_has_one_documented_result_per_operator() {
+    check_relaxed_results(&Engine::default());
+}
+
+#[test]
+fn relaxed_simd_results_do_not_depend_on_cpu_features() {
+    let mut config = Config::new();
+    config.native_cpu_features(false);
+    check_relaxed_results(&Engine::new(&config).unwrap());
+}
+
+#[test]
+fn relaxed_simd_can_be_switched_off() {
+    let engine = engine_without(|c| c.wasm_relaxed_simd(false));
+    expect_switched_off(
+        &engine,
+        r#"(module (func (param v128 v128) (result v128)
+             (i8x16.relaxed_swizzle (local.get 0) (local.get 1))))"#,
+        "relaxed SIMD",
+        "Config::wasm_relaxed_simd",
+    );
+}

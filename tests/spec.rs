@@ -34,7 +34,10 @@ const SUITE: Suite = Suite {
 /// A configuration with every proposal beyond Wasm 2.0 off.
 fn wasm2() -> Config {
     let mut config = Config::new();
-    config.wasm_extended_const(false).wasm_multi_memory(false);
+    config
+        .wasm_extended_const(false)
+        .wasm_multi_memory(false)
+        .wasm_relaxed_simd(false);
     config
 }
 

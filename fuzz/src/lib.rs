@@ -90,9 +90,8 @@ pub fn case_module(target: Target, input: &[u8]) -> Option<Vec<u8>> {
     match target {
         Target::Compile => Some(mutate::mutated_module(input)),
         Target::Run => generate::smith_module(input, generate::Purpose::Run).ok(),
-        Target::Differential | Target::Config => {
-            generate::smith_module(input, generate::Purpose::Compare).ok()
-        }
+        Target::Differential => generate::smith_module(input, generate::Purpose::Compare).ok(),
+        Target::Config => generate::smith_module(input, generate::Purpose::CompareSelf).ok(),
         Target::Targeted => wat::parse_str(targeted::module(input)).ok(),
         // Its case is a plan, not a module: `run_case` runs it.
         Target::Endings => None,

@@ -26,6 +26,9 @@ pub struct Proposals {
     /// Multiple memories: any number of memories per module, and a memory
     /// index in every memory instruction.
     pub multi_memory: bool,
+    /// Relaxed SIMD, with one fixed result per operator
+    /// (`translate/relaxed_simd.rs`).
+    pub relaxed_simd: bool,
 }
 
 impl Default for Proposals {
@@ -34,6 +37,7 @@ impl Default for Proposals {
         Proposals {
             extended_const: true,
             multi_memory: true,
+            relaxed_simd: true,
         }
     }
 }
@@ -43,6 +47,7 @@ impl Proposals {
     pub const WASM2: Proposals = Proposals {
         extended_const: false,
         multi_memory: false,
+        relaxed_simd: false,
     };
 
     /// The validator's feature set for these proposals.
@@ -50,6 +55,7 @@ impl Proposals {
         let mut features = WasmFeatures::WASM2;
         features.set(WasmFeatures::EXTENDED_CONST, self.extended_const);
         features.set(WasmFeatures::MULTI_MEMORY, self.multi_memory);
+        features.set(WasmFeatures::RELAXED_SIMD, self.relaxed_simd);
         features
     }
 }

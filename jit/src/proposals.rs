@@ -62,6 +62,7 @@ fn config_switch(feature: WasmFeatures) -> Option<&'static str> {
     [
         (WasmFeatures::EXTENDED_CONST, "Config::wasm_extended_const"),
         (WasmFeatures::MULTI_MEMORY, "Config::wasm_multi_memory"),
+        (WasmFeatures::RELAXED_SIMD, "Config::wasm_relaxed_simd"),
     ]
     .iter()
     .find(|(f, _)| *f == feature)

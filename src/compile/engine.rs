@@ -131,6 +131,17 @@ impl Config {
         self
     }
 
+    /// Whether modules may use relaxed SIMD (Wasm 3.0); default true. Each
+    /// relaxed operator has one fixed result, the same on every x86-64
+    /// machine: the Wasm 2.0 operator it loosens, and unfused multiply-add
+    /// (the table is in `jit/src/translate/relaxed_simd.rs`). Off, such a
+    /// module is refused with `Error::Unsupported` naming the proposal and
+    /// this switch.
+    pub fn wasm_relaxed_simd(&mut self, enable: bool) -> &mut Self {
+        self.proposals.relaxed_simd = enable;
+        self
+    }
+
     /// Whether compiled code polls for kill-switch requests at every loop
     /// header and function entry (default false).
     ///

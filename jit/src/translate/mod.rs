@@ -15,6 +15,7 @@
 //! | `calls`     | calls, tables, references                                 |
 //! | `numeric`   | scalar integer and float operators                        |
 //! | `simd`      | 128-bit vector operators that do not touch memory         |
+//! | `relaxed_simd` | relaxed SIMD, one fixed result per operator            |
 //! | `stack`     | the operand stack and the canonical v128 type              |
 //!
 //! `drop` and `select` are here.
@@ -24,6 +25,7 @@ mod control;
 mod locals;
 mod memory;
 mod numeric;
+mod relaxed_simd;
 mod simd;
 mod stack;
 

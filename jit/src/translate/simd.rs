@@ -1,8 +1,8 @@
 //! The fixed-width (128-bit) SIMD operators that do not touch memory:
 //! `v128.const`, shuffles, lane access, comparisons, bitwise operators and
 //! every integer and float lane operator of Wasm 2.0. Vector loads and stores
-//! are translated with the other memory operators; relaxed SIMD is not
-//! handled here.
+//! are translated with the other memory operators; relaxed SIMD is in
+//! `relaxed_simd`, on top of this file's operators.
 //!
 //! Operands arrive as `i8x16` (see `stack`): each operator bitcasts them to
 //! the lanes it works on and pushes its vector result back as `i8x16`.
@@ -17,21 +17,21 @@ use super::stack::{as_lanes, to_canonical, ValueStack, V128};
 
 /// Whether an operator reads its integer lanes as signed or unsigned.
 #[derive(Clone, Copy)]
-enum Signedness {
+pub(super) enum Signedness {
     Signed,
     Unsigned,
 }
 
 /// Which half of a vector's lanes a widening operator reads.
 #[derive(Clone, Copy)]
-enum Half {
+pub(super) enum Half {
     Low,
     High,
 }
 
 /// A vector-to-vector operator of one operand.
 #[derive(Clone, Copy)]
-enum Unary {
+pub(super) enum Unary {
     Bnot,
     Ineg,
     Iabs,
@@ -63,7 +63,7 @@ enum Unary {
 
 /// A vector-to-vector operator of two operands.
 #[derive(Clone, Copy)]
-enum Binary {
+pub(super) enum Binary {
     Band,
     Bor,
     Bxor,
@@ -123,6 +123,9 @@ pub(crate) fn translate_simd(
     builder: &mut FunctionBuilder<'_>,
     stack: &mut ValueStack,
 ) -> bool {
+    if super::relaxed_simd::translate_relaxed(op, builder, stack) {
+        return true;
+    }
     if let Some((lanes, unary)) = classify_unary(op) {
         let x = pop_lanes(builder, stack, lanes);
         let result = emit_unary(builder, unary, x);
@@ -238,13 +241,17 @@ fn integer_lanes_of(op: &Operator<'_>) -> Type {
 }
 
 /// Pops one vector operand as a vector of type `lanes`.
-fn pop_lanes(builder: &mut FunctionBuilder<'_>, stack: &mut ValueStack, lanes: Type) -> Value {
+pub(super) fn pop_lanes(
+    builder: &mut FunctionBuilder<'_>,
+    stack: &mut ValueStack,
+    lanes: Type,
+) -> Value {
     let vector = stack.pop();
     as_lanes(builder, vector, lanes)
 }
 
 /// Pops two vector operands, in push order, as vectors of type `lanes`.
-fn pop2_lanes(
+pub(super) fn pop2_lanes(
     builder: &mut FunctionBuilder<'_>,
     stack: &mut ValueStack,
     lanes: Type,
@@ -254,7 +261,11 @@ fn pop2_lanes(
 }
 
 /// Pushes a vector result of any lane type as the canonical type.
-fn push_vector(builder: &mut FunctionBuilder<'_>, stack: &mut ValueStack, vector: Value) {
+pub(super) fn push_vector(
+    builder: &mut FunctionBuilder<'_>,
+    stack: &mut ValueStack,
+    vector: Value,
+) {
     let canonical = to_canonical(builder, vector);
     stack.push(canonical);
 }
@@ -539,7 +550,7 @@ fn widen(builder: &mut FunctionBuilder<'_>, x: Value, sign: Signedness, half: Ha
     }
 }
 
-fn emit_unary(builder: &mut FunctionBuilder<'_>, unary: Unary, x: Value) -> Value {
+pub(super) fn emit_unary(builder: &mut FunctionBuilder<'_>, unary: Unary, x: Value) -> Value {
     use Signedness::{Signed, Unsigned};
     match unary {
         Unary::Bnot => builder.ins().bnot(x),
@@ -598,7 +609,12 @@ fn emit_unary(builder: &mut FunctionBuilder<'_>, unary: Unary, x: Value) -> Valu
     }
 }
 
-fn emit_binary(builder: &mut FunctionBuilder<'_>, binary: Binary, x: Value, y: Value) -> Value {
+pub(super) fn emit_binary(
+    builder: &mut FunctionBuilder<'_>,
+    binary: Binary,
+    x: Value,
+    y: Value,
+) -> Value {
     use Signedness::{Signed, Unsigned};
     match binary {
         Binary::Band => builder.ins().band(x, y),
