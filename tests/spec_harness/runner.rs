@@ -42,6 +42,9 @@ pub(crate) struct Runner {
     /// Why each named module that failed did (until a module of that name
     /// succeeds).
     pub(crate) failed_named: HashMap<String, String>,
+    /// `(module definition $M ...)`s by name, and the latest one.
+    pub(crate) definitions: HashMap<String, Module>,
+    pub(crate) latest_definition: Option<Module>,
     /// Wasm 3.0 rules (`Suite::wasm3`).
     pub(crate) wasm3: bool,
 }
@@ -61,6 +64,8 @@ impl Runner {
             current: None,
             current_error: None,
             failed_named: HashMap::new(),
+            definitions: HashMap::new(),
+            latest_definition: None,
             wasm3,
         })
     }
@@ -105,8 +110,10 @@ impl Runner {
             WastDirective::AssertUnlinkable {
                 module, message, ..
             } => self.assert_unlinkable(module, message),
-            WastDirective::ModuleDefinition(_) => Outcome::Skip("module definition".into()),
-            WastDirective::ModuleInstance { .. } => Outcome::Skip("module instance".into()),
+            WastDirective::ModuleDefinition(wat) => self.module_definition(wat),
+            WastDirective::ModuleInstance {
+                instance, module, ..
+            } => self.module_instance(instance, module),
             WastDirective::AssertException { .. } => Outcome::Skip("assert_exception".into()),
             WastDirective::Thread(_) => Outcome::Skip("thread".into()),
             WastDirective::Wait { .. } => Outcome::Skip("wait".into()),
@@ -125,6 +132,12 @@ impl Runner {
     /// Compiles and instantiates a module against the current registry, in
     /// the script's store.
     pub(crate) fn instantiate(&mut self, wat: &mut QuoteWat<'_>) -> Result<Instance, String> {
+        let module = self.compile(wat)?;
+        self.instantiate_module(&module)
+    }
+
+    /// Compiles a module of the script.
+    fn compile(&mut self, wat: &mut QuoteWat<'_>) -> Result<Module, String> {
         if matches!(
             wat,
             QuoteWat::QuoteComponent(..) | QuoteWat::Wat(Wat::Component(_))
@@ -137,11 +150,70 @@ impl Runner {
                 one_line(&e.to_string())
             )
         })?;
-        let module = Module::from_binary(&self.engine, &bytes)
-            .map_err(|e| self.compile_failure("module failed to compile", &e))?;
+        Module::from_binary(&self.engine, &bytes)
+            .map_err(|e| self.compile_failure("module failed to compile", &e))
+    }
+
+    fn instantiate_module(&mut self, module: &Module) -> Result<Instance, String> {
         self.linker
-            .instantiate(&mut self.store, &module)
+            .instantiate(&mut self.store, module)
             .map_err(|e| format!("module failed to instantiate: {}", describe_error(&e)))
+    }
+
+    /// `(module definition $M ...)`: compiled, not instantiated; `$M` (or,
+    /// unnamed, the latest definition) is what `module instance` names.
+    fn module_definition(&mut self, mut wat: QuoteWat<'_>) -> Outcome {
+        let name = wat.name().map(|id| id.name().to_string());
+        match self.compile(&mut wat) {
+            Ok(module) => {
+                if let Some(name) = name.clone() {
+                    self.definitions.insert(name, module.clone());
+                }
+                self.latest_definition = Some(module);
+                Outcome::Pass
+            }
+            Err(reason) => {
+                self.latest_definition = None;
+                if let Some(name) = name {
+                    self.definitions.remove(&name);
+                }
+                Outcome::Fail(reason)
+            }
+        }
+    }
+
+    /// `(module instance $I $M)`: instantiates a definition; the instance
+    /// becomes the current one, named `$I`.
+    fn module_instance(&mut self, instance: Option<Id<'_>>, module: Option<Id<'_>>) -> Outcome {
+        let definition = match module {
+            Some(id) => self.definitions.get(id.name()).cloned(),
+            None => self.latest_definition.clone(),
+        };
+        let Some(definition) = definition else {
+            return Outcome::Fail("no such module definition (it failed or was never made)".into());
+        };
+        let name = instance.map(|id| id.name().to_string());
+        match self.instantiate_module(&definition) {
+            Ok(made) => {
+                let index = self.keep(made);
+                self.current = Some(index);
+                self.current_error = None;
+                if let Some(name) = name {
+                    self.failed_named.remove(&name);
+                    self.named.insert(name, index);
+                }
+                Outcome::Pass
+            }
+            Err(reason) => {
+                self.current = None;
+                self.current_error = Some(reason.clone());
+                if let Some(name) = name {
+                    self.named.remove(&name);
+                    self.failed_named.insert(name, reason.clone());
+                }
+                Outcome::Fail(reason)
+            }
+        }
     }
 
     /// Records an instance of the store (alive for the rest of the script,
