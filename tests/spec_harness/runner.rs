@@ -193,7 +193,16 @@ impl Runner {
             return Outcome::Fail("no such module definition (it failed or was never made)".into());
         };
         let name = instance.map(|id| id.name().to_string());
-        match self.instantiate_module(&definition) {
+        let made = self.instantiate_module(&definition);
+        self.make_current(name, made)
+    }
+
+    /// Makes the outcome of instantiating a module (named `name` in the
+    /// script) the current instance. A failure is remembered: later
+    /// directives that use the module fail with a pointer back here rather
+    /// than silently running against an older instance.
+    fn make_current(&mut self, name: Option<String>, made: Result<Instance, String>) -> Outcome {
+        match made {
             Ok(made) => {
                 let index = self.keep(made);
                 self.current = Some(index);
@@ -231,30 +240,8 @@ impl Runner {
             return Outcome::Skip("component".into());
         }
         let name = wat.name().map(|id| id.name().to_string());
-        match self.instantiate(&mut wat) {
-            Ok(instance) => {
-                let index = self.keep(instance);
-                self.current = Some(index);
-                self.current_error = None;
-                if let Some(name) = name {
-                    self.failed_named.remove(&name);
-                    self.named.insert(name, index);
-                }
-                Outcome::Pass
-            }
-            Err(reason) => {
-                // Later directives that use this module fail with a pointer
-                // back here rather than silently running against an older
-                // instance.
-                self.current = None;
-                self.current_error = Some(reason.clone());
-                if let Some(name) = name {
-                    self.named.remove(&name);
-                    self.failed_named.insert(name, reason.clone());
-                }
-                Outcome::Fail(reason)
-            }
-        }
+        let made = self.instantiate(&mut wat);
+        self.make_current(name, made)
     }
 
     /// The instance `$id` names, or the current one.

@@ -18,9 +18,10 @@
 //! operator the relaxed one loosens.
 
 use super::simd::{
-    emit_binary, emit_unary, pop2_lanes, pop_lanes, push_vector, Binary, Signedness, Unary,
+    bitselect, emit_binary, emit_unary, pop2_lanes, pop_lanes, push_vector, Binary, Signedness,
+    Unary,
 };
-use super::stack::{as_lanes, ValueStack, V128};
+use super::stack::{as_lanes, ValueStack};
 use cranelift_codegen::ir::types::{F32X4, F64X2, I16X8, I32X4, I8X16};
 use cranelift_codegen::ir::{InstBuilder, Type};
 use cranelift_frontend::FunctionBuilder;
@@ -76,16 +77,7 @@ pub(super) fn translate_relaxed(
         O::I8x16RelaxedLaneselect
         | O::I16x8RelaxedLaneselect
         | O::I32x4RelaxedLaneselect
-        | O::I64x2RelaxedLaneselect => {
-            // Wasm pushes the two choices, then the mask; CLIF takes the
-            // mask first.
-            let (if_set, if_clear, mask) = stack.pop3();
-            let if_set = as_lanes(builder, if_set, V128);
-            let if_clear = as_lanes(builder, if_clear, V128);
-            let mask = as_lanes(builder, mask, V128);
-            let result = builder.ins().bitselect(mask, if_set, if_clear);
-            push_vector(builder, stack, result);
-        }
+        | O::I64x2RelaxedLaneselect => bitselect(builder, stack),
         O::F32x4RelaxedMadd => multiply_add(builder, stack, F32X4, false),
         O::F32x4RelaxedNmadd => multiply_add(builder, stack, F32X4, true),
         O::F64x2RelaxedMadd => multiply_add(builder, stack, F64X2, false),

@@ -181,15 +181,7 @@ fn translate_other(
             let result = builder.ins().shuffle(x, y, mask);
             push_vector(builder, stack, result);
         }
-        O::V128Bitselect => {
-            // Wasm pushes the two choices, then the mask; CLIF takes the mask first.
-            let (if_set, if_clear, mask) = stack.pop3();
-            let if_set = as_lanes(builder, if_set, V128);
-            let if_clear = as_lanes(builder, if_clear, V128);
-            let mask = as_lanes(builder, mask, V128);
-            let result = builder.ins().bitselect(mask, if_set, if_clear);
-            push_vector(builder, stack, result);
-        }
+        O::V128Bitselect => bitselect(builder, stack),
         O::V128AnyTrue => {
             let vector = pop_lanes(builder, stack, V128);
             let any = builder.ins().vany_true(vector);
@@ -261,6 +253,17 @@ pub(super) fn pop2_lanes(
 }
 
 /// Pushes a vector result of any lane type as the canonical type.
+/// `v128.bitselect`: Wasm pushes the two choices, then the mask; CLIF takes
+/// the mask first.
+pub(super) fn bitselect(builder: &mut FunctionBuilder<'_>, stack: &mut ValueStack) {
+    let (if_set, if_clear, mask) = stack.pop3();
+    let if_set = as_lanes(builder, if_set, V128);
+    let if_clear = as_lanes(builder, if_clear, V128);
+    let mask = as_lanes(builder, mask, V128);
+    let result = builder.ins().bitselect(mask, if_set, if_clear);
+    push_vector(builder, stack, result);
+}
+
 pub(super) fn push_vector(
     builder: &mut FunctionBuilder<'_>,
     stack: &mut ValueStack,
