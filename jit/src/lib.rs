@@ -30,8 +30,8 @@ pub use cranelift_codegen::isa::OwnedTargetIsa;
 pub use cwasm::{is_precompiled, load_precompiled, precompile};
 pub use func_env::MemoryLayout;
 pub use module_info::{
-    ConstExpr, ConstOp, DataMode, DataSegment, ElementMode, ElementSegment, Export, ExportKind,
-    Import, ImportKind, ModuleInfo, Proposals,
+    ConstBinary, ConstExpr, ConstOp, ConstValue, DataMode, DataSegment, ElementMode,
+    ElementSegment, Export, ExportKind, Import, ImportKind, ModuleInfo, Proposals,
 };
 pub use types::{ExternType, FuncType, GlobalType, MemoryType, TableType, TrapCode, ValType};
 pub use vmoffsets::{Builtin, VMOffsets};

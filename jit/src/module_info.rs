@@ -43,13 +43,6 @@ impl Default for Proposals {
 }
 
 impl Proposals {
-    /// Only Wasm 2.0.
-    pub const WASM2: Proposals = Proposals {
-        extended_const: false,
-        multi_memory: false,
-        relaxed_simd: false,
-    };
-
     /// The validator's feature set for these proposals.
     pub fn features(&self) -> WasmFeatures {
         let mut features = WasmFeatures::WASM2;
@@ -60,9 +53,9 @@ impl Proposals {
     }
 }
 
-/// One instruction of a constant expression.
+/// An instruction of a constant expression that pushes one value.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ConstOp {
+pub enum ConstValue {
     I32(i32),
     I64(i64),
     F32(u32),
@@ -71,6 +64,19 @@ pub enum ConstOp {
     RefNull(ValType),
     RefFunc(u32),
     GlobalGet(u32),
+}
+
+/// One instruction of an extended constant expression: a value, or the
+/// arithmetic on the two values below it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ConstOp {
+    Push(ConstValue),
+    Binary(ConstBinary),
+}
+
+/// The arithmetic extended constant expressions allow.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ConstBinary {
     I32Add,
     I32Sub,
     I32Mul,
@@ -84,7 +90,7 @@ pub enum ConstOp {
 /// instructions in order, to be run on a value stack.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConstExpr {
-    Single(ConstOp),
+    Single(ConstValue),
     Sequence(Box<[ConstOp]>),
 }
 
@@ -213,12 +219,14 @@ fn invalid(e: wasmparser::BinaryReaderError) -> CompileError {
 
 fn const_op(op: Operator<'_>) -> Result<ConstOp, CompileError> {
     Ok(match op {
-        Operator::I32Const { value } => ConstOp::I32(value),
-        Operator::I64Const { value } => ConstOp::I64(value),
-        Operator::F32Const { value } => ConstOp::F32(value.bits()),
-        Operator::F64Const { value } => ConstOp::F64(value.bits()),
-        Operator::V128Const { value } => ConstOp::V128(u128::from_le_bytes(*value.bytes())),
-        Operator::RefNull { hty } => ConstOp::RefNull(match hty {
+        Operator::I32Const { value } => ConstOp::Push(ConstValue::I32(value)),
+        Operator::I64Const { value } => ConstOp::Push(ConstValue::I64(value)),
+        Operator::F32Const { value } => ConstOp::Push(ConstValue::F32(value.bits())),
+        Operator::F64Const { value } => ConstOp::Push(ConstValue::F64(value.bits())),
+        Operator::V128Const { value } => {
+            ConstOp::Push(ConstValue::V128(u128::from_le_bytes(*value.bytes())))
+        }
+        Operator::RefNull { hty } => ConstOp::Push(ConstValue::RefNull(match hty {
             wasmparser::HeapType::Abstract {
                 ty: wasmparser::AbstractHeapType::Func,
                 ..
@@ -232,15 +240,15 @@ fn const_op(op: Operator<'_>) -> Result<ConstOp, CompileError> {
                     "reference type {other:?} in a constant expression"
                 )))
             }
-        }),
-        Operator::RefFunc { function_index } => ConstOp::RefFunc(function_index),
-        Operator::GlobalGet { global_index } => ConstOp::GlobalGet(global_index),
-        Operator::I32Add => ConstOp::I32Add,
-        Operator::I32Sub => ConstOp::I32Sub,
-        Operator::I32Mul => ConstOp::I32Mul,
-        Operator::I64Add => ConstOp::I64Add,
-        Operator::I64Sub => ConstOp::I64Sub,
-        Operator::I64Mul => ConstOp::I64Mul,
+        })),
+        Operator::RefFunc { function_index } => ConstOp::Push(ConstValue::RefFunc(function_index)),
+        Operator::GlobalGet { global_index } => ConstOp::Push(ConstValue::GlobalGet(global_index)),
+        Operator::I32Add => ConstOp::Binary(ConstBinary::I32Add),
+        Operator::I32Sub => ConstOp::Binary(ConstBinary::I32Sub),
+        Operator::I32Mul => ConstOp::Binary(ConstBinary::I32Mul),
+        Operator::I64Add => ConstOp::Binary(ConstBinary::I64Add),
+        Operator::I64Sub => ConstOp::Binary(ConstBinary::I64Sub),
+        Operator::I64Mul => ConstOp::Binary(ConstBinary::I64Mul),
         other => {
             return Err(CompileError::Unsupported(format!(
                 "instruction {other:?} in a constant expression"
@@ -261,8 +269,10 @@ fn const_expr(expr: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, CompileErro
         }
     }
     match ops.as_slice() {
-        [op] => Ok(ConstExpr::Single(*op)),
-        [] => Err(CompileError::Invalid("empty constant expression".into())),
+        [ConstOp::Push(value)] => Ok(ConstExpr::Single(*value)),
+        [] | [_] => Err(CompileError::Invalid(
+            "a constant expression must leave one value".into(),
+        )),
         _ => Ok(ConstExpr::Sequence(ops.into_boxed_slice())),
     }
 }
@@ -488,8 +498,9 @@ pub fn parse(
                         ElementItems::Functions(funcs) => {
                             let mut items = Vec::new();
                             for f in funcs {
-                                items
-                                    .push(ConstExpr::Single(ConstOp::RefFunc(f.map_err(invalid)?)));
+                                items.push(ConstExpr::Single(ConstValue::RefFunc(
+                                    f.map_err(invalid)?,
+                                )));
                             }
                             (ValType::FuncRef, items)
                         }

@@ -22,51 +22,77 @@ use wasmparser::{Parser, Payload, TypeRef, Validator, WasmFeatures};
 /// function references) is
 /// dropped first when the smallest set is searched for, so what a module
 /// uses of the later one alone is not blamed on the earlier one.
-const PROPOSALS: &[(WasmFeatures, &str)] = &[
-    (WasmFeatures::COMPONENT_MODEL, "the component model"),
-    (WasmFeatures::GC, "GC"),
-    (
+const PROPOSALS: &[Proposal] = &[
+    Proposal::lacking(WasmFeatures::COMPONENT_MODEL, "the component model"),
+    Proposal::lacking(WasmFeatures::GC, "GC"),
+    Proposal::lacking(
         WasmFeatures::GC_TYPES,
         "GC (reference types of the GC proposal)",
     ),
-    (
+    Proposal::lacking(
         WasmFeatures::FUNCTION_REFERENCES,
         "typed function references",
     ),
-    (WasmFeatures::TAIL_CALL, "tail calls"),
-    (WasmFeatures::EXCEPTIONS, "exception handling"),
-    (
+    Proposal::lacking(WasmFeatures::TAIL_CALL, "tail calls"),
+    Proposal::lacking(WasmFeatures::EXCEPTIONS, "exception handling"),
+    Proposal::lacking(
         WasmFeatures::LEGACY_EXCEPTIONS,
         "exception handling (legacy instructions)",
     ),
-    (WasmFeatures::MEMORY64, "memory64"),
-    (WasmFeatures::MULTI_MEMORY, "multiple memories"),
-    (
+    Proposal::lacking(WasmFeatures::MEMORY64, "memory64"),
+    Proposal::switched(
+        WasmFeatures::MULTI_MEMORY,
+        "multiple memories",
+        "Config::wasm_multi_memory",
+    ),
+    Proposal::switched(
         WasmFeatures::EXTENDED_CONST,
         "extended constant expressions",
+        "Config::wasm_extended_const",
     ),
-    (WasmFeatures::RELAXED_SIMD, "relaxed SIMD"),
-    (WasmFeatures::THREADS, "threads"),
+    Proposal::switched(
+        WasmFeatures::RELAXED_SIMD,
+        "relaxed SIMD",
+        "Config::wasm_relaxed_simd",
+    ),
+    Proposal::lacking(WasmFeatures::THREADS, "threads"),
 ];
+
+/// One row of `PROPOSALS`.
+struct Proposal {
+    feature: WasmFeatures,
+    /// The name users know it by.
+    name: &'static str,
+    /// For a proposal Backstop runs, the `Config` switch that turns it off
+    /// (named when an engine has it off).
+    switch: Option<&'static str>,
+}
+
+impl Proposal {
+    /// A proposal Backstop does not run yet.
+    const fn lacking(feature: WasmFeatures, name: &'static str) -> Proposal {
+        Proposal {
+            feature,
+            name,
+            switch: None,
+        }
+    }
+
+    /// A proposal Backstop runs, behind `switch`.
+    const fn switched(feature: WasmFeatures, name: &'static str, switch: &'static str) -> Proposal {
+        Proposal {
+            feature,
+            name,
+            switch: Some(switch),
+        }
+    }
+}
 
 /// Every proposal in `PROPOSALS`, on top of Wasm 2.0.
 fn all_proposals() -> WasmFeatures {
     PROPOSALS
         .iter()
-        .fold(WasmFeatures::WASM2, |set, (feature, _)| set | *feature)
-}
-
-/// The `Config` switch of each proposal Backstop runs, for the message when
-/// an engine has it off.
-fn config_switch(feature: WasmFeatures) -> Option<&'static str> {
-    [
-        (WasmFeatures::EXTENDED_CONST, "Config::wasm_extended_const"),
-        (WasmFeatures::MULTI_MEMORY, "Config::wasm_multi_memory"),
-        (WasmFeatures::RELAXED_SIMD, "Config::wasm_relaxed_simd"),
-    ]
-    .iter()
-    .find(|(f, _)| *f == feature)
-    .map(|(_, switch)| *switch)
+        .fold(WasmFeatures::WASM2, |set, p| set | p.feature)
 }
 
 fn valid_with(wasm: &[u8], features: WasmFeatures) -> bool {
@@ -81,18 +107,18 @@ fn valid_with(wasm: &[u8], features: WasmFeatures) -> bool {
 /// module is broken, or valid already).
 pub fn needed_proposals(wasm: &[u8], enabled: Proposals) -> Option<String> {
     let enabled = enabled.features();
-    let all = all_proposals() | enabled;
+    let all = all_proposals();
     if valid_with(wasm, enabled) || !valid_with(wasm, all) {
         return None;
     }
     // Drop each proposal the module still validates without; what remains
     // is a smallest set (each one left is needed, given the others).
     let mut needed = all;
-    for (feature, _) in PROPOSALS {
-        if enabled.contains(*feature) {
+    for proposal in PROPOSALS {
+        if enabled.contains(proposal.feature) {
             continue;
         }
-        let without = needed.difference(*feature);
+        let without = needed.difference(proposal.feature);
         if valid_with(wasm, without) {
             needed = without;
         }
@@ -101,7 +127,7 @@ pub fn needed_proposals(wasm: &[u8], enabled: Proposals) -> Option<String> {
     let needed = needed.difference(enabled);
     let only_memory64 = PROPOSALS
         .iter()
-        .all(|(feature, _)| needed.contains(*feature) == (*feature == WasmFeatures::MEMORY64));
+        .all(|p| needed.contains(p.feature) == (p.feature == WasmFeatures::MEMORY64));
     if only_memory64 && !declares_64_bit_index(wasm) {
         // Wasm 3.0 reads every memory's and table's limits as 64-bit
         // numbers, so a 32-bit limit encoded too long is valid there; but
@@ -111,10 +137,10 @@ pub fn needed_proposals(wasm: &[u8], enabled: Proposals) -> Option<String> {
     }
     let names: Vec<String> = PROPOSALS
         .iter()
-        .filter(|(feature, _)| needed.contains(*feature))
-        .map(|(feature, name)| match config_switch(*feature) {
-            Some(switch) => format!("{name} (off in this engine: {switch})"),
-            None => (*name).to_string(),
+        .filter(|p| needed.contains(p.feature))
+        .map(|p| match p.switch {
+            Some(switch) => format!("{} (off in this engine: {switch})", p.name),
+            None => p.name.to_string(),
         })
         .collect();
     Some(if names.is_empty() {

@@ -237,7 +237,7 @@ impl Module {
 
     /// Validates without compiling, with the proposals `engine` enables.
     pub fn validate(engine: &Engine, bytes: impl AsRef<[u8]>) -> Result<(), Error> {
-        let proposals = compile_options(engine).proposals;
+        let proposals = engine.config().proposals;
         backstop_jit::module_info::validate(&to_binary(bytes.as_ref(), None)?, proposals)?;
         Ok(())
     }

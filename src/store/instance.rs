@@ -10,7 +10,7 @@ use crate::store::storage::{GlobalStorage, MemoryChunks, MemoryStorage, TableSto
 use crate::store::vm::{Callee, VMContextStorage, VMFuncRef};
 use crate::store::StoreParts;
 use backstop_jit::vmoffsets::*;
-use backstop_jit::{ConstExpr, ConstOp, DataMode, ExportKind};
+use backstop_jit::{ConstBinary, ConstExpr, ConstOp, ConstValue, DataMode, ExportKind};
 use std::cell::Cell;
 
 /// A resolved function import: what goes into the importer's `VMFuncRef`.
@@ -253,41 +253,39 @@ pub(crate) fn eval_const(
     global: impl Fn(u32) -> u128,
     func_ref: impl Fn(u32) -> usize,
 ) -> u128 {
-    let push = |op: &ConstOp| -> Option<u128> {
-        Some(match *op {
-            ConstOp::I32(v) => u128::from(v as u32),
-            ConstOp::I64(v) => u128::from(v as u64),
-            ConstOp::F32(v) => u128::from(v),
-            ConstOp::F64(v) => u128::from(v),
-            ConstOp::V128(v) => v,
-            ConstOp::RefNull(_) => 0,
-            ConstOp::RefFunc(f) => func_ref(f) as u128,
-            ConstOp::GlobalGet(g) => global(g),
-            _ => return None,
-        })
+    let value = |value: &ConstValue| match *value {
+        ConstValue::I32(v) => u128::from(v as u32),
+        ConstValue::I64(v) => u128::from(v as u64),
+        ConstValue::F32(v) => u128::from(v),
+        ConstValue::F64(v) => u128::from(v),
+        ConstValue::V128(v) => v,
+        ConstValue::RefNull(_) => 0,
+        ConstValue::RefFunc(f) => func_ref(f) as u128,
+        ConstValue::GlobalGet(g) => global(g),
     };
     let ops = match expr {
-        ConstExpr::Single(op) => return push(op).unwrap_or(0),
+        ConstExpr::Single(single) => return value(single),
         ConstExpr::Sequence(ops) => ops,
     };
     // Extended constant expressions: a value stack of i32/i64 arithmetic.
     let mut stack: Vec<u128> = Vec::with_capacity(4);
     for op in ops.iter() {
-        if let Some(value) = push(op) {
-            stack.push(value);
-            continue;
-        }
-        let (b, a) = (stack.pop().unwrap_or(0), stack.pop().unwrap_or(0));
-        let (a32, b32, a64, b64) = (a as u32, b as u32, a as u64, b as u64);
-        stack.push(match op {
-            ConstOp::I32Add => u128::from(a32.wrapping_add(b32)),
-            ConstOp::I32Sub => u128::from(a32.wrapping_sub(b32)),
-            ConstOp::I32Mul => u128::from(a32.wrapping_mul(b32)),
-            ConstOp::I64Add => u128::from(a64.wrapping_add(b64)),
-            ConstOp::I64Sub => u128::from(a64.wrapping_sub(b64)),
-            ConstOp::I64Mul => u128::from(a64.wrapping_mul(b64)),
-            _ => unreachable!("value instructions were pushed above"),
-        });
+        let result = match op {
+            ConstOp::Push(pushed) => value(pushed),
+            ConstOp::Binary(binary) => {
+                let (b, a) = (stack.pop().unwrap_or(0), stack.pop().unwrap_or(0));
+                let (a32, b32, a64, b64) = (a as u32, b as u32, a as u64, b as u64);
+                match binary {
+                    ConstBinary::I32Add => u128::from(a32.wrapping_add(b32)),
+                    ConstBinary::I32Sub => u128::from(a32.wrapping_sub(b32)),
+                    ConstBinary::I32Mul => u128::from(a32.wrapping_mul(b32)),
+                    ConstBinary::I64Add => u128::from(a64.wrapping_add(b64)),
+                    ConstBinary::I64Sub => u128::from(a64.wrapping_sub(b64)),
+                    ConstBinary::I64Mul => u128::from(a64.wrapping_mul(b64)),
+                }
+            }
+        };
+        stack.push(result);
     }
     stack.pop().unwrap_or(0)
 }
